@@ -1,0 +1,1 @@
+//! Tahoe base32 (RFC 3548 alphabet, lower case, no padding).

@@ -1,0 +1,1 @@
+//! Capabilities: parse and format every kind of Tahoe cap.

@@ -1,0 +1,1 @@
+//! Tahoe Merkle hash trees.

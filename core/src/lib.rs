@@ -1,0 +1,15 @@
+//! lafs-core: the pure protocol core of lafs.
+//!
+//! Everything here is deterministic computation: formats (capabilities, share layouts, extension
+//! blocks), cryptographic derivations, hash trees, erasure codecs, and the state machines that run
+//! uploads and downloads. Nothing here reads a clock, spawns a thread, opens a socket or a file, or
+//! asks the OS for randomness; runtimes pass `now` and randomness in and carry messages out
+//! (see `docs/architecture.md` and `core/clippy.toml`, which enforces this).
+
+pub mod base32;
+pub mod cap;
+pub mod codec;
+pub mod crypto;
+pub mod hashtree;
+pub mod netstring;
+pub mod time;

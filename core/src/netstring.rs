@@ -1,0 +1,1 @@
+//! Netstrings: `<decimal length>:<bytes>,`.

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(lafs_runtime_std::debug::main_placeholder());
+}
