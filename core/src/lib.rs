@@ -13,3 +13,4 @@ pub mod crypto;
 pub mod hashtree;
 pub mod netstring;
 pub mod time;
+pub mod immutable;

@@ -1,0 +1,15 @@
+//! Immutable (CHK) files: geometry, the URI extension block, the share layout, the encoder, and
+//! the upload and download state machines.
+//!
+//! The encoding is Tahoe's CHK byte for byte when the codec is zfec (`crs`): same key, storage
+//! index, ciphertext, blocks, hash trees, extension block and share bytes.
+
+pub mod encode;
+pub mod layout;
+pub mod params;
+pub mod ueb;
+
+pub use encode::{ChkEncoder, EncodeError, EncodedFile};
+pub use layout::{LayoutError, ShareHeader, ShareLayout};
+pub use params::{EncodingParams, Geometry, LIT_THRESHOLD};
+pub use ueb::{Ueb, UebError};
