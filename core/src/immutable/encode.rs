@@ -36,6 +36,8 @@ pub enum EncodeError {
     },
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error(transparent)]
+    Params(#[from] crate::immutable::params::ParamsError),
 }
 
 /// Streaming CHK encoder for one file.
@@ -207,4 +209,55 @@ impl<'c> ChkEncoder<'c> {
             share_tree,
         })
     }
+}
+
+/// The convergent encryption key of a whole in-memory plaintext (streaming callers use
+/// [`crate::crypto::convergent_key_hasher`] directly).
+pub fn convergent_key(
+    plaintext: &[u8],
+    convergence_secret: &[u8],
+    k: usize,
+    n: usize,
+    max_segment_size: u64,
+) -> [u8; 16] {
+    let segsize = crate::immutable::params::effective_segment_size(
+        plaintext.len() as u64,
+        k,
+        max_segment_size,
+    );
+    let mut h = crate::crypto::convergent_key_hasher(convergence_secret, k, n, segsize);
+    h.update(plaintext);
+    h.finish()
+}
+
+/// Encode a whole in-memory file into complete share bytes (header, blocks, trailer) — for tests,
+/// tools and benchmarks; uploads stream segment by segment instead.
+pub fn encode_in_memory(
+    key: &[u8; 16],
+    plaintext: &[u8],
+    max_segment_size: u64,
+    codec: &dyn Codec,
+) -> Result<(EncodedFile, Vec<Vec<u8>>), EncodeError> {
+    let g = Geometry::new(
+        plaintext.len() as u64,
+        codec.k(),
+        codec.n(),
+        max_segment_size,
+        codec,
+    )?;
+    let mut enc = ChkEncoder::new(key, g, codec)?;
+    let header = enc.layout().header.to_bytes();
+    let mut shares: Vec<Vec<u8>> = vec![header; g.n];
+    for s in 0..g.num_segments {
+        let start = g.segment_offset(s) as usize;
+        let blocks = enc.encode_segment(&plaintext[start..start + g.segment_len(s) as usize])?;
+        for (share, block) in shares.iter_mut().zip(blocks) {
+            share.extend_from_slice(&block);
+        }
+    }
+    let file = enc.finish()?;
+    for (i, share) in shares.iter_mut().enumerate() {
+        share.extend_from_slice(&file.share_trailer(i));
+    }
+    Ok((file, shares))
 }
