@@ -8,6 +8,7 @@ pub mod encode;
 pub mod layout;
 pub mod params;
 pub mod ueb;
+pub mod verify;
 
 pub use encode::{ChkEncoder, EncodeError, EncodedFile};
 pub use layout::{LayoutError, ShareHeader, ShareLayout};

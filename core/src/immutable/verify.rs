@@ -1,0 +1,165 @@
+//! Integrity checks for downloads: nothing from a server is trusted until it chains up to the
+//! extension-block hash in the cap.
+//!
+//! Order of trust: the cap holds the UEB hash → the UEB holds the share-tree root and the
+//! ciphertext-tree root → a share's hash chain proves its block-tree root → the block tree
+//! proves each block. After decoding, the ciphertext tree proves each segment before any
+//! plaintext is released.
+
+use crate::crypto::{block_hash, ciphertext_segment_hash, ueb_hash};
+use crate::hashtree::{Hash, HashTreeError, PartialHashTree};
+use crate::immutable::layout::LayoutError;
+use crate::immutable::ueb::{Ueb, UebError};
+
+/// A share (or a segment) that failed verification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntegrityError {
+    #[error("extension block does not match the cap's hash")]
+    UebHashMismatch,
+    #[error("extension block is unreadable: {0}")]
+    Ueb(#[from] UebError),
+    #[error("extension block disagrees with the cap about {0}")]
+    UebDisagreesWithCap(&'static str),
+    #[error("share {shnum}: its hash chain does not lead to the file's share root ({source})")]
+    BadShareHashes { shnum: usize, source: HashTreeError },
+    #[error("share {shnum}: block for segment {segment} is corrupt ({source})")]
+    BadBlock {
+        shnum: usize,
+        segment: u64,
+        source: HashTreeError,
+    },
+    #[error("segment {segment}: decoded ciphertext does not match the file's ciphertext tree ({source})")]
+    BadSegment { segment: u64, source: HashTreeError },
+    #[error("share {shnum}: layout is invalid ({source})")]
+    Layout { shnum: usize, source: LayoutError },
+    #[error("share {shnum}: {what} is shorter than its layout says")]
+    Truncated { shnum: usize, what: &'static str },
+}
+
+/// Check an extension block against the cap's hash and fields.
+pub fn verify_ueb(
+    bytes: &[u8],
+    expected_hash: &Hash,
+    k: usize,
+    n: usize,
+    size: u64,
+) -> Result<Ueb, IntegrityError> {
+    if ueb_hash(bytes) != *expected_hash {
+        return Err(IntegrityError::UebHashMismatch);
+    }
+    let ueb = Ueb::parse(bytes)?;
+    // The hash already binds these; a mismatch means a buggy writer, not an attacker.
+    if ueb.needed_shares != k || ueb.total_shares != n {
+        return Err(IntegrityError::UebDisagreesWithCap("k-of-n"));
+    }
+    if ueb.size != size {
+        return Err(IntegrityError::UebDisagreesWithCap("size"));
+    }
+    if ueb.segment_size == 0 || ueb.num_segments != size.div_ceil(ueb.segment_size) {
+        return Err(IntegrityError::UebDisagreesWithCap("segment count"));
+    }
+    Ok(ueb)
+}
+
+/// File-wide verification state: the share tree and ciphertext tree, seeded from the UEB.
+#[derive(Clone, Debug)]
+pub struct FileVerifier {
+    share_tree: PartialHashTree,
+    crypttext_tree: PartialHashTree,
+}
+
+/// Per-share state: the share's block tree, rooted at its proven block-tree root.
+#[derive(Clone, Debug)]
+pub struct ShareVerifier {
+    shnum: usize,
+    block_tree: PartialHashTree,
+}
+
+impl FileVerifier {
+    pub fn new(ueb: &Ueb) -> Self {
+        FileVerifier {
+            share_tree: PartialHashTree::new(ueb.total_shares, ueb.share_root_hash),
+            crypttext_tree: PartialHashTree::new(
+                ueb.num_segments as usize,
+                ueb.crypttext_root_hash,
+            ),
+        }
+    }
+
+    /// Accept share `shnum` if its hash chain proves `block_tree_root` (the root of the block tree
+    /// it stores) as leaf `shnum` of the share tree.
+    pub fn verify_share(
+        &mut self,
+        shnum: usize,
+        num_segments: u64,
+        block_tree_root: Hash,
+        chain: &[(usize, Hash)],
+    ) -> Result<ShareVerifier, IntegrityError> {
+        let leaf = self.share_tree.leaf_node(shnum);
+        // The chain includes the leaf itself; what matters is that the leaf we use is the block
+        // tree's root, so drop any stored copy and offer ours.
+        let proof: Vec<(usize, Hash)> = chain.iter().copied().filter(|(i, _)| *i != leaf).collect();
+        self.share_tree
+            .add_leaf(shnum, block_tree_root, &proof)
+            .map_err(|source| IntegrityError::BadShareHashes { shnum, source })?;
+        Ok(ShareVerifier {
+            shnum,
+            block_tree: PartialHashTree::new(num_segments as usize, block_tree_root),
+        })
+    }
+
+    /// Check a decoded segment's (unpadded) ciphertext; `stored_tree` is any share's full
+    /// ciphertext tree (only the needed nodes are used, and they must chain to the UEB root).
+    pub fn verify_segment(
+        &mut self,
+        segment: u64,
+        ciphertext: &[u8],
+        stored_tree: &[Hash],
+    ) -> Result<(), IntegrityError> {
+        let s = segment as usize;
+        let proof: Vec<(usize, Hash)> = self
+            .crypttext_tree
+            .missing_for_leaf(s, false)
+            .into_iter()
+            .filter_map(|i| stored_tree.get(i).map(|h| (i, *h)))
+            .collect();
+        self.crypttext_tree
+            .add_leaf(s, ciphertext_segment_hash(ciphertext), &proof)
+            .map_err(|source| IntegrityError::BadSegment { segment, source })
+    }
+
+    /// Nodes of the ciphertext tree still needed to check `segment`.
+    pub fn crypttext_nodes_needed(&self, segment: u64) -> Vec<usize> {
+        self.crypttext_tree
+            .missing_for_leaf(segment as usize, false)
+    }
+}
+
+impl ShareVerifier {
+    pub fn shnum(&self) -> usize {
+        self.shnum
+    }
+
+    /// Check one block of this share; `stored_tree` is the share's full block tree.
+    pub fn verify_block(
+        &mut self,
+        segment: u64,
+        block: &[u8],
+        stored_tree: &[Hash],
+    ) -> Result<(), IntegrityError> {
+        let s = segment as usize;
+        let proof: Vec<(usize, Hash)> = self
+            .block_tree
+            .missing_for_leaf(s, false)
+            .into_iter()
+            .filter_map(|i| stored_tree.get(i).map(|h| (i, *h)))
+            .collect();
+        self.block_tree
+            .add_leaf(s, block_hash(block), &proof)
+            .map_err(|source| IntegrityError::BadBlock {
+                shnum: self.shnum,
+                segment,
+                source,
+            })
+    }
+}
