@@ -12,5 +12,6 @@ pub mod codec;
 pub mod crypto;
 pub mod hashtree;
 pub mod netstring;
+pub mod placement;
 pub mod time;
 pub mod immutable;
