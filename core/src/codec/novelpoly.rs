@@ -9,8 +9,11 @@
 //! - **identity** (k == n): every share is needed, so share i is input block i.
 //! - **shortened** (the common case): K = next power of two >= k, data blocks at positions 0..k,
 //!   implicit all-zero data at positions k..K that both sides know, and the n - k parity blocks at
-//!   positions K..K+n-k. The decoder adds the K - k known zero shards to any k real shares, giving
-//!   the crate the K positions it needs. Encode and decode call the crate's `ReedSolomon`.
+//!   positions K..K+n-k, in a transform of size N = next power of two >= K + n - k. The blocks
+//!   are exactly what the crate's `ReedSolomon::encode` yields for those parameters (a test checks
+//!   it), computed column by column with the crate's `encode_low` to skip its per-column
+//!   allocations. The decoder adds the K - k known zero shards to any k real shares, giving the
+//!   crate's erasure recovery (`reconstruct_sub`) the K positions it needs.
 //! - **interpolated** (only when K + n - k > 65536, i.e. very wide k): share i is the evaluation at
 //!   w_i of the degree < k polynomial through the data at w_0..w_k, in a transform of size
 //!   N = next power of two >= n. Both directions use the crate's erasure recovery
@@ -21,17 +24,16 @@
 //! All three are systematic: block i < k is input block i, padded to an even length because the
 //! crate works on 2-byte symbols.
 //!
-//! Panics inside the crate that this module keeps out of reach: `encode_sub` asserts `K <= N/2`
-//! (guaranteed by the parameter choice), `ReedSolomon::encode` rejects empty input (zero-length
-//! blocks never reach it), `WrappedShard` asserts an even length (all blocks are even),
-//! `reconstruct_sub` asserts power-of-two sizes and `K <= N/2` (guaranteed by construction), and
-//! `reconstruct` needs equal, non-empty shard lengths and at least K present shards (checked
-//! before the call).
+//! Panics inside the crate that this module keeps out of reach: `encode_low` asserts power-of-two
+//! sizes, `2K <= N` and buffers of exactly N symbols; `reconstruct_sub` asserts power-of-two sizes,
+//! a span <= N/2 and N-symbol inputs; both hold by construction. (Its higher-level
+//! `ReedSolomon::encode`/`reconstruct`, not used here, would also reject empty input, and panic on
+//! `K > N/2` and on odd `WrappedShard` lengths.) Share numbers, duplicates and block lengths are
+//! checked before any arithmetic, so recovery always has exactly the known positions it needs.
 
 use reed_solomon_novelpoly::f2e16::{
-    eval_error_polynomial, reconstruct_sub, Additive, Multiplier, FIELD_SIZE,
+    encode_low, eval_error_polynomial, reconstruct_sub, Additive, Multiplier, FIELD_SIZE,
 };
-use reed_solomon_novelpoly::{CodeParams, ReedSolomon, WrappedShard};
 
 use super::{Codec, CodecError};
 
@@ -49,8 +51,14 @@ pub struct NovelPoly {
 #[derive(Debug, Clone)]
 enum Layout {
     Identity,
-    Shortened { rs: ReedSolomon, kp: usize },
-    Interpolated { np: usize },
+    /// `kp` data positions (k real, the rest implicit zeros) in a transform of size `np`.
+    Shortened {
+        kp: usize,
+        np: usize,
+    },
+    Interpolated {
+        np: usize,
+    },
 }
 
 impl NovelPoly {
@@ -82,12 +90,10 @@ impl NovelPoly {
         } else {
             let kp = k.next_power_of_two();
             let wanted = kp + (n - k);
-            // `wanted > kp` (a power of two), so the crate's transform size is at least 2 * kp.
-            if wanted.next_power_of_two() <= FIELD_SIZE {
-                Layout::Shortened {
-                    rs: shortened_encoder(k, n, kp, wanted)?,
-                    kp,
-                }
+            // `wanted > kp` (a power of two), so `np >= 2 * kp` as the crate's encoder requires.
+            let np = wanted.next_power_of_two();
+            if np <= FIELD_SIZE {
+                Layout::Shortened { kp, np }
             } else {
                 Layout::Interpolated {
                     np: n.next_power_of_two(),
@@ -122,19 +128,6 @@ impl NovelPoly {
     }
 }
 
-fn shortened_encoder(
-    k: usize,
-    n: usize,
-    kp: usize,
-    wanted: usize,
-) -> Result<ReedSolomon, CodecError> {
-    let params = CodeParams::derive_parameters(wanted, kp).map_err(|_| crate_rejected(k, n))?;
-    if params.k() != kp || params.n() < 2 * kp || params.n() > FIELD_SIZE {
-        return Err(crate_rejected(k, n));
-    }
-    Ok(params.make_encoder())
-}
-
 /// The crate returned an error we had ruled out beforehand; report it rather than panic.
 fn crate_rejected(k: usize, n: usize) -> CodecError {
     CodecError::BadParams {
@@ -151,6 +144,14 @@ fn symbol(block: &[u8], col: usize) -> Additive {
     Additive(u16::from_be_bytes([b0, b1]))
 }
 
+/// Writes column `c` of the recovered data symbols into the k output blocks of `len` bytes.
+fn store_column(out: &mut [u8], len: usize, recovered: &[Additive], c: usize) {
+    let end = (2 * c + 2).min(len);
+    for (block, sym) in out.chunks_exact_mut(len).zip(recovered) {
+        block[2 * c..end].copy_from_slice(&sym.0.to_be_bytes()[..end - 2 * c]);
+    }
+}
+
 /// The crate's error-locator evaluation for one erasure pattern (computed once per call).
 fn error_poly(
     erasures: &[bool],
@@ -163,12 +164,13 @@ fn error_poly(
 }
 
 /// Erasure recovery over a size-`np` codeword of which only `present` positions are known:
-/// returns the symbols of positions `0..np/2` and, when `upper` is set, of `np/2..np` as well
-/// (by recovering the codeword permuted by `i ^ np/2`).
+/// yields the symbols of positions `0..span` (`span` a power of two <= np/2) when `lower` is
+/// set, and of `np/2..np` when `upper` is set (by recovering the codeword permuted by
+/// `i ^ np/2`).
 struct Recovery {
     np: usize,
     erasures: Vec<bool>,
-    lower: Option<Box<[Multiplier; FIELD_SIZE]>>,
+    lower: Option<(usize, Box<[Multiplier; FIELD_SIZE]>)>,
     upper: Option<(Vec<bool>, Box<[Multiplier; FIELD_SIZE]>)>,
 }
 
@@ -176,7 +178,7 @@ impl Recovery {
     fn new(
         np: usize,
         present: &[usize],
-        want_lower: bool,
+        lower_span: Option<usize>,
         want_upper: bool,
         k: usize,
         n: usize,
@@ -185,10 +187,9 @@ impl Recovery {
         for &p in present {
             erasures[p] = false;
         }
-        let lower = if want_lower {
-            Some(error_poly(&erasures, k, n)?)
-        } else {
-            None
+        let lower = match lower_span {
+            Some(span) => Some((span, error_poly(&erasures, k, n)?)),
+            None => None,
         };
         let upper = if want_upper {
             let half = np / 2;
@@ -216,12 +217,12 @@ impl Recovery {
     ) -> Result<(), CodecError> {
         let half = self.np / 2;
         let store = |bytes: Vec<u8>, out: &mut [Additive], flip: usize| {
-            for (i, pair) in bytes.chunks_exact(2).take(half).enumerate() {
+            for (i, pair) in bytes.chunks_exact(2).enumerate() {
                 out[i ^ flip] = Additive(u16::from_be_bytes([pair[0], pair[1]]));
             }
         };
-        if let Some(poly) = &self.lower {
-            let bytes = reconstruct_sub(codeword, &self.erasures, self.np, half, poly)
+        if let Some((span, poly)) = &self.lower {
+            let bytes = reconstruct_sub(codeword, &self.erasures, self.np, *span, poly)
                 .map_err(|_| crate_rejected(k, n))?;
             store(bytes, out, 0);
         }
@@ -281,65 +282,61 @@ impl NovelPoly {
         Ok(chosen)
     }
 
-    fn encode_shortened(
-        &self,
-        rs: &ReedSolomon,
-        kp: usize,
-        segment: &[u8],
-        len: usize,
-    ) -> Result<Vec<Vec<u8>>, CodecError> {
+    /// Systematic blocks plus parity from the crate's encoder, one 2-byte column at a time:
+    /// the same codewords `ReedSolomon::encode` computes, without its per-column allocations or
+    /// an interleaved copy of the segment.
+    fn encode_shortened(&self, kp: usize, np: usize, segment: &[u8], len: usize) -> Vec<Vec<u8>> {
+        let (k, n) = (self.k, self.n);
         let syms = len.div_ceil(2);
-        // The crate reads its input column by column: symbol i of column c is at (c * kp + i).
-        let mut payload = vec![0u8; 2 * syms * kp];
-        for (i, block) in segment.chunks_exact(len).enumerate() {
-            for (c, pair) in block.chunks(2).enumerate() {
-                let at = 2 * (c * kp + i);
-                payload[at..at + pair.len()].copy_from_slice(pair);
+        let mut blocks: Vec<Vec<u8>> = segment
+            .chunks_exact(len)
+            .map(|b| {
+                let mut v = b.to_vec();
+                v.resize(2 * syms, 0);
+                v
+            })
+            .collect();
+        let mut parity = vec![vec![0u8; 2 * syms]; n - k];
+        // Positions k..kp stay zero: the implicit shards both sides know.
+        let mut data = vec![Additive(0); np];
+        let mut codeword = vec![Additive(0); np];
+        for c in 0..syms {
+            for (slot, block) in data.iter_mut().zip(&blocks) {
+                *slot = Additive(u16::from_be_bytes([block[2 * c], block[2 * c + 1]]));
+            }
+            encode_low(&data, kp, &mut codeword, np);
+            for (block, sym) in parity.iter_mut().zip(&codeword[kp..]) {
+                block[2 * c..2 * c + 2].copy_from_slice(&sym.0.to_be_bytes());
             }
         }
-        let mut shards = rs
-            .encode::<WrappedShard>(&payload)
-            .map_err(|_| crate_rejected(self.k, self.n))?;
-        if shards.len() != kp + (self.n - self.k) {
-            return Err(crate_rejected(self.k, self.n));
-        }
-        let parity = shards.split_off(kp);
-        shards.truncate(self.k);
-        Ok(shards
-            .into_iter()
-            .chain(parity)
-            .map(WrappedShard::into_inner)
-            .collect())
+        blocks.extend(parity);
+        blocks
     }
 
+    /// Erasure recovery by the crate with the K - k implicit zero shards added as present.
     fn decode_shortened(
         &self,
-        rs: &ReedSolomon,
         kp: usize,
+        np: usize,
         len: usize,
         chosen: &[(usize, &[u8])],
     ) -> Result<Vec<u8>, CodecError> {
-        let block_len = 2 * len.div_ceil(2);
-        let total = kp + (self.n - self.k);
-        let mut received: Vec<Option<WrappedShard>> = vec![None; total];
-        for &(shnum, block) in chosen {
-            received[self.position(shnum)] = Some(WrappedShard::new(block.to_vec()));
+        let (k, n) = (self.k, self.n);
+        let mut present: Vec<usize> = chosen.iter().map(|&(s, _)| self.position(s)).collect();
+        present.extend(k..kp);
+        let recovery = Recovery::new(np, &present, Some(kp), false, k, n)?;
+        let mut codeword = vec![None; np];
+        for slot in &mut codeword[k..kp] {
+            *slot = Some(Additive(0));
         }
-        for slot in &mut received[self.k..kp] {
-            *slot = Some(WrappedShard::new(vec![0u8; block_len]));
-        }
-        let interleaved = rs
-            .reconstruct(received)
-            .map_err(|_| crate_rejected(self.k, self.n))?;
-        if interleaved.len() < block_len * kp {
-            return Err(crate_rejected(self.k, self.n));
-        }
-        let mut out = vec![0u8; self.k * len];
-        for (i, block) in out.chunks_exact_mut(len).enumerate() {
-            for (c, pair) in block.chunks_mut(2).enumerate() {
-                let at = 2 * (c * kp + i);
-                pair.copy_from_slice(&interleaved[at..at + pair.len()]);
+        let mut recovered = vec![Additive(0); np];
+        let mut out = vec![0u8; k * len];
+        for c in 0..len.div_ceil(2) {
+            for &(shnum, block) in chosen {
+                codeword[self.position(shnum)] = Some(symbol(block, c));
             }
+            recovery.column(&codeword, &mut recovered, k, n)?;
+            store_column(&mut out, len, &recovered, c);
         }
         Ok(out)
     }
@@ -355,7 +352,7 @@ impl NovelPoly {
         let syms = len.div_ceil(2);
         let data: Vec<usize> = (0..k).collect();
         // Parity positions k..n; some lie below half only when k < half, some above always.
-        let recovery = Recovery::new(np, &data, k < half, n > half, k, n)?;
+        let recovery = Recovery::new(np, &data, (k < half).then_some(half), n > half, k, n)?;
         let mut blocks: Vec<Vec<u8>> = segment
             .chunks_exact(len)
             .map(|b| {
@@ -389,7 +386,7 @@ impl NovelPoly {
         let half = np / 2;
         let present: Vec<usize> = chosen.iter().map(|&(s, _)| s).collect();
         // Data positions 0..k: the lower half always, the upper half only when k > half.
-        let recovery = Recovery::new(np, &present, true, k > half, k, n)?;
+        let recovery = Recovery::new(np, &present, Some(half), k > half, k, n)?;
         let mut codeword = vec![None; np];
         let mut recovered = vec![Additive(0); np];
         let mut out = vec![0u8; k * len];
@@ -398,11 +395,7 @@ impl NovelPoly {
                 codeword[shnum] = Some(symbol(block, c));
             }
             recovery.column(&codeword, &mut recovered, k, n)?;
-            for (i, block) in out.chunks_exact_mut(len).enumerate() {
-                let bytes = recovered[i].0.to_be_bytes();
-                let end = (2 * c + 2).min(len);
-                block[2 * c..end].copy_from_slice(&bytes[..end - 2 * c]);
-            }
+            store_column(&mut out, len, &recovered, c);
         }
         Ok(out)
     }
@@ -446,7 +439,7 @@ impl Codec for NovelPoly {
                     v
                 })
                 .collect()),
-            Layout::Shortened { rs, kp } => self.encode_shortened(rs, *kp, segment, len),
+            Layout::Shortened { kp, np } => Ok(self.encode_shortened(*kp, *np, segment, len)),
             Layout::Interpolated { np } => self.encode_interpolated(*np, segment, len),
         }
     }
@@ -481,7 +474,7 @@ impl Codec for NovelPoly {
                 needed: self.k,
                 got: chosen.len(),
             }),
-            Layout::Shortened { rs, kp } => self.decode_shortened(rs, *kp, len, &chosen),
+            Layout::Shortened { kp, np } => self.decode_shortened(*kp, *np, len, &chosen),
             Layout::Interpolated { np } => self.decode_interpolated(*np, len, &chosen),
         }
     }
@@ -625,6 +618,39 @@ mod tests {
             roundtrip(&codec, &seg, &subset(n, k, 7));
             let parity_first: Vec<usize> = (0..k).map(|i| n - 1 - i).collect();
             roundtrip(&codec, &seg, &parity_first);
+        }
+    }
+
+    /// The shortened layout is the crate's own code: its blocks equal what `ReedSolomon::encode`
+    /// produces for K data shards (k real, K - k zero) and K + n - k outputs.
+    #[test]
+    fn shortened_blocks_match_crate_encoder() {
+        use reed_solomon_novelpoly::{CodeParams, WrappedShard};
+        for (k, n, len) in [(3, 10, 8), (5, 7, 5), (25, 50, 6), (1, 4, 3), (100, 300, 4)] {
+            let codec = NovelPoly::new(k, n).unwrap();
+            let seg = data(k * len, k as u64);
+            let ours = codec.encode(&seg).unwrap();
+            let kp = k.next_power_of_two();
+            let mut payload = vec![0u8; 2 * len.div_ceil(2) * kp];
+            for (i, block) in seg.chunks_exact(len).enumerate() {
+                for (c, pair) in block.chunks(2).enumerate() {
+                    let at = 2 * (c * kp + i);
+                    payload[at..at + pair.len()].copy_from_slice(pair);
+                }
+            }
+            let params = CodeParams::derive_parameters(kp + n - k, kp).unwrap();
+            let theirs = params
+                .make_encoder()
+                .encode::<WrappedShard>(&payload)
+                .unwrap();
+            for (s, block) in ours.iter().enumerate() {
+                let pos = if s < k { s } else { kp + s - k };
+                assert_eq!(
+                    block,
+                    &theirs[pos].clone().into_inner(),
+                    "{k}-of-{n} share {s}"
+                );
+            }
         }
     }
 
