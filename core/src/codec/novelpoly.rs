@@ -41,14 +41,14 @@ use super::{Codec, CodecError};
 pub const MAX_SHARES: usize = FIELD_SIZE;
 
 /// The `reed-solomon-novelpoly` codec with exact k-of-n semantics (see the module docs).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NovelPoly {
     k: usize,
     n: usize,
     layout: Layout,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Layout {
     Identity,
     /// `kp` data positions (k real, the rest implicit zeros) in a transform of size `np`.
