@@ -15,3 +15,6 @@ pub mod netstring;
 pub mod placement;
 pub mod time;
 pub mod immutable;
+pub mod server;
+pub mod store;
+pub mod wire;
