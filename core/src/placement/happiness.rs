@@ -355,6 +355,41 @@ mod tests {
         assert_eq!(happiness(&l), 5_001);
     }
 
+    /// W holds 0 (matched), R1 holds 0 (unmatched), R2 holds 1 and 2. Only W may take a new
+    /// share: giving it share 2 lets R1 count through share 0.
+    #[test]
+    fn one_new_edge_through_an_augmenting_path() {
+        let mut adj = vec![vec![0u16], vec![0], vec![1, 2]];
+        let mut m = match_servers(&adj);
+        assert_eq!(m.size, 2);
+        assert_eq!(m.by_server[0], Some(0));
+        let edge = augment_through_new_edge(&mut adj, &mut m, 3, &[0]);
+        assert_eq!(edge, Some((0, 2)));
+        assert_eq!(m.size, 3);
+        assert_eq!(m.by_server, vec![Some(2), Some(0), Some(1)]);
+        assert_eq!(adj[0], vec![0, 2]);
+        // Every share is matched now: nothing more to gain.
+        assert_eq!(
+            augment_through_new_edge(&mut adj, &mut m, 3, &[0, 1, 2]),
+            None
+        );
+    }
+
+    #[test]
+    fn no_new_edge_without_a_flexible_server_on_a_path() {
+        // Server 0 holds share 0 and is the only flexible server; the free servers 1 and 2 hold
+        // nothing and may not be asked, so no path ends at a free server.
+        let mut adj = vec![vec![0u16], vec![], vec![]];
+        let mut m = match_servers(&adj);
+        assert_eq!(augment_through_new_edge(&mut adj, &mut m, 2, &[0]), None);
+        // A free flexible server takes the lowest unmatched share directly.
+        assert_eq!(
+            augment_through_new_edge(&mut adj, &mut m, 2, &[2, 0]),
+            Some((2, 1))
+        );
+        assert_eq!(m.size, 2);
+    }
+
     /// Reference answer for tiny graphs: try every assignment.
     fn brute_force(adj: &[Vec<u16>]) -> usize {
         fn go(i: usize, adj: &[Vec<u16>], used: &mut BTreeSet<u16>) -> usize {

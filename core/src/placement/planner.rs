@@ -53,7 +53,8 @@ pub struct Assignment {
     pub shares: BTreeSet<u16>,
 }
 
-/// Why a server would not take shares; kept for diagnostics.
+/// Why a server would not take shares. Any reason stops the planner asking that server for more;
+/// the reason itself is for the caller's logs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RefusalReason {
     /// Not enough free space (Tahoe's server silently leaves the share out of `allocated`).
@@ -126,7 +127,8 @@ pub enum Status {
     InProgress,
     /// Enough servers hold shares; write to [`Placement::writers`].
     Done(Placement),
-    /// Placement cannot reach `happy`; abort any allocated writers ([`Planner::writers`]).
+    /// Placement cannot reach `happy`; abort any allocated writers ([`Planner::writers`]), and
+    /// any buckets allocated by answers still in flight (the planner ignores those answers).
     Failed(PlacementError),
 }
 
@@ -357,6 +359,10 @@ impl Planner {
 
     /// Records what `server` answered (or that it disconnected) and returns the requests to send
     /// next. Outcomes for servers not on the ring are ignored.
+    ///
+    /// Before [`Planner::initial`], outcomes describe what is known in advance (shares found by a
+    /// `get_buckets` probe, servers known to be full or read-only); they are recorded and the
+    /// initial proposal takes them into account.
     pub fn on_outcome(&mut self, server: ServerId, outcome: Outcome) -> Vec<Assignment> {
         let Some(&i) = self.index.get(&server) else {
             return Vec::new();
@@ -631,6 +637,603 @@ impl Planner {
             accepting: live().filter(|s| s.holds_any()).count(),
             refusing: live().filter(|s| s.read_only).count(),
             happiness: self.happiness(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placement::happiness::happiness;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    fn sid(i: usize) -> ServerId {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        ServerId(b)
+    }
+
+    fn ring(count: usize) -> Vec<ServerId> {
+        (0..count).map(sid).collect()
+    }
+
+    fn set(shares: &[u16]) -> BTreeSet<u16> {
+        shares.iter().copied().collect()
+    }
+
+    fn params(k: usize, n: usize, happy: usize) -> PlacementParams {
+        PlacementParams { k, n, happy }
+    }
+
+    fn requests(a: &[Assignment]) -> Vec<(ServerId, Vec<u16>)> {
+        a.iter()
+            .map(|x| (x.server, x.shares.iter().copied().collect()))
+            .collect()
+    }
+
+    fn accept_all(p: &mut Planner, reqs: Vec<Assignment>) -> Vec<Assignment> {
+        let mut next = Vec::new();
+        for r in reqs {
+            next.extend(p.on_outcome(r.server, Outcome::Accepted(r.shares)));
+        }
+        next
+    }
+
+    fn done(p: &Planner) -> Placement {
+        match p.status() {
+            Status::Done(pl) => pl,
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+
+    fn failed(p: &Planner) -> PlacementError {
+        match p.status() {
+            Status::Failed(e) => e,
+            other => panic!("expected Failed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_impossible_parameters() {
+        for (k, n, h) in [
+            (0, 3, 1),
+            (4, 3, 2),
+            (2, 3, 0),
+            (2, 3, 4),
+            (1, MAX_SHARES + 1, 1),
+        ] {
+            let e = Planner::new(&ring(10), params(k, n, h)).unwrap_err();
+            assert_eq!(e, PlacementError::InvalidParameters { k, n, happy: h });
+            assert!(e.to_string().contains("invalid encoding parameters"));
+        }
+    }
+
+    #[test]
+    fn one_share_per_server_walking_the_ring() {
+        let mut p = Planner::new(&ring(12), params(3, 10, 7)).unwrap();
+        let reqs = p.initial();
+        let expected: Vec<_> = (0..10).map(|i| (sid(i), vec![i as u16])).collect();
+        assert_eq!(requests(&reqs), expected);
+        assert!(p.initial().is_empty(), "initial proposes only once");
+        assert_eq!(p.status(), Status::InProgress);
+        assert!(accept_all(&mut p, reqs).is_empty());
+        let pl = done(&p);
+        assert_eq!(pl.happiness, 10);
+        assert!(pl.homeless.is_empty());
+        assert!(pl.existing.is_empty());
+        assert_eq!(pl.writers.len(), 10);
+        assert_eq!(pl.writers[&sid(4)], set(&[4]));
+    }
+
+    #[test]
+    fn fewer_servers_than_shares_wraps_around() {
+        let mut p = Planner::new(&ring(3), params(3, 10, 3)).unwrap();
+        let reqs = p.initial();
+        assert_eq!(
+            requests(&reqs),
+            vec![
+                (sid(0), vec![0, 3, 6, 9]),
+                (sid(1), vec![1, 4, 7]),
+                (sid(2), vec![2, 5, 8]),
+            ]
+        );
+        accept_all(&mut p, reqs);
+        let pl = done(&p);
+        assert_eq!(pl.happiness, 3);
+        assert_eq!(
+            pl.share_map().values().map(BTreeSet::len).sum::<usize>(),
+            10
+        );
+    }
+
+    #[test]
+    fn k_equals_n_equals_one() {
+        let mut p = Planner::new(&ring(5), params(1, 1, 1)).unwrap();
+        let reqs = p.initial();
+        assert_eq!(requests(&reqs), vec![(sid(0), vec![0])]);
+        accept_all(&mut p, reqs);
+        assert_eq!(done(&p).happiness, 1);
+    }
+
+    #[test]
+    fn one_server_takes_every_share_with_happiness_one() {
+        let mut p = Planner::new(&ring(1), params(3, 10, 1)).unwrap();
+        let reqs = p.initial();
+        assert_eq!(requests(&reqs), vec![(sid(0), (0..10).collect())]);
+        accept_all(&mut p, reqs);
+        let pl = done(&p);
+        assert_eq!(pl.happiness, 1);
+        assert_eq!(pl.writers[&sid(0)].len(), 10);
+    }
+
+    #[test]
+    fn happy_above_server_count_fails_before_any_request() {
+        let mut p = Planner::new(&ring(5), params(3, 10, 7)).unwrap();
+        let e = failed(&p);
+        assert!(p.initial().is_empty());
+        assert_eq!(
+            e,
+            PlacementError::NotEnoughServers {
+                needed_happy: 7,
+                known: 5,
+                reachable: 0,
+                accepting: 0,
+                refusing: 0,
+                happiness: 0
+            }
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("shares.happy = 7"), "{msg}");
+        assert!(
+            msg.contains("only 5 storage server(s) are connected"),
+            "{msg}"
+        );
+        assert!(msg.contains("connect more storage servers"), "{msg}");
+    }
+
+    #[test]
+    fn refused_share_moves_to_the_next_unused_server() {
+        let mut p = Planner::new(&ring(12), params(3, 10, 10)).unwrap();
+        let reqs = p.initial();
+        let mut next = Vec::new();
+        for r in reqs {
+            let o = if r.server == sid(3) {
+                Outcome::Refused {
+                    shares: r.shares,
+                    reason: RefusalReason::Full,
+                }
+            } else {
+                Outcome::Accepted(r.shares)
+            };
+            next.extend(p.on_outcome(r.server, o));
+        }
+        assert_eq!(requests(&next), vec![(sid(10), vec![3])]);
+        assert_eq!(p.status(), Status::InProgress);
+        accept_all(&mut p, next);
+        let pl = done(&p);
+        assert_eq!(pl.happiness, 10);
+        assert!(!pl.writers.contains_key(&sid(3)));
+        assert_eq!(pl.writers[&sid(10)], set(&[3]));
+    }
+
+    #[test]
+    fn answered_without_allocation_means_full() {
+        let mut p = Planner::new(&ring(4), params(1, 3, 2)).unwrap();
+        let reqs = p.initial();
+        assert_eq!(reqs.len(), 3);
+        let next = p.on_outcome(
+            sid(1),
+            Outcome::Answered {
+                allocated: BTreeSet::new(),
+                already_have: BTreeSet::new(),
+            },
+        );
+        assert_eq!(requests(&next), vec![(sid(3), vec![1])]);
+        // No fresh server is left, and the servers that could take share 1 still owe answers:
+        // it waits rather than double-booking a server.
+        let next = p.on_outcome(sid(3), Outcome::Disconnected);
+        assert!(next.is_empty());
+        assert_eq!(p.in_flight().len(), 2);
+        // The full server 1 is never asked again; server 0 gets share 1 once it is free.
+        let next = p.on_outcome(sid(0), Outcome::Accepted(set(&[0])));
+        assert_eq!(requests(&next), vec![(sid(0), vec![1])]);
+        assert!(p
+            .on_outcome(sid(0), Outcome::Accepted(set(&[1])))
+            .is_empty());
+        assert_eq!(p.status(), Status::InProgress);
+        assert!(p
+            .on_outcome(sid(2), Outcome::Accepted(set(&[2])))
+            .is_empty());
+        let pl = done(&p);
+        assert_eq!(pl.happiness, 2);
+        assert!(pl.homeless.is_empty());
+        assert_eq!(pl.writers[&sid(0)], set(&[0, 1]));
+    }
+
+    #[test]
+    fn disconnect_midway_rehomes_accepted_and_pending_shares() {
+        let mut p = Planner::new(&ring(8), params(2, 4, 4)).unwrap();
+        let reqs = p.initial();
+        assert_eq!(reqs.len(), 4);
+        assert!(p
+            .on_outcome(sid(0), Outcome::Accepted(set(&[0])))
+            .is_empty());
+        let next = p.on_outcome(sid(0), Outcome::Disconnected);
+        assert_eq!(requests(&next), vec![(sid(4), vec![0])]);
+        let next = p.on_outcome(sid(1), Outcome::Disconnected);
+        assert_eq!(requests(&next), vec![(sid(5), vec![1])]);
+        for (s, sh) in [(2, 2), (3, 3), (4, 0), (5, 1)] {
+            assert!(p
+                .on_outcome(sid(s), Outcome::Accepted(set(&[sh])))
+                .is_empty());
+        }
+        let pl = done(&p);
+        assert_eq!(pl.happiness, 4);
+        assert_eq!(
+            pl.writers.keys().copied().collect::<Vec<_>>(),
+            vec![sid(2), sid(3), sid(4), sid(5)]
+        );
+    }
+
+    #[test]
+    fn disconnect_after_done_only_lowers_happiness() {
+        let mut p = Planner::new(&ring(6), params(2, 4, 3)).unwrap();
+        let reqs = p.initial();
+        accept_all(&mut p, reqs);
+        assert_eq!(done(&p).happiness, 4);
+        // No replacement is proposed once writing may have begun.
+        assert!(p.on_outcome(sid(0), Outcome::Disconnected).is_empty());
+        let pl = done(&p);
+        assert_eq!(pl.happiness, 3);
+        assert_eq!(pl.homeless, set(&[0]));
+        assert!(p.on_outcome(sid(1), Outcome::Disconnected).is_empty());
+        let e = failed(&p);
+        assert!(matches!(
+            e,
+            PlacementError::NotEnoughServers { happiness: 2, .. }
+        ));
+        // Failure is final.
+        assert!(p
+            .on_outcome(sid(5), Outcome::Accepted(set(&[0])))
+            .is_empty());
+        assert!(matches!(p.status(), Status::Failed(_)));
+    }
+
+    #[test]
+    fn already_held_shares_count_and_are_not_rewritten() {
+        let mut p = Planner::new(&ring(4), params(2, 4, 4)).unwrap();
+        let _ = p.initial();
+        // Server 0 was asked for share 0 and reports holding 0 and 3 (Tahoe reports all it has).
+        let next = p.on_outcome(
+            sid(0),
+            Outcome::Answered {
+                allocated: BTreeSet::new(),
+                already_have: set(&[0, 3]),
+            },
+        );
+        assert!(next.is_empty());
+        for s in 1..4u16 {
+            let _ = p.on_outcome(sid(usize::from(s)), Outcome::Accepted(set(&[s])));
+        }
+        let pl = done(&p);
+        assert_eq!(pl.existing, [(sid(0), set(&[0, 3]))].into_iter().collect());
+        assert!(!pl.writers.contains_key(&sid(0)));
+        assert_eq!(pl.happiness, 4);
+    }
+
+    /// Shares bunched on one server: the refused share already lives on server 0, so nothing is
+    /// homeless, yet happiness is 3 < 4 until an extra copy goes to the unused server 4.
+    #[test]
+    fn bunched_existing_shares_get_an_extra_copy_on_a_fresh_server() {
+        let mut p = Planner::new(&ring(5), params(2, 4, 4)).unwrap();
+        let reqs = p.initial();
+        assert_eq!(reqs.len(), 4);
+        let _ = p.on_outcome(
+            sid(0),
+            Outcome::Answered {
+                allocated: BTreeSet::new(),
+                already_have: set(&[0, 3]),
+            },
+        );
+        let _ = p.on_outcome(sid(1), Outcome::Accepted(set(&[1])));
+        let _ = p.on_outcome(sid(2), Outcome::Accepted(set(&[2])));
+        let next = p.on_outcome(
+            sid(3),
+            Outcome::Refused {
+                shares: set(&[3]),
+                reason: RefusalReason::TooLarge,
+            },
+        );
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].server, sid(4));
+        assert_eq!(next[0].shares.len(), 1);
+        assert!(next[0].shares.is_subset(&set(&[0, 3])));
+        accept_all(&mut p, next);
+        assert_eq!(done(&p).happiness, 4);
+    }
+
+    /// Known in advance: W holds 0, read-only R1 holds 0, read-only R2 holds 1 and 2. Happiness is
+    /// 2; only moving R1's share into the count (W takes share 2) reaches 3.
+    #[test]
+    fn redistributes_through_an_augmenting_path() {
+        let mut p = Planner::new(&ring(3), params(1, 3, 3)).unwrap();
+        let read_only = || Outcome::Refused {
+            shares: BTreeSet::new(),
+            reason: RefusalReason::Full,
+        };
+        assert!(p
+            .on_outcome(sid(0), Outcome::AlreadyHave(set(&[0])))
+            .is_empty());
+        assert!(p
+            .on_outcome(sid(1), Outcome::AlreadyHave(set(&[0])))
+            .is_empty());
+        assert!(p.on_outcome(sid(1), read_only()).is_empty());
+        assert!(p
+            .on_outcome(sid(2), Outcome::AlreadyHave(set(&[1, 2])))
+            .is_empty());
+        assert!(p.on_outcome(sid(2), read_only()).is_empty());
+        assert_eq!(p.happiness(), 2);
+        let reqs = p.initial();
+        assert_eq!(requests(&reqs), vec![(sid(0), vec![2])]);
+        accept_all(&mut p, reqs);
+        let pl = done(&p);
+        assert_eq!(pl.happiness, 3);
+        assert_eq!(pl.writers, [(sid(0), set(&[2]))].into_iter().collect());
+    }
+
+    #[test]
+    fn every_server_refusing_fails_with_counts() {
+        let mut p = Planner::new(&ring(6), params(3, 4, 3)).unwrap();
+        let mut queue: VecDeque<Assignment> = p.initial().into();
+        let mut asked = Vec::new();
+        while let Some(r) = queue.pop_front() {
+            asked.push(r.server);
+            let o = Outcome::Refused {
+                shares: r.shares,
+                reason: RefusalReason::Error("disk error".into()),
+            };
+            queue.extend(p.on_outcome(r.server, o));
+        }
+        // Every server was asked once, in ring order; once four had refused, the two still owing
+        // answers could not make happiness 3, so placement failed without waiting for them.
+        assert_eq!(asked, ring(6));
+        let e = failed(&p);
+        assert_eq!(
+            e,
+            PlacementError::NotEnoughServers {
+                needed_happy: 3,
+                known: 6,
+                reachable: 4,
+                accepting: 0,
+                refusing: 4,
+                happiness: 0
+            }
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("only 0 could be arranged"), "{msg}");
+        assert!(msg.contains("4 reachable, 0 accepted"), "{msg}");
+        assert!(msg.contains("free space on full servers"), "{msg}");
+    }
+
+    #[test]
+    fn fails_as_soon_as_too_few_servers_remain_possible() {
+        let mut p = Planner::new(&ring(3), params(1, 3, 3)).unwrap();
+        let _ = p.initial();
+        assert!(p.on_outcome(sid(1), Outcome::Disconnected).is_empty());
+        // Two requests are still unanswered, but three servers can no longer be reached.
+        assert!(matches!(p.status(), Status::Failed(_)));
+    }
+
+    #[test]
+    fn ignores_unknown_servers_and_unasked_shares() {
+        let mut p = Planner::new(&ring(3), params(1, 3, 3)).unwrap();
+        let reqs = p.initial();
+        assert!(p.on_outcome(sid(99), Outcome::Disconnected).is_empty());
+        // Server 0 "accepts" share 2 it was never asked for: not counted.
+        let _ = p.on_outcome(sid(0), Outcome::Accepted(set(&[0, 2])));
+        assert_eq!(p.writers()[&sid(0)], set(&[0]));
+        // Already-have shares outside 0..n are ignored.
+        let _ = p.on_outcome(sid(1), Outcome::AlreadyHave(set(&[7])));
+        assert_eq!(p.in_flight().len(), 2);
+        accept_all(&mut p, reqs[1..].to_vec());
+        assert_eq!(done(&p).happiness, 3);
+    }
+
+    #[test]
+    fn for_storage_index_uses_the_permuted_ring() {
+        let servers: Vec<ServerDescriptor> = (0..5)
+            .map(|i| ServerDescriptor {
+                id: sid(i),
+                permutation_seed: vec![b'0' + i as u8],
+            })
+            .collect();
+        let si = [3u8; 16];
+        let p = Planner::for_storage_index(&si, &servers, params(1, 2, 1)).unwrap();
+        assert_eq!(p.ring(), permuted_order(&si, &servers).as_slice());
+    }
+
+    /// Drives a planner to the end against servers that accept iff `accepts(ring position)`,
+    /// answering in FIFO order; returns the number of requests sent.
+    fn drive(p: &mut Planner, accepts: impl Fn(usize) -> bool) -> usize {
+        let mut queue: VecDeque<Assignment> = p.initial().into();
+        let mut sent = queue.len();
+        while let Some(r) = queue.pop_front() {
+            let i = usize::from_be_bytes(r.server.0[..8].try_into().unwrap_or([0; 8]));
+            let outcome = if accepts(i) {
+                Outcome::Accepted(r.shares)
+            } else {
+                Outcome::Answered {
+                    allocated: BTreeSet::new(),
+                    already_have: BTreeSet::new(),
+                }
+            };
+            let next = p.on_outcome(r.server, outcome);
+            sent += next.len();
+            queue.extend(next);
+        }
+        sent
+    }
+
+    /// Wide grid: 3000 servers, two in three full, 256 shares. Every share ends up on its own
+    /// accepting server, with one extra request per full server met on the way.
+    #[test]
+    fn wide_grid_with_many_full_servers() {
+        let mut p = Planner::new(&ring(3000), params(100, 256, 200)).unwrap();
+        let sent = drive(&mut p, |i| i % 3 == 0);
+        let pl = done(&p);
+        assert_eq!(pl.happiness, 256);
+        assert!(pl.homeless.is_empty());
+        let index = |id: &ServerId| u64::from_be_bytes(id.0[..8].try_into().unwrap_or([0; 8]));
+        assert!(pl.writers.keys().all(|id| index(id) % 3 == 0));
+        assert_eq!(sent, 256 * 3 - 2);
+    }
+
+    /// Only the last ten of 2000 servers have space: the planner walks the whole ring.
+    #[test]
+    fn walks_a_long_ring_of_full_servers() {
+        let mut p = Planner::new(&ring(2000), params(3, 10, 10)).unwrap();
+        let sent = drive(&mut p, |i| i >= 1990);
+        assert_eq!(done(&p).happiness, 10);
+        assert_eq!(sent, 2000);
+    }
+
+    /// How a simulated server answers every request.
+    #[derive(Clone, Debug)]
+    enum Behaviour {
+        /// Allocates everything asked that it does not already hold.
+        Accepts { has: BTreeSet<u16> },
+        /// Allocates nothing (full), reports what it holds.
+        Full { has: BTreeSet<u16> },
+        /// Drops off the network when asked.
+        Vanishes,
+    }
+
+    fn behaviour(n: u16) -> impl Strategy<Value = Behaviour> {
+        let has = prop::collection::btree_set(0..n, 0..3);
+        prop_oneof![
+            3 => has.clone().prop_map(|has| Behaviour::Accepts { has }),
+            2 => has.prop_map(|has| Behaviour::Full { has }),
+            1 => Just(Behaviour::Vanishes),
+        ]
+    }
+
+    /// The best happiness any placement could reach with these servers.
+    fn best_possible(servers: &[Behaviour], n: u16) -> usize {
+        let layout: BTreeMap<usize, BTreeSet<u16>> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match b {
+                Behaviour::Accepts { .. } => (i, (0..n).collect()),
+                Behaviour::Full { has } => (i, has.clone()),
+                Behaviour::Vanishes => (i, BTreeSet::new()),
+            })
+            .collect();
+        happiness(&layout)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Against servers with fixed behaviour, answered in a random order, the planner never
+        /// double-books a server, tries fresh servers first, always terminates, and succeeds
+        /// exactly when some placement could reach `happy`.
+        #[test]
+        fn succeeds_exactly_when_happiness_is_reachable(
+            (n, k, happy, servers) in (1u16..9).prop_flat_map(|n| {
+                (Just(n), 1..=n, 1..=n, prop::collection::vec(behaviour(n), 0..12))
+            }),
+            picks in prop::collection::vec(any::<u16>(), 64),
+        ) {
+            let (n_, k_, happy_) = (usize::from(n), usize::from(k), usize::from(happy));
+            let ids = ring(servers.len());
+            let mut p = Planner::new(&ids, params(k_, n_, happy_)).unwrap();
+            let mut outstanding: Vec<Assignment> = Vec::new();
+            let mut contacted: BTreeSet<usize> = BTreeSet::new();
+            let mut dead: BTreeSet<usize> = BTreeSet::new();
+            let mut batch = p.initial();
+            let mut rounds = 0;
+            loop {
+                let batch_had_repeat = batch.iter().any(|a| contacted.contains(&(a.server.0[7] as usize)));
+                for a in &batch {
+                    let i = usize::from(a.server.0[7]);
+                    prop_assert!(!dead.contains(&i), "asked a server that refused or vanished");
+                    prop_assert!(outstanding.iter().all(|o| o.server != a.server), "two requests in flight");
+                    prop_assert!(!a.shares.is_empty());
+                    prop_assert!(a.shares.iter().all(|&s| s < n));
+                    contacted.insert(i);
+                }
+                if batch_had_repeat {
+                    prop_assert!((0..servers.len()).all(|i| contacted.contains(&i)),
+                        "asked a server twice while another was never asked");
+                }
+                outstanding.extend(batch);
+                if outstanding.is_empty() {
+                    break;
+                }
+                rounds += 1;
+                prop_assert!(rounds < 1000);
+                let pick = usize::from(picks[rounds % picks.len()]) % outstanding.len();
+                let req = outstanding.remove(pick);
+                let i = usize::from(req.server.0[7]);
+                let outcome = match &servers[i] {
+                    Behaviour::Accepts { has } => Outcome::Answered {
+                        allocated: req.shares.difference(has).copied().collect(),
+                        already_have: has.clone(),
+                    },
+                    Behaviour::Full { has } => {
+                        if !req.shares.is_subset(has) {
+                            dead.insert(i);
+                        }
+                        Outcome::Answered { allocated: BTreeSet::new(), already_have: has.clone() }
+                    }
+                    Behaviour::Vanishes => {
+                        dead.insert(i);
+                        Outcome::Disconnected
+                    }
+                };
+                batch = p.on_outcome(req.server, outcome);
+                if matches!(p.status(), Status::Failed(_)) {
+                    prop_assert!(batch.is_empty());
+                    break;
+                }
+            }
+            let best = best_possible(&servers, n);
+            match p.status() {
+                Status::Done(pl) => {
+                    prop_assert!(best >= happy_);
+                    prop_assert!(pl.happiness >= happy_);
+                    prop_assert_eq!(pl.happiness, happiness(&pl.share_map()));
+                    for (id, shares) in &pl.writers {
+                        let i = usize::from(id.0[7]);
+                        let accepts = matches!(servers[i], Behaviour::Accepts { .. });
+                        prop_assert!(accepts, "wrote to a server that does not accept");
+                        prop_assert!(shares.iter().all(|&s| s < n));
+                    }
+                    if servers.iter().any(|b| matches!(b, Behaviour::Accepts { .. })) {
+                        prop_assert!(pl.homeless.is_empty(), "an accepting server was left unused");
+                    }
+                }
+                Status::Failed(PlacementError::NotEnoughServers { happiness: h, .. }) => {
+                    prop_assert!(best < happy_, "failed at {} though {} was reachable", h, best);
+                }
+                other => prop_assert!(false, "unexpected final status {:?}", other),
+            }
+        }
+
+        /// With every server accepting and at least n of them, placement takes exactly one
+        /// request per share, each to a distinct server in ring order.
+        #[test]
+        fn all_accepting_uses_one_request_per_share(n in 1usize..40, extra in 0usize..10) {
+            let mut p = Planner::new(&ring(n + extra), params(1, n, n)).unwrap();
+            let reqs = p.initial();
+            prop_assert_eq!(reqs.len(), n);
+            for (i, r) in reqs.iter().enumerate() {
+                prop_assert_eq!(r.server, sid(i));
+                prop_assert_eq!(&r.shares, &set(&[i as u16]));
+            }
+            prop_assert!(accept_all(&mut p, reqs).is_empty());
+            prop_assert_eq!(done(&p).happiness, n);
         }
     }
 }
