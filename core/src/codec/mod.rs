@@ -62,3 +62,48 @@ pub trait Codec: std::fmt::Debug + Send + Sync {
         shares: &[(usize, &[u8])],
     ) -> Result<Vec<u8>, CodecError>;
 }
+
+/// The codecs lafs knows, by the name recorded in a file's extension block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CodecKind {
+    /// Tahoe's zfec (`crs`): the default, byte-identical to Tahoe.
+    Zfec,
+    /// reed-solomon-novelpoly: for wide grids (n up to 65536).
+    NovelPoly,
+}
+
+impl CodecKind {
+    /// The codec that wrote a file, from the extension block's `codec_name`.
+    pub fn from_name(name: &str) -> Result<CodecKind, CodecError> {
+        match name {
+            "crs" => Ok(CodecKind::Zfec),
+            "novelpoly-v2" => Ok(CodecKind::NovelPoly),
+            other => Err(CodecError::UnknownCodec(other.to_string())),
+        }
+    }
+
+    /// A k-of-n codec of this kind.
+    pub fn build(self, k: usize, n: usize) -> Result<std::sync::Arc<dyn Codec>, CodecError> {
+        Ok(match self {
+            CodecKind::Zfec => std::sync::Arc::new(zfec::Zfec::new(k, n)?),
+            CodecKind::NovelPoly => std::sync::Arc::new(novelpoly::NovelPoly::new(k, n)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_codec_is_found_by_the_name_it_records() {
+        for kind in [CodecKind::Zfec, CodecKind::NovelPoly] {
+            let codec = kind.build(3, 10).unwrap();
+            assert_eq!(CodecKind::from_name(codec.name()), Ok(kind));
+        }
+        assert!(matches!(
+            CodecKind::from_name("rot13"),
+            Err(CodecError::UnknownCodec(_))
+        ));
+    }
+}

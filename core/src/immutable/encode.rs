@@ -4,6 +4,8 @@
 //! It holds one segment at a time plus 32 bytes per segment per share of block hashes (needed
 //! for the block trees that end each share).
 
+use std::sync::Arc;
+
 use crate::codec::{Codec, CodecError};
 use crate::crypto::{
     block_hash, ciphertext_hasher, ciphertext_segment_hash, ueb_hash, AesCtr, TaggedHasher,
@@ -42,9 +44,9 @@ pub enum EncodeError {
 
 /// Streaming CHK encoder for one file.
 #[derive(Debug)]
-pub struct ChkEncoder<'c> {
+pub struct ChkEncoder {
     geometry: Geometry,
-    codec: &'c dyn Codec,
+    codec: Arc<dyn Codec>,
     cipher: AesCtr,
     crypttext_hasher: TaggedHasher,
     segment_hashes: Vec<Hash>,
@@ -87,11 +89,11 @@ impl EncodedFile {
     }
 }
 
-impl<'c> ChkEncoder<'c> {
+impl ChkEncoder {
     pub fn new(
         key: &[u8; 16],
         geometry: Geometry,
-        codec: &'c dyn Codec,
+        codec: Arc<dyn Codec>,
     ) -> Result<Self, EncodeError> {
         if codec.k() != geometry.k || codec.n() != geometry.n {
             return Err(EncodeError::CodecMismatch {
@@ -236,16 +238,16 @@ pub fn encode_in_memory(
     key: &[u8; 16],
     plaintext: &[u8],
     max_segment_size: u64,
-    codec: &dyn Codec,
+    codec: &Arc<dyn Codec>,
 ) -> Result<(EncodedFile, Vec<Vec<u8>>), EncodeError> {
     let g = Geometry::new(
         plaintext.len() as u64,
         codec.k(),
         codec.n(),
         max_segment_size,
-        codec,
+        codec.as_ref(),
     )?;
-    let mut enc = ChkEncoder::new(key, g, codec)?;
+    let mut enc = ChkEncoder::new(key, g, codec.clone())?;
     let header = enc.layout().header.to_bytes();
     let mut shares: Vec<Vec<u8>> = vec![header; g.n];
     for s in 0..g.num_segments {
