@@ -257,8 +257,10 @@ impl<S: ShareStore> StorageServer<S> {
             }
         }
         let mut results: Vec<(u16, ShareWriteOutcome)> = Vec::new();
+        // Share number -> its entry in `results` (a request may name thousands of shares).
+        let mut slots: BTreeMap<u16, usize> = BTreeMap::new();
         for w in writes {
-            let slot = results.iter().position(|(n, _)| *n == w.shnum);
+            let slot = slots.get(&w.shnum).copied();
             if let Some(i) = slot {
                 // A share already committed, refused or already-had earlier in this request
                 // ignores its later writes.
@@ -280,7 +282,10 @@ impl<S: ShareStore> StorageServer<S> {
             }
             match slot {
                 Some(i) => results[i].1 = outcome,
-                None => results.push((w.shnum, outcome)),
+                None => {
+                    slots.insert(w.shnum, results.len());
+                    results.push((w.shnum, outcome));
+                }
             }
         }
         Response::ImmutableWrite {
@@ -393,10 +398,11 @@ impl<S: ShareStore> StorageServer<S> {
         si: &StorageIndex,
         shnums: &[u16],
     ) -> Response {
+        let wanted: BTreeSet<u16> = shnums.iter().copied().collect();
         let mine: Vec<u16> = self
             .uploads
             .range((*si, 0)..=(*si, u16::MAX))
-            .filter(|((_, n), up)| up.conn == conn && (shnums.is_empty() || shnums.contains(n)))
+            .filter(|((_, n), up)| up.conn == conn && (wanted.is_empty() || wanted.contains(n)))
             .map(|((_, n), _)| *n)
             .collect();
         let mut first_error = None;
@@ -422,9 +428,10 @@ impl<S: ShareStore> StorageServer<S> {
             Ok(h) => h,
             Err(e) => return store_failure(e),
         };
+        let wanted: BTreeSet<u16> = shnums.iter().copied().collect();
         let selected: Vec<_> = held
             .iter()
-            .filter(|s| shnums.is_empty() || shnums.contains(&s.shnum))
+            .filter(|s| wanted.is_empty() || wanted.contains(&s.shnum))
             .take(usize::from(max_shares))
             .copied()
             .collect();
@@ -435,20 +442,22 @@ impl<S: ShareStore> StorageServer<S> {
                 .min(share_len)
                 .saturating_sub(r.offset)
         };
+        let limit = self.config.max_response_size;
         let mut size: u64 = 1 + 4 + 4 + 2 * held.len() as u64;
-        for s in &selected {
+        'sizing: for s in &selected {
             size = size.saturating_add(14);
             for r in ranges {
                 size = size.saturating_add(4 + chunk_len(s.length, r));
+                // Every chunk costs at least 4 bytes, so a hostile range list stops here soon.
+                if size > limit {
+                    break 'sizing;
+                }
             }
         }
-        if size > self.config.max_response_size {
+        if size > limit {
             return error(
                 ErrorKind::ResponseTooLarge,
-                format!(
-                    "reply would be {size} bytes, above the limit of {}",
-                    self.config.max_response_size
-                ),
+                format!("reply would exceed the limit of {limit} bytes"),
             );
         }
         let mut shares = Vec::with_capacity(selected.len());
@@ -1087,5 +1096,135 @@ mod tests {
                 response: resp
             })
         );
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write {
+            conn: u8,
+            si: u8,
+            allocated_size: u64,
+            writes: Vec<ShareWrite>,
+        },
+        Abort {
+            conn: u8,
+            si: u8,
+            shnums: Vec<u16>,
+        },
+        Read {
+            si: u8,
+            max_shares: u16,
+            range: (u64, u64),
+        },
+        Disconnect(u8),
+        Wait(u64),
+    }
+
+    fn arb_op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let write = (
+            0u16..5,
+            any::<bool>(),
+            0u64..24,
+            proptest::collection::vec(any::<u8>(), 0..12),
+            any::<bool>(),
+        )
+            .prop_map(|(shnum, allocate, offset, data, close)| ShareWrite {
+                shnum,
+                allocate,
+                offset,
+                data,
+                close,
+            });
+        prop_oneof![
+            4 => (0u8..2, 0u8..2, 0u64..40, proptest::collection::vec(write, 0..4)).prop_map(
+                |(conn, si, allocated_size, writes)| Op::Write {
+                    conn,
+                    si,
+                    allocated_size,
+                    writes
+                }
+            ),
+            1 => (0u8..2, 0u8..2, proptest::collection::vec(0u16..5, 0..3))
+                .prop_map(|(conn, si, shnums)| Op::Abort { conn, si, shnums }),
+            1 => (0u8..2, 0u16..4, (0u64..30, 0u64..30)).prop_map(|(si, max_shares, range)| Op::Read {
+                si,
+                max_shares,
+                range
+            }),
+            1 => (0u8..2).prop_map(Op::Disconnect),
+            1 => (0u64..2_000).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever clients do: committed shares never change, space accounting matches the
+        /// uploads in progress, replies survive the wire, and nothing leaks after disconnects.
+        #[test]
+        fn server_invariants_hold_under_random_traffic(ops in proptest::collection::vec(arb_op(), 1..40)) {
+            let mut s = StorageServer::new(MemoryShareStore::new(120, 30), ServerConfig::default());
+            let mut now = T0;
+            let mut committed: BTreeMap<(StorageIndex, u16), Vec<u8>> = BTreeMap::new();
+            for (i, op) in ops.into_iter().enumerate() {
+                let (conn, req) = match op {
+                    Op::Write { conn, si, allocated_size, writes } => (conn, Request::ImmutableWrite {
+                        storage_index: [si; 16],
+                        lease: secrets(1),
+                        allocated_size,
+                        total_shares: 4,
+                        writes,
+                    }),
+                    Op::Abort { conn, si, shnums } => (conn, Request::ImmutableAbort { storage_index: [si; 16], shnums }),
+                    Op::Read { si, max_shares, range } => (0, Request::ImmutableRead {
+                        storage_index: [si; 16],
+                        shnums: vec![],
+                        max_shares,
+                        ranges: vec![ReadRange { offset: range.0, length: range.1 }],
+                    }),
+                    Op::Disconnect(conn) => {
+                        s.handle_disconnect(ConnectionId(u64::from(conn))).unwrap();
+                        continue;
+                    }
+                    Op::Wait(secs) => {
+                        now = now + Duration::from_secs(secs);
+                        s.handle_timeout(now).unwrap();
+                        continue;
+                    }
+                };
+                let resp = s.handle_request(now, ConnectionId(u64::from(conn)), req.clone());
+                let frame = crate::wire::encode_response(i as u64, &resp);
+                proptest::prop_assert_eq!(
+                    crate::wire::decode_frame(&frame),
+                    Ok(crate::wire::Frame::Response { id: i as u64, response: resp.clone() })
+                );
+                if let Response::ImmutableRead { shares, .. } = &resp {
+                    for sh in shares {
+                        let Request::ImmutableRead { storage_index, ranges, .. } = &req else { unreachable!() };
+                        let data = &committed[&(*storage_index, sh.shnum)];
+                        let r = ranges[0];
+                        let start = (r.offset as usize).min(data.len());
+                        let end = ((r.offset + r.length) as usize).min(data.len()).max(start);
+                        proptest::prop_assert_eq!(&sh.chunks[0], &data[start..end]);
+                    }
+                }
+                // Committed shares never change, and new ones are recorded.
+                for (si, shnum, _, is_committed) in s.store().all_shares() {
+                    if !is_committed {
+                        continue;
+                    }
+                    let bytes = s.store().share_bytes(&si, shnum).unwrap().to_vec();
+                    let before = committed.entry((si, shnum)).or_insert_with(|| bytes.clone());
+                    proptest::prop_assert_eq!(&*before, &bytes);
+                }
+                proptest::prop_assert_eq!(s.uploads_in_progress(), s.store().in_progress_count());
+                proptest::prop_assert!(s.store().space_used() <= 120);
+            }
+            s.handle_disconnect(ConnectionId(0)).unwrap();
+            s.handle_disconnect(ConnectionId(1)).unwrap();
+            proptest::prop_assert_eq!(s.uploads_in_progress(), 0);
+            proptest::prop_assert_eq!(s.store().in_progress_count(), 0);
+            let committed_bytes: u64 = committed.values().map(|v| v.len() as u64).sum();
+            proptest::prop_assert_eq!(s.store().space_used(), committed_bytes);
+        }
     }
 }

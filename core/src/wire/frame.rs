@@ -182,6 +182,9 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Bytes of `buf` already returned as frames; dropped on the next push, so popping many
+    /// small frames costs no copying.
+    consumed: usize,
     max_frame_len: u32,
     failed: Option<WireError>,
 }
@@ -202,6 +205,7 @@ impl FrameDecoder {
     pub fn with_max_frame_len(max_frame_len: u32) -> Self {
         FrameDecoder {
             buf: Vec::new(),
+            consumed: 0,
             max_frame_len,
             failed: None,
         }
@@ -210,13 +214,17 @@ impl FrameDecoder {
     /// Appends bytes received from the peer.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.failed.is_none() {
+            if self.consumed > 0 {
+                self.buf.drain(..self.consumed);
+                self.consumed = 0;
+            }
             self.buf.extend_from_slice(bytes);
         }
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.consumed
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed, or an error.
@@ -226,23 +234,25 @@ impl FrameDecoder {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
+        let pending = &self.buf[self.consumed..];
+        let Some(header) = pending.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
         let h = match parse_header(header, self.max_frame_len) {
             Ok(h) => h,
             Err(e) => {
                 self.buf = Vec::new();
+                self.consumed = 0;
                 self.failed = Some(e.clone());
                 return Err(e);
             }
         };
         let end = HEADER_LEN + h.len as usize;
-        if self.buf.len() < end {
+        if pending.len() < end {
             return Ok(None);
         }
-        let frame = decode_payload(&h, &self.buf[HEADER_LEN..end]);
-        self.buf.drain(..end);
+        let frame = decode_payload(&h, &pending[HEADER_LEN..end]);
+        self.consumed += end;
         frame.map(Some)
     }
 }
