@@ -14,6 +14,7 @@ pub mod ring;
 
 pub use happiness::{happiness, maximum_matching};
 pub use planner::{
-    Assignment, Outcome, Placement, PlacementError, PlacementParams, Planner, RefusalReason, Status,
+    Assignment, Outcome, Placement, PlacementError, PlacementParams, Planner, RefusalReason,
+    Status, MAX_SHARES,
 };
 pub use ring::{permuted_order, permuted_order_preferring, ring_key, ServerDescriptor, ServerId};

@@ -17,7 +17,8 @@
 //!    server can be tried, even if some shares found no home ([`Placement::homeless`]).
 //!
 //! At most one request per server is in flight: a server that still owes an answer gets nothing
-//! new until it answers. Once `Done`, the planner proposes nothing more (shares are being
+//! new until it answers (a share needing a home waits for it). Placement fails early, without
+//! waiting for outstanding answers, once too few servers remain that could ever hold a share. Once `Done`, the planner proposes nothing more (shares are being
 //! written, so a late newcomer would miss earlier segments); a later [`Outcome::Disconnected`]
 //! only removes that server's shares and turns the status to `Failed` if happiness drops below
 //! `happy`, as Tahoe does when a writer is lost during the push.
@@ -235,9 +236,9 @@ impl ServerState {
         !self.accepted.is_empty() || !self.existing.is_empty()
     }
 
-    /// Never asked and holding nothing: the ring's next candidates.
+    /// Never asked and never heard from: the ring's next candidates.
     fn fresh(&self) -> bool {
-        !self.contacted && !self.gone
+        !self.contacted && !self.gone && !self.read_only
     }
 
     /// Could be asked for more shares now.
@@ -394,6 +395,10 @@ impl Planner {
         if s.gone {
             return;
         }
+        if outcome != Outcome::Disconnected {
+            s.answered = true;
+            s.contacted = true;
+        }
         match outcome {
             Outcome::Accepted(shares) => {
                 for sh in shares {
@@ -401,7 +406,6 @@ impl Planner {
                         s.accepted.insert(sh);
                     }
                 }
-                s.answered = true;
             }
             Outcome::AlreadyHave(shares) => {
                 Self::note_existing(s, shares, n);
@@ -410,7 +414,6 @@ impl Planner {
                 for sh in shares {
                     s.pending.remove(&sh);
                 }
-                s.answered = true;
                 s.read_only = true;
             }
             Outcome::Answered {
@@ -441,8 +444,6 @@ impl Planner {
                 }
             }
         }
-        s.answered = true;
-        s.contacted = true;
     }
 
     fn disconnect(&mut self, i: usize) {
@@ -980,6 +981,18 @@ mod tests {
         let pl = done(&p);
         assert_eq!(pl.happiness, 3);
         assert_eq!(pl.writers, [(sid(0), set(&[2]))].into_iter().collect());
+    }
+
+    #[test]
+    fn servers_known_full_in_advance_are_skipped() {
+        let mut p = Planner::new(&ring(4), params(1, 2, 2)).unwrap();
+        let full = Outcome::Refused {
+            shares: BTreeSet::new(),
+            reason: RefusalReason::TooLarge,
+        };
+        assert!(p.on_outcome(sid(0), full).is_empty());
+        let reqs = p.initial();
+        assert_eq!(requests(&reqs), vec![(sid(1), vec![0]), (sid(2), vec![1])]);
     }
 
     #[test]
