@@ -11,9 +11,10 @@
 //!   implicit all-zero data at positions k..K that both sides know, and the n - k parity blocks at
 //!   positions K..K+n-k, in a transform of size N = next power of two >= K + n - k. The blocks
 //!   are exactly what the crate's `ReedSolomon::encode` yields for those parameters (a test checks
-//!   it), computed column by column with the crate's `encode_low` to skip its per-column
-//!   allocations. The decoder adds the K - k known zero shards to any k real shares, giving the
-//!   crate's erasure recovery (`reconstruct_sub`) the K positions it needs.
+//!   it), computed column by column with the crate's additive FFT: `inverse_afft` once, then
+//!   `afft` on only the cosets that hold parity (its `encode_low` does all of them), and without
+//!   its per-column allocations. The decoder adds the K - k known zero shards to any k real
+//!   shares, giving the crate's erasure recovery (`reconstruct_sub`) the K positions it needs.
 //! - **interpolated** (only when K + n - k > 65536, i.e. very wide k): share i is the evaluation at
 //!   w_i of the degree < k polynomial through the data at w_0..w_k, in a transform of size
 //!   N = next power of two >= n. Both directions use the crate's erasure recovery
@@ -24,15 +25,16 @@
 //! All three are systematic: block i < k is input block i, padded to an even length because the
 //! crate works on 2-byte symbols.
 //!
-//! Panics inside the crate that this module keeps out of reach: `encode_low` asserts power-of-two
-//! sizes, `2K <= N` and buffers of exactly N symbols; `reconstruct_sub` asserts power-of-two sizes,
-//! a span <= N/2 and N-symbol inputs; both hold by construction. (Its higher-level
-//! `ReedSolomon::encode`/`reconstruct`, not used here, would also reject empty input, and panic on
-//! `K > N/2` and on odd `WrappedShard` lengths.) Share numbers, duplicates and block lengths are
-//! checked before any arithmetic, so recovery always has exactly the known positions it needs.
+//! Panics inside the crate that this module keeps out of reach: `afft`/`inverse_afft` index a
+//! table by `offset + size - 2` and need buffers of `size` symbols (offsets stay below
+//! N <= 65536); `reconstruct_sub` asserts power-of-two sizes, a span <= N/2 and N-symbol inputs;
+//! both hold by construction. (The crate's higher-level `ReedSolomon::encode`/`reconstruct`, not
+//! used here, would also reject empty input and panic on `K > N/2` or odd `WrappedShard`
+//! lengths.) Share numbers, duplicates and block lengths are checked before any arithmetic, so
+//! recovery always has exactly the known positions it needs.
 
 use reed_solomon_novelpoly::f2e16::{
-    encode_low, eval_error_polynomial, reconstruct_sub, Additive, Multiplier, FIELD_SIZE,
+    afft, eval_error_polynomial, inverse_afft, reconstruct_sub, Additive, Multiplier, FIELD_SIZE,
 };
 
 use super::{Codec, CodecError};
@@ -285,7 +287,7 @@ impl NovelPoly {
     /// Systematic blocks plus parity from the crate's encoder, one 2-byte column at a time:
     /// the same codewords `ReedSolomon::encode` computes, without its per-column allocations or
     /// an interleaved copy of the segment.
-    fn encode_shortened(&self, kp: usize, np: usize, segment: &[u8], len: usize) -> Vec<Vec<u8>> {
+    fn encode_shortened(&self, kp: usize, segment: &[u8], len: usize) -> Vec<Vec<u8>> {
         let (k, n) = (self.k, self.n);
         let syms = len.div_ceil(2);
         let mut blocks: Vec<Vec<u8>> = segment
@@ -297,16 +299,22 @@ impl NovelPoly {
             })
             .collect();
         let mut parity = vec![vec![0u8; 2 * syms]; n - k];
-        // Positions k..kp stay zero: the implicit shards both sides know.
-        let mut data = vec![Additive(0); np];
-        let mut codeword = vec![Additive(0); np];
+        let mut coeffs = vec![Additive(0); kp];
+        let mut coset = vec![Additive(0); kp];
         for c in 0..syms {
-            for (slot, block) in data.iter_mut().zip(&blocks) {
+            for (slot, block) in coeffs.iter_mut().zip(&blocks) {
                 *slot = Additive(u16::from_be_bytes([block[2 * c], block[2 * c + 1]]));
             }
-            encode_low(&data, kp, &mut codeword, np);
-            for (block, sym) in parity.iter_mut().zip(&codeword[kp..]) {
-                block[2 * c..2 * c + 2].copy_from_slice(&sym.0.to_be_bytes());
+            // Positions k..kp: the implicit zero shards both sides know.
+            coeffs[k..].fill(Additive(0));
+            inverse_afft(&mut coeffs, kp, 0);
+            // Parity position kp + j lies in the coset starting at kp * (1 + j / kp).
+            for (i, blocks) in parity.chunks_mut(kp).enumerate() {
+                coset.copy_from_slice(&coeffs);
+                afft(&mut coset, kp, kp * (i + 1));
+                for (block, sym) in blocks.iter_mut().zip(&coset) {
+                    block[2 * c..2 * c + 2].copy_from_slice(&sym.0.to_be_bytes());
+                }
             }
         }
         blocks.extend(parity);
@@ -439,7 +447,7 @@ impl Codec for NovelPoly {
                     v
                 })
                 .collect()),
-            Layout::Shortened { kp, np } => Ok(self.encode_shortened(*kp, *np, segment, len)),
+            Layout::Shortened { kp, .. } => Ok(self.encode_shortened(*kp, segment, len)),
             Layout::Interpolated { np } => self.encode_interpolated(*np, segment, len),
         }
     }
