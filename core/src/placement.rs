@@ -3,7 +3,7 @@
 //! Three concepts, one submodule each (spec: tahoe-formats.md §7):
 //! - [`ring`]: the per-file server order, `SHA1(storage_index || permutation_seed)` ascending, so that
 //!   uploaders and downloaders of the same file independently look at the same servers first;
-//! - [`happiness`]: the upload health metric, the size of a maximum bipartite matching between
+//! - [`mod@happiness`]: the upload health metric, the size of a maximum bipartite matching between
 //!   servers and the share numbers they hold;
 //! - [`planner`]: a pure state machine that assigns share numbers to servers, reacts to their
 //!   answers (accepted, already have, refused, disconnected) and decides success or failure.
