@@ -12,6 +12,7 @@ pub mod codec;
 pub mod crypto;
 pub mod hashtree;
 pub mod netstring;
+pub mod op;
 pub mod placement;
 pub mod time;
 pub mod immutable;

@@ -120,6 +120,13 @@ impl ChkEncoder {
         &self.geometry
     }
 
+    /// Bytes held: the segment buffer and the per-segment hash lists.
+    pub fn bytes_held(&self) -> usize {
+        self.scratch.capacity()
+            + 32 * (self.segment_hashes.len()
+                + self.block_hashes.iter().map(Vec::len).sum::<usize>())
+    }
+
     /// Index of the next segment `encode_segment` expects.
     pub fn next_segment(&self) -> u64 {
         self.next_segment

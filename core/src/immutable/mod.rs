@@ -9,6 +9,7 @@ pub mod layout;
 pub mod params;
 pub mod share;
 pub mod ueb;
+pub mod upload;
 pub mod verify;
 
 pub use encode::{ChkEncoder, EncodeError, EncodedFile};

@@ -97,6 +97,20 @@ impl Geometry {
         max_segment_size: u64,
         codec: &dyn Codec,
     ) -> Result<Self, ParamsError> {
+        Self::with_block_len(size, k, n, max_segment_size, &|len| {
+            codec.encoded_block_len(len)
+        })
+    }
+
+    /// Like [`Geometry::new`] with the codec's block-length rule given directly (a downloader
+    /// guesses the layout before it knows the codec).
+    pub fn with_block_len(
+        size: u64,
+        k: usize,
+        n: usize,
+        max_segment_size: u64,
+        encoded_block_len: &dyn Fn(usize) -> usize,
+    ) -> Result<Self, ParamsError> {
         EncodingParams {
             k,
             happy: 1,
@@ -115,8 +129,8 @@ impl Geometry {
             t => t,
         };
         let padded_tail_size = next_multiple(tail_size, k64);
-        let block_size = codec.encoded_block_len((segment_size / k64) as usize) as u64;
-        let tail_block_size = codec.encoded_block_len((padded_tail_size / k64) as usize) as u64;
+        let block_size = encoded_block_len((segment_size / k64) as usize) as u64;
+        let tail_block_size = encoded_block_len((padded_tail_size / k64) as usize) as u64;
         Ok(Geometry {
             size,
             k,
