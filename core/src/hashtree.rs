@@ -198,7 +198,11 @@ impl PartialHashTree {
                 }
             }
         }
-        for &(start, _) in offered {
+        // Walk deepest nodes first (breadth-first numbering puts them at higher indices), so the
+        // parents they produce are there when a shallower offered node needs its sibling.
+        let mut starts: Vec<usize> = offered.iter().map(|&(i, _)| i).collect();
+        starts.sort_unstable_by(|a, b| b.cmp(a));
+        for start in starts {
             let mut here = start;
             while here != 0 && !self.known.contains_key(&here) {
                 let sib = sibling(here);
@@ -301,6 +305,11 @@ mod tests {
         // once the path is trusted, the sibling leaf needs nothing more
         assert_eq!(p.missing_for_leaf(2, false), Vec::<usize>::new());
         p.add_leaf(2, leaves[2], &[]).unwrap();
+        // proof nodes offered root-side first must verify as well as bottom-up
+        let mut q = PartialHashTree::new(5, t.root());
+        let mut top_down = t.proof(4, true);
+        top_down.reverse();
+        q.add(&top_down).unwrap();
         assert!(p.add_leaf(1, leaves[0], &t.proof(1, false)).is_err());
     }
 

@@ -7,6 +7,7 @@
 pub mod encode;
 pub mod layout;
 pub mod params;
+pub mod download;
 pub mod share;
 pub mod ueb;
 pub mod upload;

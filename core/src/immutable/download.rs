@@ -1,0 +1,788 @@
+//! The immutable download state machine.
+//!
+//! Round trips: the first request to each of k servers (in ring order, in parallel) asks for any
+//! one share it holds and reads, in the same reply, everything needed for segment 0: for a file
+//! whose share fits the guess of one segment, the whole share; otherwise the header, the first
+//! block and the tail of the share (hash trees and extension block), placed by guessing the
+//! layout from the cap's size and the default segment size. A right guess makes a one-segment
+//! download ONE round trip; a wrong guess costs one more, never correctness. Each later segment
+//! is one round trip to the k servers holding the chosen shares.
+//!
+//! Nothing is released before it is verified: the extension block against the cap, each share's
+//! hash chain against the share root, each block against its share's block tree, and each
+//! decoded segment against the ciphertext tree. A share that fails is reported to its server
+//! (`AdviseCorrupt`), dropped, and replaced by another share, from servers already known to hold
+//! more shares or from servers further along the ring.
+//!
+//! Plaintext leaves one segment at a time as [`DownloadEvent::Data`]; the download keeps at most
+//! one segment's blocks plus each share's hash trees.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use crate::codec::{Codec, CodecError, CodecKind};
+use crate::crypto::{storage_index_from_key, AesCtr};
+use crate::hashtree::Hash;
+use crate::immutable::layout::{LayoutError, ShareLayout};
+use crate::immutable::params::{Geometry, DEFAULT_MAX_SEGMENT_SIZE, LIT_THRESHOLD};
+use crate::immutable::share::{Range, ShareRegions, SparseShare};
+use crate::immutable::ueb::Ueb;
+use crate::immutable::verify::{verify_ueb, FileVerifier, IntegrityError, ShareVerifier};
+use crate::op::{RequestId, Transmit};
+use crate::placement::{permuted_order, ServerDescriptor, ServerId};
+use crate::time::{Duration, Instant};
+use crate::wire::{ReadRange, Request, Response, StorageIndex};
+
+/// How a download behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DownloadConfig {
+    /// The segment size assumed when guessing where a share's parts lie (the uploader's default).
+    pub segment_size_guess: u64,
+    /// A request unanswered this long counts as a lost server.
+    pub request_timeout: Duration,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        DownloadConfig {
+            segment_size_guess: DEFAULT_MAX_SEGMENT_SIZE,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the cap says about the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChkFile {
+    pub key: [u8; 16],
+    pub ueb_hash: [u8; 32],
+    pub k: usize,
+    pub n: usize,
+    pub size: u64,
+}
+
+/// Why a download failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DownloadError {
+    #[error(
+        "not enough shares: need {needed}, found {found} distinct share(s) on {servers_asked} server(s) asked, \
+         {good} of them good{}",
+        if *.corrupt > 0 { format!(" ({} corrupt)", .corrupt) } else { String::new() }
+    )]
+    NotEnoughShares {
+        needed: usize,
+        found: usize,
+        good: usize,
+        corrupt: usize,
+        servers_asked: usize,
+    },
+    #[error("the file's data is inconsistent: {0}")]
+    Integrity(#[from] IntegrityError),
+    #[error("the file was written with a codec this build does not know: {0}")]
+    Codec(#[from] CodecError),
+    #[error("the cap is invalid: {0}")]
+    BadCap(&'static str),
+    #[error("download cancelled")]
+    Cancelled,
+}
+
+/// What the download tells its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DownloadEvent {
+    /// Verified plaintext at `offset`; segments arrive in order.
+    Data {
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// A share failed verification and was dropped (the server was told).
+    CorruptShare {
+        server: ServerId,
+        shnum: u16,
+        error: IntegrityError,
+    },
+    /// A server was lost or failed; the download carries on if it can.
+    ServerProblem {
+        server: ServerId,
+        problem: String,
+    },
+    /// All `size` bytes were delivered.
+    Done {
+        size: u64,
+    },
+    Failed(DownloadError),
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    server: ServerId,
+    /// The share this request fetches parts of; `None` for discovery (any share).
+    shnum: Option<u16>,
+    ranges: Vec<ReadRange>,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Share {
+    server: ServerId,
+    data: SparseShare,
+    regions: Option<ShareRegions>,
+    verifier: Option<ShareVerifier>,
+    block_tree: Option<Vec<Hash>>,
+    /// Segments whose block passed verification (only the current one is kept in `data`).
+    verified_segment: Option<u64>,
+    fetching: bool,
+}
+
+#[derive(Debug, Default)]
+struct ServerInfo {
+    /// Shares the server says it holds.
+    held: BTreeSet<u16>,
+    asked: bool,
+    busy: bool,
+}
+
+/// One immutable download.
+#[derive(Debug)]
+pub struct Download {
+    config: DownloadConfig,
+    file: ChkFile,
+    storage_index: StorageIndex,
+    ring: Vec<ServerId>,
+    servers: BTreeMap<ServerId, ServerInfo>,
+    lost: BTreeSet<ServerId>,
+    /// Shares being used or kept in reserve, by share number.
+    shares: BTreeMap<u16, Share>,
+    corrupt: BTreeSet<u16>,
+    ueb: Option<Ueb>,
+    geometry: Option<Geometry>,
+    codec: Option<Arc<dyn Codec>>,
+    file_verifier: Option<FileVerifier>,
+    crypttext_tree: Option<Vec<Hash>>,
+    segment: u64,
+    pending: BTreeMap<RequestId, Pending>,
+    next_id: RequestId,
+    finished: bool,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<DownloadEvent>,
+}
+
+impl Download {
+    /// Start downloading `file` from `servers` (ordered on the file's ring internally).
+    pub fn new(
+        now: Instant,
+        config: DownloadConfig,
+        file: ChkFile,
+        servers: &[ServerDescriptor],
+    ) -> Download {
+        let storage_index = storage_index_from_key(&file.key);
+        let ring = permuted_order(&storage_index, servers);
+        let mut d = Download {
+            config,
+            file,
+            storage_index,
+            servers: ring.iter().map(|s| (*s, ServerInfo::default())).collect(),
+            ring,
+            lost: BTreeSet::new(),
+            shares: BTreeMap::new(),
+            corrupt: BTreeSet::new(),
+            ueb: None,
+            geometry: None,
+            codec: None,
+            file_verifier: None,
+            crypttext_tree: None,
+            segment: 0,
+            pending: BTreeMap::new(),
+            next_id: 0,
+            finished: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        if file.k == 0 || file.k > file.n || file.n > 256 {
+            d.fail(DownloadError::BadCap("need 1 <= k <= n <= 256"));
+        } else if file.size <= LIT_THRESHOLD {
+            d.fail(DownloadError::BadCap(
+                "files this small are LIT caps; they hold their data and need no download",
+            ));
+        } else {
+            d.step(now);
+        }
+        d
+    }
+
+    // ---- getters ----
+
+    pub fn storage_index(&self) -> &StorageIndex {
+        &self.storage_index
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Bytes of share data and hashes held now (for memory-bound tests).
+    pub fn bytes_held(&self) -> usize {
+        self.shares
+            .values()
+            .map(|s| s.data.bytes_held() + s.block_tree.as_ref().map_or(0, |t| t.len() * 32))
+            .sum::<usize>()
+            + self.crypttext_tree.as_ref().map_or(0, |t| t.len() * 32)
+    }
+
+    // ---- mutators ----
+
+    pub fn cancel(&mut self) {
+        self.fail(DownloadError::Cancelled);
+    }
+
+    // ---- inputs ----
+
+    /// A server answered request `id`.
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        from: ServerId,
+        id: RequestId,
+        response: Response,
+    ) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        if p.server != from || self.finished {
+            return;
+        }
+        if let Some(info) = self.servers.get_mut(&from) {
+            info.busy = false;
+        }
+        if let Some(sh) = p.shnum {
+            if let Some(share) = self.shares.get_mut(&sh) {
+                share.fetching = false;
+            }
+        }
+        match response {
+            Response::ImmutableRead { shares, held } => {
+                if let Some(info) = self.servers.get_mut(&from) {
+                    info.held = held.into_iter().collect();
+                }
+                for read in shares {
+                    let known_elsewhere = self
+                        .shares
+                        .get(&read.shnum)
+                        .is_some_and(|s| s.server != from);
+                    if known_elsewhere
+                        || self.corrupt.contains(&read.shnum)
+                        || usize::from(read.shnum) >= self.file.n
+                    {
+                        continue;
+                    }
+                    let share = self.shares.entry(read.shnum).or_insert_with(|| Share {
+                        server: from,
+                        data: SparseShare::new(),
+                        regions: None,
+                        verifier: None,
+                        block_tree: None,
+                        verified_segment: None,
+                        fetching: false,
+                    });
+                    share.data.share_len = Some(read.share_len);
+                    for (range, chunk) in p.ranges.iter().zip(read.chunks) {
+                        share.data.insert(range.offset, chunk);
+                    }
+                }
+            }
+            Response::Error { kind, message } => {
+                self.events.push_back(DownloadEvent::ServerProblem {
+                    server: from,
+                    problem: format!("{kind:?}: {message}"),
+                });
+                if let Some(sh) = p.shnum {
+                    self.shares.remove(&sh);
+                }
+            }
+            _ => {}
+        }
+        self.step(now);
+    }
+
+    /// The connection to `server` broke.
+    pub fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
+        self.lose_server(server, "connection lost");
+        self.step(now);
+    }
+
+    /// Call when [`Download::poll_timeout`]'s instant has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: BTreeSet<ServerId> = self
+            .pending
+            .values()
+            .filter(|p| p.deadline <= now)
+            .map(|p| p.server)
+            .collect();
+        for server in expired {
+            self.lose_server(server, "request timed out");
+        }
+        self.step(now);
+    }
+
+    fn lose_server(&mut self, server: ServerId, why: &str) {
+        if self.finished || !self.lost.insert(server) {
+            return;
+        }
+        self.pending.retain(|_, p| p.server != server);
+        self.shares.retain(|_, s| s.server != server);
+        self.events.push_back(DownloadEvent::ServerProblem {
+            server,
+            problem: why.to_string(),
+        });
+    }
+
+    // ---- the engine ----
+
+    /// Advance as far as the known bytes allow, then ask for what is missing.
+    fn step(&mut self, now: Instant) {
+        while !self.finished {
+            if let Err(e) = self.verify_ready_shares() {
+                return self.fail(e);
+            }
+            match self.try_decode_segment() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => return self.fail(e),
+            }
+        }
+        if self.finished {
+            return;
+        }
+        self.request_missing(now);
+        if self.pending.is_empty() && !self.finished {
+            let good = self.shares.len();
+            self.fail(DownloadError::NotEnoughShares {
+                needed: self.file.k,
+                found: good + self.corrupt.len(),
+                good,
+                corrupt: self.corrupt.len(),
+                servers_asked: self.servers.values().filter(|s| s.asked).count(),
+            });
+        }
+    }
+
+    /// The shares in use: the lowest k share numbers we hold (others wait in reserve).
+    fn active(&self) -> Vec<u16> {
+        self.shares.keys().copied().take(self.file.k).collect()
+    }
+
+    /// Run every check whose inputs have arrived; drop shares that fail.
+    fn verify_ready_shares(&mut self) -> Result<(), DownloadError> {
+        for sh in self.active() {
+            if let Err(e) = self.verify_share(sh) {
+                match e {
+                    ShareCheck::Corrupt(error) => self.drop_corrupt(sh, error),
+                    ShareCheck::Fatal(e) => return Err(e),
+                    ShareCheck::Missing => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn verify_share(&mut self, sh: u16) -> Result<(), ShareCheck> {
+        let file = self.file;
+        let share = self.shares.get_mut(&sh).ok_or(ShareCheck::Missing)?;
+        if share.regions.is_none() {
+            share.regions =
+                ShareRegions::from_sparse(&share.data).map_err(|e| layout_error(sh, e))?;
+        }
+        let regions = share.regions.ok_or(ShareCheck::Missing)?;
+        if self.ueb.is_none() {
+            let range = regions.ueb(&share.data).ok_or(ShareCheck::Missing)?;
+            let bytes = share.data.get(range).ok_or(ShareCheck::Missing)?;
+            if bytes.len() as u64 != range.length {
+                return Err(ShareCheck::Corrupt(IntegrityError::Truncated {
+                    shnum: sh.into(),
+                    what: "extension block",
+                }));
+            }
+            let ueb = verify_ueb(bytes, &file.ueb_hash, file.k, file.n, file.size)
+                .map_err(ShareCheck::Corrupt)?;
+            let codec = CodecKind::from_name(&ueb.codec_name)
+                .and_then(|kind| kind.build(file.k, file.n))
+                .map_err(|e| ShareCheck::Fatal(e.into()))?;
+            let geometry =
+                Geometry::new(file.size, file.k, file.n, ueb.segment_size, codec.as_ref())
+                    .map_err(|_| ShareCheck::Fatal(DownloadError::BadCap("geometry")))?;
+            if geometry.segment_size != ueb.segment_size
+                || geometry.padded_tail_size != ueb.padded_tail_size
+            {
+                return Err(ShareCheck::Fatal(
+                    IntegrityError::UebDisagreesWithCap("segment size").into(),
+                ));
+            }
+            self.file_verifier = Some(FileVerifier::new(&ueb));
+            self.geometry = Some(geometry);
+            self.codec = Some(codec);
+            self.ueb = Some(ueb);
+        }
+        let g = self.geometry.ok_or(ShareCheck::Missing)?;
+        if regions.header.block_size != g.block_size
+            || regions.header.data_size != g.share_data_size()
+        {
+            return Err(layout_error(
+                sh,
+                LayoutError::BadOffsets("block or data size disagrees with the file"),
+            ));
+        }
+        if self.crypttext_tree.is_none() {
+            let bytes = share
+                .data
+                .get(regions.crypttext_tree())
+                .ok_or(ShareCheck::Missing)?;
+            self.crypttext_tree = Some(ShareRegions::parse_tree(bytes));
+        }
+        if share.verifier.is_none() {
+            let tree_bytes = share
+                .data
+                .get(regions.block_tree())
+                .ok_or(ShareCheck::Missing)?;
+            let chain_bytes = share
+                .data
+                .get(regions.share_hashes())
+                .ok_or(ShareCheck::Missing)?;
+            let tree = ShareRegions::parse_tree(tree_bytes);
+            let chain =
+                ShareRegions::parse_share_hashes(chain_bytes).map_err(|e| layout_error(sh, e))?;
+            let root = *tree
+                .first()
+                .ok_or(ShareCheck::Corrupt(IntegrityError::Truncated {
+                    shnum: sh.into(),
+                    what: "block hash tree",
+                }))?;
+            let verifier = self
+                .file_verifier
+                .as_mut()
+                .ok_or(ShareCheck::Missing)?
+                .verify_share(sh.into(), g.num_segments, root, &chain)
+                .map_err(ShareCheck::Corrupt)?;
+            share.verifier = Some(verifier);
+            share.block_tree = Some(tree);
+        }
+        if share.verified_segment != Some(self.segment) {
+            let s = self.segment;
+            let block = share
+                .data
+                .get(regions.block(s, g.block_len(s)))
+                .ok_or(ShareCheck::Missing)?;
+            if block.len() as u64 != g.block_len(s) {
+                return Err(ShareCheck::Corrupt(IntegrityError::Truncated {
+                    shnum: sh.into(),
+                    what: "block",
+                }));
+            }
+            let tree = share.block_tree.as_deref().unwrap_or_default();
+            share
+                .verifier
+                .as_mut()
+                .ok_or(ShareCheck::Missing)?
+                .verify_block(s, block, tree)
+                .map_err(ShareCheck::Corrupt)?;
+            share.verified_segment = Some(s);
+        }
+        Ok(())
+    }
+
+    fn drop_corrupt(&mut self, sh: u16, error: IntegrityError) {
+        let Some(share) = self.shares.remove(&sh) else {
+            return;
+        };
+        self.corrupt.insert(sh);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.transmits.push_back(Transmit {
+            to: share.server,
+            id,
+            request: Request::AdviseCorrupt {
+                storage_index: self.storage_index,
+                shnum: sh,
+                reason: error.to_string(),
+            },
+        });
+        self.events.push_back(DownloadEvent::CorruptShare {
+            server: share.server,
+            shnum: sh,
+            error,
+        });
+    }
+
+    /// Decode the current segment if k verified blocks are here. Returns whether it did.
+    fn try_decode_segment(&mut self) -> Result<bool, DownloadError> {
+        let (Some(g), Some(codec)) = (self.geometry, self.codec.clone()) else {
+            return Ok(false);
+        };
+        let s = self.segment;
+        if s >= g.num_segments {
+            return Ok(false);
+        }
+        let ready: Vec<u16> = self
+            .active()
+            .into_iter()
+            .filter(|sh| self.shares[sh].verified_segment == Some(s))
+            .collect();
+        if ready.len() < self.file.k {
+            return Ok(false);
+        }
+        let mut blocks: Vec<(usize, &[u8])> = Vec::with_capacity(ready.len());
+        for sh in &ready {
+            let share = &self.shares[sh];
+            let Some(regions) = share.regions else {
+                return Ok(false);
+            };
+            let Some(block) = share.data.get(regions.block(s, g.block_len(s))) else {
+                return Ok(false);
+            };
+            blocks.push((usize::from(*sh), block));
+        }
+        let input_block_len = (g.padded_segment_len(s) / g.k as u64) as usize;
+        let mut segment = codec.decode(input_block_len, &blocks)?;
+        segment.truncate(g.segment_len(s) as usize);
+        let tree = self.crypttext_tree.as_deref().unwrap_or_default();
+        self.file_verifier
+            .as_mut()
+            .map(|v| v.verify_segment(s, &segment, tree))
+            .transpose()?;
+        AesCtr::at_offset(&self.file.key, g.segment_offset(s)).apply(&mut segment);
+        for sh in &ready {
+            if let Some(share) = self.shares.get_mut(sh) {
+                if let Some(regions) = share.regions {
+                    share.data.forget(regions.block(s, g.block_len(s)));
+                }
+            }
+        }
+        self.events.push_back(DownloadEvent::Data {
+            offset: g.segment_offset(s),
+            bytes: segment,
+        });
+        self.segment += 1;
+        if self.segment == g.num_segments {
+            self.finished = true;
+            self.pending.clear();
+            self.events.push_back(DownloadEvent::Done {
+                size: self.file.size,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Send requests for whatever the active shares still lack, and find more shares if fewer
+    /// than k are in hand.
+    fn request_missing(&mut self, now: Instant) {
+        for sh in self.active() {
+            let missing = self.missing_ranges(sh);
+            let share = &self.shares[&sh];
+            if missing.is_empty() || share.fetching {
+                continue;
+            }
+            let server = share.server;
+            if let Some(s) = self.shares.get_mut(&sh) {
+                s.fetching = true;
+            }
+            self.send_read(now, server, Some(sh), vec![sh], missing);
+        }
+        let mut short = self.file.k.saturating_sub(self.shares.len());
+        let in_discovery = self.pending.values().filter(|p| p.shnum.is_none()).count();
+        short = short.saturating_sub(in_discovery);
+        while short > 0 {
+            if !self.discover_one(now) {
+                break;
+            }
+            short -= 1;
+        }
+    }
+
+    /// Ask one more server for a share we do not have: first servers known to hold one, then
+    /// servers not asked yet, in ring order.
+    fn discover_one(&mut self, now: Instant) -> bool {
+        let unwanted = |sh: &u16| self.shares.contains_key(sh) || self.corrupt.contains(sh);
+        let known = self.ring.iter().find(|s| {
+            let info = &self.servers[*s];
+            !self.lost.contains(*s) && !info.busy && info.held.iter().any(|sh| !unwanted(sh))
+        });
+        let target = known.or_else(|| {
+            self.ring.iter().find(|s| {
+                !self.lost.contains(*s) && !self.servers[*s].asked && !self.servers[*s].busy
+            })
+        });
+        let Some(&server) = target else { return false };
+        let wanted: Vec<u16> = (0..self.file.n as u16).filter(|sh| !unwanted(sh)).collect();
+        let ranges = self.first_ranges();
+        if let Some(info) = self.servers.get_mut(&server) {
+            info.asked = true;
+        }
+        self.send_read(now, server, None, wanted, ranges);
+        true
+    }
+
+    fn send_read(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        shnum: Option<u16>,
+        shnums: Vec<u16>,
+        ranges: Vec<ReadRange>,
+    ) {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(info) = self.servers.get_mut(&server) {
+            info.busy = true;
+        }
+        self.pending.insert(
+            id,
+            Pending {
+                server,
+                shnum,
+                ranges: ranges.clone(),
+                deadline: now + self.config.request_timeout,
+            },
+        );
+        let request = Request::ImmutableRead {
+            storage_index: self.storage_index,
+            shnums,
+            max_shares: 1,
+            ranges,
+        };
+        self.transmits.push_back(Transmit {
+            to: server,
+            id,
+            request,
+        });
+    }
+
+    /// What to read from a share we know nothing about yet: everything segment `self.segment`
+    /// needs, from the real geometry if known, else from a guess.
+    fn first_ranges(&self) -> Vec<ReadRange> {
+        let to_end = |offset: u64| ReadRange {
+            offset,
+            length: u64::MAX - offset,
+        };
+        let (g, exact) = match self.geometry {
+            Some(g) => (g, true),
+            None => {
+                let guess = Geometry::with_block_len(
+                    self.file.size,
+                    self.file.k,
+                    self.file.n,
+                    self.config.segment_size_guess,
+                    // novelpoly rounds blocks up to whole 16-bit symbols; zfec keeps them exact
+                    &|len| len,
+                );
+                match guess {
+                    Ok(g) => (g, false),
+                    Err(_) => return vec![to_end(0)],
+                }
+            }
+        };
+        if g.num_segments == 1 {
+            return vec![to_end(0)];
+        }
+        let layout = ShareLayout::new(&g, 0);
+        let s = self.segment;
+        let header = ReadRange {
+            offset: 0,
+            length: layout.header.header_len(),
+        };
+        let block = ReadRange {
+            offset: layout.block_offset(s),
+            length: g.block_len(s),
+        };
+        // A guessed trailer starts a little early in case blocks were rounded up by the codec.
+        let slack = if exact { 0 } else { 2 * g.num_segments + 64 };
+        let trailer = to_end(layout.header.crypttext_hash_tree.saturating_sub(slack));
+        if s == 0 {
+            vec![
+                ReadRange {
+                    offset: 0,
+                    length: block.offset + block.length,
+                },
+                trailer,
+            ]
+        } else {
+            vec![header, block, trailer]
+        }
+    }
+
+    /// Byte ranges share `sh` still lacks for the current segment.
+    fn missing_ranges(&self, sh: u16) -> Vec<ReadRange> {
+        let share = &self.shares[&sh];
+        let Some(regions) = share.regions else {
+            return if share.data.get(Range::new(0, 4)).is_none() {
+                self.first_ranges()
+            } else {
+                Vec::new()
+            };
+        };
+        let mut wanted = vec![regions.ueb_length_field()];
+        if let Some(ueb) = regions.ueb(&share.data) {
+            if self.ueb.is_none() {
+                wanted.push(ueb);
+            }
+        }
+        if share.verifier.is_none() {
+            wanted.push(regions.share_hashes());
+            wanted.push(regions.block_tree());
+        }
+        if self.crypttext_tree.is_none() {
+            wanted.push(regions.crypttext_tree());
+        }
+        if let Some(g) = self.geometry {
+            if self.segment < g.num_segments && share.verified_segment != Some(self.segment) {
+                wanted.push(regions.block(self.segment, g.block_len(self.segment)));
+            }
+        }
+        wanted
+            .into_iter()
+            .filter(|r| r.length > 0 && share.data.get(*r).is_none())
+            .map(|r| ReadRange {
+                offset: r.offset,
+                length: r.length,
+            })
+            .collect()
+    }
+
+    fn fail(&mut self, e: DownloadError) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.pending.clear();
+        self.shares.clear();
+        self.events.push_back(DownloadEvent::Failed(e));
+    }
+
+    // ---- polls ----
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<DownloadEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.deadline).min()
+    }
+}
+
+/// Outcome of checking one share.
+enum ShareCheck {
+    /// Some bytes have not arrived yet.
+    Missing,
+    /// The share is bad; use another.
+    Corrupt(IntegrityError),
+    /// The whole download cannot go on.
+    Fatal(DownloadError),
+}
+
+fn layout_error(shnum: u16, source: LayoutError) -> ShareCheck {
+    ShareCheck::Corrupt(IntegrityError::Layout {
+        shnum: shnum.into(),
+        source,
+    })
+}

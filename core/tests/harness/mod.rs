@@ -1,0 +1,257 @@
+//! An in-memory grid that pumps messages between one operation and N storage servers, counting
+//! round trips: every batch of requests the operation emits before it sees any answer is one
+//! round (they would travel in parallel), and its answers come back together.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lafs_core::cap::Cap;
+use lafs_core::immutable::download::{
+    ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
+};
+use lafs_core::immutable::encode::convergent_key;
+use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent, UploadResult};
+use lafs_core::placement::{ServerDescriptor, ServerId};
+use lafs_core::server::{ConnectionId, ServerConfig, StorageServer};
+use lafs_core::store::MemoryShareStore;
+use lafs_core::time::Instant;
+use lafs_core::wire::{Request, Response};
+
+pub const SECRET: &[u8] = b"convergence secret for tests....";
+pub const LEASE_SECRET: &[u8] = b"lease secret for tests..........";
+
+/// How a server behaves during one operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Drops the connection on the first request it receives after `after_rounds` rounds.
+    DisconnectAfter { after_rounds: usize },
+}
+
+pub struct Grid {
+    pub servers: BTreeMap<ServerId, StorageServer<MemoryShareStore>>,
+    pub descriptors: Vec<ServerDescriptor>,
+    pub faults: BTreeMap<ServerId, Fault>,
+    pub now: Instant,
+}
+
+/// What an operation did on the grid.
+#[derive(Debug, Default)]
+pub struct Run {
+    pub rounds: usize,
+    pub messages: usize,
+    pub max_bytes_held: usize,
+}
+
+pub fn server_id(i: usize) -> ServerId {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    id[8] = 0xa5;
+    ServerId(id)
+}
+
+impl Grid {
+    pub fn new(servers: usize) -> Grid {
+        Self::with_capacity(servers, 1 << 40)
+    }
+
+    pub fn with_capacity(servers: usize, capacity: u64) -> Grid {
+        let mut grid = Grid {
+            servers: BTreeMap::new(),
+            descriptors: Vec::new(),
+            faults: BTreeMap::new(),
+            now: Instant(1),
+        };
+        for i in 0..servers {
+            let id = server_id(i);
+            grid.servers.insert(
+                id,
+                StorageServer::new(
+                    MemoryShareStore::new(capacity, 1 << 40),
+                    ServerConfig::default(),
+                ),
+            );
+            grid.descriptors.push(ServerDescriptor {
+                id,
+                permutation_seed: id.0.to_vec(),
+            });
+        }
+        grid
+    }
+
+    pub fn store_mut(&mut self, id: &ServerId) -> &mut MemoryShareStore {
+        self.servers.get_mut(id).expect("server").store_mut()
+    }
+
+    /// Deliver one batch; returns the answers, or `None` for a server that dropped the connection.
+    fn deliver(
+        &mut self,
+        batch: Vec<(ServerId, u64, Request)>,
+        round: usize,
+    ) -> Vec<(ServerId, u64, Option<Response>)> {
+        let mut dropped = BTreeSet::new();
+        let mut out = Vec::new();
+        for (to, id, request) in batch {
+            let disconnect = matches!(self.faults.get(&to), Some(Fault::DisconnectAfter { after_rounds }) if round > *after_rounds);
+            if disconnect || dropped.contains(&to) {
+                if dropped.insert(to) {
+                    let _ = self
+                        .servers
+                        .get_mut(&to)
+                        .expect("server")
+                        .handle_disconnect(ConnectionId(0));
+                    out.push((to, id, None));
+                }
+                continue;
+            }
+            let server = self.servers.get_mut(&to).expect("known server");
+            let response = server.handle_request(self.now, ConnectionId(0), request);
+            out.push((to, id, Some(response)));
+        }
+        out
+    }
+
+    /// Upload `data` with `config`; the key is convergent as Tahoe's.
+    pub fn upload(
+        &mut self,
+        data: &[u8],
+        config: UploadConfig,
+    ) -> (Result<UploadResult, UploadError>, Run) {
+        let p = config.params;
+        let key = convergent_key(data, SECRET, p.k, p.n, p.max_segment_size);
+        let mut op = Upload::new(
+            self.now,
+            config,
+            key,
+            data.len() as u64,
+            &self.descriptors,
+            LEASE_SECRET,
+        );
+        let mut run = Run::default();
+        loop {
+            let mut result = None;
+            while let Some(ev) = op.poll_event() {
+                match ev {
+                    UploadEvent::NeedSegment { offset, length, .. } => {
+                        op.provide_segment(
+                            self.now,
+                            &data[offset as usize..(offset + length) as usize],
+                        );
+                    }
+                    UploadEvent::Done(r) => result = Some(Ok(r)),
+                    UploadEvent::Failed(e) => result = Some(Err(e)),
+                    _ => {}
+                }
+                run.max_bytes_held = run.max_bytes_held.max(op.bytes_held());
+            }
+            if let Some(r) = result {
+                return (r, run);
+            }
+            let mut batch = Vec::new();
+            while let Some(t) = op.poll_transmit() {
+                batch.push((t.to, t.id, t.request));
+            }
+            if batch.is_empty() {
+                if let Some(deadline) = op.poll_timeout() {
+                    self.now = deadline;
+                    op.handle_timeout(self.now);
+                    continue;
+                }
+                panic!("upload stalled with nothing to send and no timer");
+            }
+            run.rounds += 1;
+            run.messages += batch.len();
+            for (from, id, response) in self.deliver(batch, run.rounds) {
+                match response {
+                    Some(r) => op.handle_input(self.now, from, id, r),
+                    None => op.handle_server_lost(self.now, from),
+                }
+            }
+        }
+    }
+
+    pub fn download(
+        &mut self,
+        cap: &Cap,
+        config: DownloadConfig,
+    ) -> (Result<Vec<u8>, DownloadError>, Run, Vec<DownloadEvent>) {
+        let file = match cap {
+            Cap::ChkRead {
+                key,
+                ueb_hash,
+                needed,
+                total,
+                size,
+            } => ChkFile {
+                key: *key,
+                ueb_hash: *ueb_hash,
+                k: usize::from(*needed),
+                n: usize::from(*total),
+                size: *size,
+            },
+            Cap::Lit { data } => return (Ok(data.clone()), Run::default(), Vec::new()),
+            other => panic!("not an immutable file cap: {other}"),
+        };
+        let mut op = Download::new(self.now, config, file, &self.descriptors);
+        let mut run = Run::default();
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        loop {
+            let mut result = None;
+            while let Some(ev) = op.poll_event() {
+                match &ev {
+                    DownloadEvent::Data { offset, bytes } => {
+                        assert_eq!(*offset as usize, out.len(), "segments arrive in order");
+                        out.extend_from_slice(bytes);
+                    }
+                    DownloadEvent::Done { .. } => result = Some(Ok(())),
+                    DownloadEvent::Failed(e) => result = Some(Err(e.clone())),
+                    _ => {}
+                }
+                events.push(ev);
+            }
+            run.max_bytes_held = run.max_bytes_held.max(op.bytes_held());
+            if let Some(r) = result {
+                return (r.map(|()| out), run, events);
+            }
+            let mut batch = Vec::new();
+            while let Some(t) = op.poll_transmit() {
+                batch.push((t.to, t.id, t.request));
+            }
+            let waits = batch
+                .iter()
+                .any(|(_, _, r)| !matches!(r, Request::AdviseCorrupt { .. }));
+            if batch.is_empty() {
+                if let Some(deadline) = op.poll_timeout() {
+                    self.now = deadline;
+                    op.handle_timeout(self.now);
+                    continue;
+                }
+                panic!("download stalled with nothing to send and no timer");
+            }
+            if waits {
+                run.rounds += 1;
+            }
+            run.messages += batch.len();
+            for (from, id, response) in self.deliver(batch, run.rounds) {
+                match response {
+                    Some(r) => op.handle_input(self.now, from, id, r),
+                    None => op.handle_server_lost(self.now, from),
+                }
+            }
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
+pub fn test_data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
