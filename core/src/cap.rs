@@ -117,6 +117,23 @@ impl DirCap {
     pub fn into_file_cap(self) -> Cap {
         *self.file
     }
+
+    /// The kind as it appears in the text: `DIR2`, `DIR2-RO`, `DIR2-CHK`, `DIR2-MDMF-Verifier`...
+    pub fn kind_name(&self) -> &'static str {
+        match *self.file {
+            Cap::Lit { .. } => "DIR2-LIT",
+            Cap::ChkRead { .. } => "DIR2-CHK",
+            Cap::ChkVerify { .. } => "DIR2-CHK-Verifier",
+            Cap::SskWrite { .. } => "DIR2",
+            Cap::SskRead { .. } => "DIR2-RO",
+            Cap::SskVerify { .. } => "DIR2-Verifier",
+            Cap::MdmfWrite { .. } => "DIR2-MDMF",
+            Cap::MdmfRead { .. } => "DIR2-MDMF-RO",
+            Cap::MdmfVerify { .. } => "DIR2-MDMF-Verifier",
+            // Unreachable by DirCap's invariant; a name rather than a panic keeps this total.
+            Cap::Directory(_) => "DIR2-invalid-nested",
+        }
+    }
 }
 
 impl Cap {
@@ -146,19 +163,7 @@ impl Cap {
             Cap::MdmfWrite { .. } => "MDMF",
             Cap::MdmfRead { .. } => "MDMF-RO",
             Cap::MdmfVerify { .. } => "MDMF-Verifier",
-            Cap::Directory(d) => match *d.file {
-                Cap::Lit { .. } => "DIR2-LIT",
-                Cap::ChkRead { .. } => "DIR2-CHK",
-                Cap::ChkVerify { .. } => "DIR2-CHK-Verifier",
-                Cap::SskWrite { .. } => "DIR2",
-                Cap::SskRead { .. } => "DIR2-RO",
-                Cap::SskVerify { .. } => "DIR2-Verifier",
-                Cap::MdmfWrite { .. } => "DIR2-MDMF",
-                Cap::MdmfRead { .. } => "DIR2-MDMF-RO",
-                Cap::MdmfVerify { .. } => "DIR2-MDMF-Verifier",
-                // Unreachable by DirCap's invariant; a name rather than a panic keeps this total.
-                Cap::Directory(_) => "DIR2-invalid-nested",
-            },
+            Cap::Directory(d) => d.kind_name(),
         }
     }
 
@@ -442,7 +447,8 @@ impl fmt::Debug for Cap {
 
 impl fmt::Display for DirCap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&Cap::Directory(self.clone()), f)
+        write!(f, "URI:{}:", self.kind_name())?;
+        self.file.write_body(f)
     }
 }
 

@@ -7,11 +7,17 @@ use lafs_core::cap::{Cap, CapError};
 use proptest::prelude::*;
 
 fn bytes16(seed: u8) -> [u8; 16] {
-    std::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add((i as u8).wrapping_mul(7)))
+    std::array::from_fn(|i| {
+        seed.wrapping_mul(31)
+            .wrapping_add((i as u8).wrapping_mul(7))
+    })
 }
 
 fn bytes32(seed: u8) -> [u8; 32] {
-    std::array::from_fn(|i| seed.wrapping_mul(17).wrapping_add((i as u8).wrapping_mul(13)))
+    std::array::from_fn(|i| {
+        seed.wrapping_mul(17)
+            .wrapping_add((i as u8).wrapping_mul(13))
+    })
 }
 
 /// One cap of each of the nine file kinds.
@@ -415,6 +421,10 @@ fn errors_say_what_is_wrong() {
             "unknown capability kind \"URI:NEW-KIND\"",
         ),
         ("/uri/URI:CHK:".to_string(), "starting with \"URI:\""),
+        (
+            format!(" URI:SSK:{key}:{hash}"),
+            "it starts with \" URI:SSK:",
+        ),
     ];
     for (text, needle) in cases {
         let err: CapError = Cap::parse(&text).expect_err(&text);
@@ -590,6 +600,9 @@ fn check_parse(text: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
+    // Parsing is cheap; more cases search the damaged-input space harder at little cost.
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
     #[test]
     fn generated_caps_round_trip(cap in any_cap()) {
         let text = cap.to_string();

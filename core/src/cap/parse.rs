@@ -8,9 +8,13 @@
 use super::{Cap, DirCap};
 use crate::base32::{self, Base32Error};
 
-/// Longest excerpt of unrecognised text quoted in an error (keeps messages short; such text is
-/// a kind name or a number, never key material).
+/// Longest excerpt of unrecognised text quoted in an error: enough to show a kind name or a
+/// number, short enough to keep messages readable.
 const EXCERPT: usize = 40;
+
+/// How much of a string that is not a cap at all is quoted: enough to see what it is (a URL, a
+/// stray space before `URI:`), too little to leak the key of a cap behind such a prefix.
+const NOT_A_CAP_EXCERPT: usize = 12;
 
 /// Why a string is not a cap this library understands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,7 +98,11 @@ fn hint(start: &str) -> String {
 
 /// At most [`EXCERPT`] characters of `s`, for quoting in errors.
 fn excerpt(s: &str) -> String {
-    match s.char_indices().nth(EXCERPT) {
+    excerpt_of(s, EXCERPT)
+}
+
+fn excerpt_of(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
         Some((end, _)) => format!("{}…", &s[..end]),
         None => s.to_string(),
     }
@@ -154,7 +162,7 @@ pub(super) fn parse(s: &str) -> Result<Cap, CapError> {
     };
     let Some(after_uri) = text.strip_prefix("URI:") else {
         return Err(CapError::NotACap {
-            start: excerpt(text),
+            start: excerpt_of(text, NOT_A_CAP_EXCERPT),
         });
     };
     let (tag, body) = match after_uri.split_once(':') {
