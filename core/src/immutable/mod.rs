@@ -4,10 +4,10 @@
 //! The encoding is Tahoe's CHK byte for byte when the codec is zfec (`crs`): same key, storage
 //! index, ciphertext, blocks, hash trees, extension block and share bytes.
 
+pub mod download;
 pub mod encode;
 pub mod layout;
 pub mod params;
-pub mod download;
 pub mod share;
 pub mod ueb;
 pub mod upload;

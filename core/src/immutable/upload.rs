@@ -615,7 +615,8 @@ impl Upload {
             return;
         }
         self.pending.retain(|_, p| p.server != server);
-        self.events.push_back(UploadEvent::ServerProblem { server, problem });
+        self.events
+            .push_back(UploadEvent::ServerProblem { server, problem });
         if let Some(w) = self.writers.get_mut(&server) {
             w.unacked = 0;
         }
