@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 
+use lafs_core::base32;
 use lafs_core::cap::Cap;
 use lafs_core::codec::zfec::Zfec;
 use lafs_core::codec::Codec;
 use lafs_core::crypto::rsa_keys::MutableKey;
+use lafs_core::immutable::download::DownloadConfig;
 use lafs_core::immutable::encode::{convergent_key, encode_in_memory};
+use lafs_core::placement::ServerId;
+use lafs_tests::grid::Grid;
 use lafs_tests::{expand_plaintext, read_vector_file, read_vector_json};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 fn chk_cap(
     plaintext: &[u8],
@@ -107,6 +112,59 @@ fn every_public_sdmf_and_mdmf_write_cap_reproduces() {
 fn container_share_data(container: &[u8]) -> &[u8] {
     let leases = u32::from_be_bytes(container[8..12].try_into().unwrap()) as usize;
     &container[12..container.len() - 72 * leases]
+}
+
+#[test]
+fn the_download_state_machine_reads_shares_a_real_tahoe_grid_wrote() {
+    let index = read_vector_json("tahoe-shares/index.json");
+    for case in index["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["format"] == "chk")
+    {
+        let cap = Cap::parse(case["read_cap"].as_str().unwrap()).unwrap();
+        let si = cap.storage_index().unwrap();
+        let mut ids = BTreeMap::new();
+        for share in case["shares"].as_array().unwrap() {
+            let name = share["server_id"].as_str().unwrap();
+            let raw =
+                base32::decode(name.trim_start_matches("v0-")).expect("server ids are base32");
+            ids.insert(
+                name.to_string(),
+                ServerId(raw.try_into().expect("32-byte server id")),
+            );
+        }
+        let mut grid = Grid::with_ids(&ids.values().copied().collect::<Vec<_>>());
+        for share in case["shares"].as_array().unwrap() {
+            let container =
+                read_vector_file(&format!("tahoe-shares/{}", share["file"].as_str().unwrap()));
+            let server = ids[share["server_id"].as_str().unwrap()];
+            grid.put_share(
+                &server,
+                &si,
+                share["shnum"].as_u64().unwrap() as u16,
+                container_share_data(&container),
+            );
+        }
+        let config = DownloadConfig {
+            segment_size_guess: index["max_segment_size"].as_u64().unwrap(),
+            ..Default::default()
+        };
+        let (got, run, _) = grid.download(&cap, config);
+        assert_eq!(
+            got.expect("Tahoe's shares download"),
+            expand_plaintext(&case["plaintext"]),
+            "{}",
+            case["name"]
+        );
+        assert!(
+            run.rounds <= 3,
+            "{}: {} round trips",
+            case["name"],
+            run.rounds
+        );
+    }
 }
 
 #[test]

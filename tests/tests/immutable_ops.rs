@@ -1,9 +1,7 @@
 //! Immutable upload and download through the in-memory grid: round-trip counts, memory bound,
 //! refusals, lost servers, corruption, and the edge cases of sizes and parameters.
 
-mod harness;
-
-use harness::{server_id, test_data, Fault, Grid};
+use lafs_tests::grid::{server_id, test_data, Fault, Grid, SECRET};
 use lafs_core::cap::Cap;
 use lafs_core::codec::CodecKind;
 use lafs_core::immutable::download::{DownloadConfig, DownloadError, DownloadEvent};
@@ -56,7 +54,7 @@ fn caps_from_the_grid_match_tahoes_encoder() {
     let cfg = config(3, 7, 10, 131_072);
     let (result, _) = grid.upload(&data, cfg);
     let codec = CodecKind::Zfec.build(3, 10).unwrap();
-    let key = lafs_core::immutable::encode::convergent_key(&data, harness::SECRET, 3, 10, 131_072);
+    let key = lafs_core::immutable::encode::convergent_key(&data, SECRET, 3, 10, 131_072);
     let (file, shares) =
         lafs_core::immutable::encode::encode_in_memory(&key, &data, 131_072, &codec).unwrap();
     let cap = result.unwrap().cap;

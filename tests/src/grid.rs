@@ -2,8 +2,6 @@
 //! round trips: every batch of requests the operation emits before it sees any answer is one
 //! round (they would travel in parallel), and its answers come back together.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use lafs_core::cap::Cap;
@@ -14,7 +12,7 @@ use lafs_core::immutable::encode::convergent_key;
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent, UploadResult};
 use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::server::{ConnectionId, ServerConfig, StorageServer};
-use lafs_core::store::MemoryShareStore;
+use lafs_core::store::{Lease, MemoryShareStore, ShareStore};
 use lafs_core::time::Instant;
 use lafs_core::wire::{Request, Response};
 
@@ -28,6 +26,7 @@ pub enum Fault {
     DisconnectAfter { after_rounds: usize },
 }
 
+#[derive(Debug)]
 pub struct Grid {
     pub servers: BTreeMap<ServerId, StorageServer<MemoryShareStore>>,
     pub descriptors: Vec<ServerDescriptor>,
@@ -77,6 +76,42 @@ impl Grid {
             });
         }
         grid
+    }
+
+    /// A grid whose servers have the given ids (and use them as permutation seeds).
+    pub fn with_ids(ids: &[ServerId]) -> Grid {
+        let mut grid = Grid::new(0);
+        for &id in ids {
+            grid.servers.insert(
+                id,
+                StorageServer::new(
+                    MemoryShareStore::new(1 << 40, 1 << 40),
+                    ServerConfig::default(),
+                ),
+            );
+            grid.descriptors.push(ServerDescriptor {
+                id,
+                permutation_seed: id.0.to_vec(),
+            });
+        }
+        grid
+    }
+
+    /// Place a committed share on a server, as if an earlier upload had written it.
+    pub fn put_share(&mut self, server: &ServerId, si: &[u8; 16], shnum: u16, bytes: &[u8]) {
+        let lease = Lease {
+            renew_secret: [1; 32],
+            cancel_secret: [2; 32],
+            expires: Instant(u64::MAX),
+        };
+        let store = self.store_mut(server);
+        store
+            .create_share(si, shnum, bytes.len() as u64, lease)
+            .expect("create");
+        store.write_share(si, shnum, 0, bytes).expect("write");
+        store
+            .commit_share(si, shnum, bytes.len() as u64)
+            .expect("commit");
     }
 
     pub fn store_mut(&mut self, id: &ServerId) -> &mut MemoryShareStore {
