@@ -1,13 +1,13 @@
 //! Immutable upload and download through the in-memory grid: round-trip counts, memory bound,
 //! refusals, lost servers, corruption, and the edge cases of sizes and parameters.
 
-use lafs_tests::grid::{server_id, test_data, Fault, Grid, SECRET};
 use lafs_core::cap::Cap;
 use lafs_core::codec::CodecKind;
 use lafs_core::immutable::download::{DownloadConfig, DownloadError, DownloadEvent};
 use lafs_core::immutable::params::EncodingParams;
 use lafs_core::immutable::upload::{UploadConfig, UploadError};
 use lafs_core::placement::PlacementError;
+use lafs_tests::grid::{server_id, test_data, Fault, Grid, SECRET};
 
 fn config(k: usize, happy: usize, n: usize, seg: u64) -> UploadConfig {
     UploadConfig {
@@ -381,4 +381,22 @@ fn fewer_servers_than_shares_double_up() {
     assert_eq!(result.shares.values().map(|s| s.len()).sum::<usize>(), 10);
     let (got, _, _) = grid.download(&result.cap, DownloadConfig::default());
     assert_eq!(got.unwrap(), data);
+}
+
+#[test]
+fn uploading_the_same_file_again_finds_the_shares_already_there() {
+    let data = test_data(30_000, 29);
+    let mut grid = Grid::new(10);
+    let first = upload_default(&mut grid, &data);
+    let (again, run) = grid.upload(&data, UploadConfig::default());
+    let again = again.expect("second upload succeeds");
+    assert_eq!(again.cap, first, "convergent encryption gives the same cap");
+    assert_eq!(run.rounds, 1);
+    assert_eq!(again.happiness, 10);
+    let stored: usize = grid
+        .servers
+        .values()
+        .map(|s| s.store().all_shares().len())
+        .sum();
+    assert_eq!(stored, 10, "no share was stored twice");
 }

@@ -163,3 +163,98 @@ impl ShareVerifier {
             })
     }
 }
+
+/// What [`check_share`] found in a good share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareCheckReport {
+    pub shnum: usize,
+    pub segments: u64,
+    pub codec: String,
+}
+
+/// Check one whole share (its stored bytes) with only what a verify cap holds: every block
+/// against the share's block tree, the share's place in the share tree, the stored ciphertext
+/// tree against the extension block, and the extension block against the cap. No key is needed
+/// and nothing is decrypted.
+pub fn check_share(
+    ueb_hash: &Hash,
+    k: usize,
+    n: usize,
+    size: u64,
+    shnum: usize,
+    bytes: &[u8],
+) -> Result<ShareCheckReport, IntegrityError> {
+    use crate::codec::CodecKind;
+    use crate::hashtree::HashTree;
+    use crate::immutable::params::Geometry;
+    use crate::immutable::share::{ShareRegions, SparseShare};
+
+    let layout = |source| IntegrityError::Layout { shnum, source };
+    let truncated = |what| IntegrityError::Truncated { shnum, what };
+    let share = SparseShare::whole(bytes.to_vec());
+    let regions = ShareRegions::from_sparse(&share)
+        .map_err(layout)?
+        .ok_or(truncated("header"))?;
+    let ueb_range = regions
+        .ueb(&share)
+        .ok_or(truncated("extension block length"))?;
+    let ueb_bytes = share
+        .get(ueb_range)
+        .filter(|b| b.len() as u64 == ueb_range.length)
+        .ok_or(truncated("extension block"))?;
+    let ueb = verify_ueb(ueb_bytes, ueb_hash, k, n, size)?;
+    let codec = CodecKind::from_name(&ueb.codec_name)
+        .map_err(|_| IntegrityError::UebDisagreesWithCap("codec (unknown codec name)"))?
+        .build(k, n)
+        .map_err(|_| IntegrityError::UebDisagreesWithCap("k-of-n"))?;
+    let g = Geometry::new(size, k, n, ueb.segment_size, codec.as_ref())
+        .map_err(|_| IntegrityError::UebDisagreesWithCap("segment size"))?;
+    if regions.header.block_size != g.block_size || regions.header.data_size != g.share_data_size()
+    {
+        return Err(layout(LayoutError::BadOffsets(
+            "block or data size disagrees with the file",
+        )));
+    }
+    let crypttext = ShareRegions::parse_tree(
+        share
+            .get(regions.crypttext_tree())
+            .ok_or(truncated("ciphertext tree"))?,
+    );
+    let leaves = crate::hashtree::padded_leaf_count(g.num_segments as usize);
+    if crypttext.len() != 2 * leaves - 1
+        || HashTree::new(&crypttext[leaves - 1..]).root() != ueb.crypttext_root_hash
+        || crypttext[0] != ueb.crypttext_root_hash
+    {
+        return Err(IntegrityError::BadSegment {
+            segment: 0,
+            source: crate::hashtree::HashTreeError::BadHash { node: 0 },
+        });
+    }
+    let tree = ShareRegions::parse_tree(
+        share
+            .get(regions.block_tree())
+            .ok_or(truncated("block hash tree"))?,
+    );
+    let chain = ShareRegions::parse_share_hashes(
+        share
+            .get(regions.share_hashes())
+            .ok_or(truncated("share hashes"))?,
+    )
+    .map_err(layout)?;
+    let root = *tree.first().ok_or(truncated("block hash tree"))?;
+    let mut verifier = FileVerifier::new(&ueb).verify_share(shnum, g.num_segments, root, &chain)?;
+    for s in 0..g.num_segments {
+        let block = share
+            .get(regions.block(s, g.block_len(s)))
+            .ok_or(truncated("block"))?;
+        if block.len() as u64 != g.block_len(s) {
+            return Err(truncated("block"));
+        }
+        verifier.verify_block(s, block, &tree)?;
+    }
+    Ok(ShareCheckReport {
+        shnum,
+        segments: g.num_segments,
+        codec: ueb.codec_name,
+    })
+}
