@@ -527,6 +527,31 @@ mod tests {
             })
     }
 
+    fn wide_geometry() -> impl Strategy<Value = (usize, usize, Vec<u8>, Vec<usize>)> {
+        (1usize..=256)
+            .prop_flat_map(|n| (1..=n, Just(n)))
+            .prop_flat_map(|(k, n)| {
+                (
+                    Just(k),
+                    Just(n),
+                    (0usize..8)
+                        .prop_flat_map(move |bl| proptest::collection::vec(any::<u8>(), k * bl)),
+                    Just((0..n).collect::<Vec<usize>>()).prop_shuffle(),
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn wide_codes_decode_from_random_subsets((k, n, seg, order) in wide_geometry()) {
+            let z = Zfec::new(k, n).unwrap();
+            let blocks = z.encode(&seg).unwrap();
+            let bl = seg.len() / k;
+            prop_assert_eq!(z.decode(bl, &pick(&blocks, &order[..k])).unwrap(), seg);
+        }
+    }
+
     proptest! {
         #[test]
         fn decode_inverts_encode((k, n, seg, order) in geometry()) {
