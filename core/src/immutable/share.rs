@@ -135,6 +135,9 @@ impl ShareRegions {
         let Some(first) = share.get(Range::new(0, 4)) else {
             return Ok(None);
         };
+        if first.len() < 4 {
+            return Err(LayoutError::TooShort(first.len()));
+        }
         let version = u32::from_be_bytes([first[0], first[1], first[2], first[3]]);
         let len = if version == 1 {
             0x24

@@ -258,3 +258,50 @@ pub fn check_share(
         codec: ueb.codec_name,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Codec, CodecKind};
+    use crate::immutable::encode::encode_in_memory;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    fn sample() -> (Hash, Vec<Vec<u8>>) {
+        let codec: Arc<dyn Codec> = CodecKind::Zfec.build(3, 5).unwrap();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let (file, shares) = encode_in_memory(&[9; 16], &data, 1024, &codec).unwrap();
+        (file.ueb_hash, shares)
+    }
+
+    #[test]
+    fn every_share_of_a_fresh_encoding_checks_out() {
+        let (ueb_hash, shares) = sample();
+        for (i, share) in shares.iter().enumerate() {
+            let report = check_share(&ueb_hash, 3, 5, 5000, i, share).unwrap();
+            assert_eq!(report.segments, 5);
+        }
+        assert!(
+            check_share(&ueb_hash, 3, 5, 5001, 0, &shares[0]).is_err(),
+            "wrong size in cap"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn damaged_or_arbitrary_bytes_never_panic(
+            cut in 0usize..3000, flip in 0usize..3000, garbage in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let (ueb_hash, shares) = sample();
+            let share = &shares[1];
+            let mut bad = share[..cut.min(share.len())].to_vec();
+            if !bad.is_empty() {
+                let at = flip % bad.len();
+                bad[at] ^= 1;
+            }
+            let _ = check_share(&ueb_hash, 3, 5, 5000, 1, &bad);
+            let _ = check_share(&ueb_hash, 3, 5, 5000, 1, &garbage);
+            let _ = crate::immutable::ShareHeader::parse(&garbage);
+        }
+    }
+}
