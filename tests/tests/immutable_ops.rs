@@ -400,3 +400,36 @@ fn uploading_the_same_file_again_finds_the_shares_already_there() {
         .sum();
     assert_eq!(stored, 10, "no share was stored twice");
 }
+
+mod garbage_servers {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Servers holding garbage under the right storage index never make a download panic or
+        /// return wrong bytes: it either succeeds from the good shares or fails with an error.
+        #[test]
+        fn garbage_shares_are_rejected(garbage in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..8)) {
+            let data = test_data(20_000, 31);
+            let mut grid = Grid::new(10);
+            let cap = upload_default(&mut grid, &data);
+            let si = cap_storage_index(&cap);
+            for (i, junk) in garbage.iter().enumerate() {
+                let sh = i as u16;
+                for id in (0..10).map(server_id) {
+                    grid.store_mut(&id).delete_share(&si, sh);
+                }
+                if !junk.is_empty() {
+                    grid.put_share(&server_id(i), &si, sh, junk);
+                }
+            }
+            let (got, _, _) = grid.download(&cap, DownloadConfig::default());
+            match got {
+                Ok(bytes) => prop_assert_eq!(bytes, data),
+                Err(DownloadError::NotEnoughShares { .. }) => prop_assert!(garbage.len() > 7),
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+}
