@@ -343,7 +343,7 @@ impl Upload {
             }
             self.after_planner_step(now);
         } else {
-            self.send_segment(now, index, &blocks, last);
+            self.send_segment(now, index, blocks, last);
         }
         self.maybe_ask_next();
         Ok(())
@@ -423,7 +423,7 @@ impl Upload {
         self.send(now, a.server, writes, true);
     }
 
-    fn send_segment(&mut self, now: Instant, index: u64, blocks: &[Vec<u8>], last: bool) {
+    fn send_segment(&mut self, now: Instant, index: u64, mut blocks: Vec<Vec<u8>>, last: bool) {
         let layout = self.layout.expect("layout exists once encoding started");
         let targets: Vec<(ServerId, BTreeSet<u16>)> = self
             .writers
@@ -431,6 +431,12 @@ impl Upload {
             .filter(|(s, _)| !self.lost.contains(s))
             .map(|(s, w)| (*s, w.shares.clone()))
             .collect();
+        // A share normally lives on one server, so its block moves into the message; the rare
+        // extra copies made for happiness get clones.
+        let mut uses = vec![0usize; blocks.len()];
+        for sh in targets.iter().flat_map(|(_, shares)| shares) {
+            uses[usize::from(*sh)] += 1;
+        }
         for (server, shares) in targets {
             if shares.is_empty() {
                 continue;
@@ -438,7 +444,13 @@ impl Upload {
             let writes = shares
                 .iter()
                 .map(|&sh| {
-                    let mut data = blocks[sh as usize].clone();
+                    let i = usize::from(sh);
+                    uses[i] -= 1;
+                    let mut data = if uses[i] == 0 {
+                        std::mem::take(&mut blocks[i])
+                    } else {
+                        blocks[i].clone()
+                    };
                     if last {
                         if let Some(file) = &self.encoded {
                             data.extend_from_slice(&file.share_trailer(sh as usize));
