@@ -5,3 +5,4 @@
 //! share store and networking arrive with their issues and are not here yet.
 
 pub mod debug;
+pub mod node;
