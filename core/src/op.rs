@@ -7,6 +7,7 @@
 //! then sleep until `poll_timeout` (or the next input).
 
 use crate::placement::ServerId;
+use crate::time::Instant;
 use crate::wire::Request;
 
 /// Names one request of one operation; the driver hands it back with the response so the
@@ -28,3 +29,64 @@ pub fn derivation_node_id(server: &ServerId) -> [u8; 20] {
     id.copy_from_slice(&server.0[..20]);
     id
 }
+
+/// The calls every client operation shares, so one driver loop can run any of them.
+///
+/// Operation-specific mutators (`provide_segment`, `cancel`) stay inherent methods; a driver
+/// reacts to the operation's events, which say when to call them.
+pub trait ClientOp {
+    type Event;
+    /// A server answered request `id`.
+    fn handle_input(
+        &mut self,
+        now: Instant,
+        from: ServerId,
+        id: RequestId,
+        response: crate::wire::Response,
+    );
+    /// The connection to `server` broke: everything in flight to it is lost.
+    fn handle_server_lost(&mut self, now: Instant, server: ServerId);
+    /// `poll_timeout`'s instant has passed.
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+/// Implement [`ClientOp`] by forwarding to an operation's inherent methods of the same names.
+macro_rules! impl_client_op {
+    ($op:ty, $event:ty) => {
+        impl $crate::op::ClientOp for $op {
+            type Event = $event;
+            fn handle_input(
+                &mut self,
+                now: $crate::time::Instant,
+                from: $crate::placement::ServerId,
+                id: $crate::op::RequestId,
+                response: $crate::wire::Response,
+            ) {
+                <$op>::handle_input(self, now, from, id, response)
+            }
+            fn handle_server_lost(
+                &mut self,
+                now: $crate::time::Instant,
+                server: $crate::placement::ServerId,
+            ) {
+                <$op>::handle_server_lost(self, now, server)
+            }
+            fn handle_timeout(&mut self, now: $crate::time::Instant) {
+                <$op>::handle_timeout(self, now)
+            }
+            fn poll_transmit(&mut self) -> Option<$crate::op::Transmit> {
+                <$op>::poll_transmit(self)
+            }
+            fn poll_event(&mut self) -> Option<$event> {
+                <$op>::poll_event(self)
+            }
+            fn poll_timeout(&self) -> Option<$crate::time::Instant> {
+                <$op>::poll_timeout(self)
+            }
+        }
+    };
+}
+pub(crate) use impl_client_op;

@@ -10,6 +10,7 @@ use lafs_core::immutable::download::{
 };
 use lafs_core::immutable::encode::convergent_key;
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent, UploadResult};
+use lafs_core::op::ClientOp;
 use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::server::{ConnectionId, ServerConfig, StorageServer};
 use lafs_core::store::{Lease, MemoryShareStore, ShareStore};
@@ -146,6 +147,56 @@ impl Grid {
         out
     }
 
+    /// Drive `op` to completion. `on_event` handles each event (and may call the op's mutators);
+    /// it returns `Some(result)` when the operation is over. Requests that expect no answer
+    /// (corruption advisories) do not count as a round trip.
+    pub fn drive<O: ClientOp, R>(
+        &mut self,
+        op: &mut O,
+        bytes_held: impl Fn(&O) -> usize,
+        mut on_event: impl FnMut(&mut O, Instant, O::Event) -> Option<R>,
+    ) -> (R, Run) {
+        let mut run = Run::default();
+        loop {
+            let mut result = None;
+            while let Some(ev) = op.poll_event() {
+                if let Some(r) = on_event(op, self.now, ev) {
+                    result = Some(r);
+                }
+                run.max_bytes_held = run.max_bytes_held.max(bytes_held(op));
+            }
+            run.max_bytes_held = run.max_bytes_held.max(bytes_held(op));
+            if let Some(r) = result {
+                return (r, run);
+            }
+            let mut batch = Vec::new();
+            while let Some(t) = op.poll_transmit() {
+                batch.push((t.to, t.id, t.request));
+            }
+            if batch.is_empty() {
+                let deadline = op
+                    .poll_timeout()
+                    .expect("operation stalled with nothing to send and no timer");
+                self.now = deadline;
+                op.handle_timeout(self.now);
+                continue;
+            }
+            if batch
+                .iter()
+                .any(|(_, _, r)| !matches!(r, Request::AdviseCorrupt { .. }))
+            {
+                run.rounds += 1;
+            }
+            run.messages += batch.len();
+            for (from, id, response) in self.deliver(batch, run.rounds) {
+                match response {
+                    Some(r) => op.handle_input(self.now, from, id, r),
+                    None => op.handle_server_lost(self.now, from),
+                }
+            }
+        }
+    }
+
     /// Upload `data` with `config`; the key is convergent as Tahoe's.
     pub fn upload(
         &mut self,
@@ -162,49 +213,18 @@ impl Grid {
             &self.descriptors,
             LEASE_SECRET,
         );
-        let mut run = Run::default();
-        loop {
-            let mut result = None;
-            while let Some(ev) = op.poll_event() {
-                match ev {
-                    UploadEvent::NeedSegment { offset, length, .. } => {
-                        op.provide_segment(
-                            self.now,
-                            &data[offset as usize..(offset + length) as usize],
-                        );
-                    }
-                    UploadEvent::Done(r) => result = Some(Ok(r)),
-                    UploadEvent::Failed(e) => result = Some(Err(e)),
-                    _ => {}
-                }
-                run.max_bytes_held = run.max_bytes_held.max(op.bytes_held());
+        self.drive(&mut op, Upload::bytes_held, |op, now, ev| match ev {
+            UploadEvent::NeedSegment { offset, length, .. } => {
+                op.provide_segment(now, &data[offset as usize..(offset + length) as usize]);
+                None
             }
-            if let Some(r) = result {
-                return (r, run);
-            }
-            let mut batch = Vec::new();
-            while let Some(t) = op.poll_transmit() {
-                batch.push((t.to, t.id, t.request));
-            }
-            if batch.is_empty() {
-                if let Some(deadline) = op.poll_timeout() {
-                    self.now = deadline;
-                    op.handle_timeout(self.now);
-                    continue;
-                }
-                panic!("upload stalled with nothing to send and no timer");
-            }
-            run.rounds += 1;
-            run.messages += batch.len();
-            for (from, id, response) in self.deliver(batch, run.rounds) {
-                match response {
-                    Some(r) => op.handle_input(self.now, from, id, r),
-                    None => op.handle_server_lost(self.now, from),
-                }
-            }
-        }
+            UploadEvent::Done(r) => Some(Ok(r)),
+            UploadEvent::Failed(e) => Some(Err(e)),
+            _ => None,
+        })
     }
 
+    /// Download a cap; returns the bytes, the run, and every event seen.
     pub fn download(
         &mut self,
         cap: &Cap,
@@ -228,53 +248,23 @@ impl Grid {
             other => panic!("not an immutable file cap: {other}"),
         };
         let mut op = Download::new(self.now, config, file, &self.descriptors);
-        let mut run = Run::default();
         let mut out = Vec::new();
         let mut events = Vec::new();
-        loop {
-            let mut result = None;
-            while let Some(ev) = op.poll_event() {
-                match &ev {
-                    DownloadEvent::Data { offset, bytes } => {
-                        assert_eq!(*offset as usize, out.len(), "segments arrive in order");
-                        out.extend_from_slice(bytes);
-                    }
-                    DownloadEvent::Done { .. } => result = Some(Ok(())),
-                    DownloadEvent::Failed(e) => result = Some(Err(e.clone())),
-                    _ => {}
+        let (result, run) = self.drive(&mut op, Download::bytes_held, |_, _, ev| {
+            let result = match &ev {
+                DownloadEvent::Data { offset, bytes } => {
+                    assert_eq!(*offset as usize, out.len(), "segments arrive in order");
+                    out.extend_from_slice(bytes);
+                    None
                 }
-                events.push(ev);
-            }
-            run.max_bytes_held = run.max_bytes_held.max(op.bytes_held());
-            if let Some(r) = result {
-                return (r.map(|()| out), run, events);
-            }
-            let mut batch = Vec::new();
-            while let Some(t) = op.poll_transmit() {
-                batch.push((t.to, t.id, t.request));
-            }
-            let waits = batch
-                .iter()
-                .any(|(_, _, r)| !matches!(r, Request::AdviseCorrupt { .. }));
-            if batch.is_empty() {
-                if let Some(deadline) = op.poll_timeout() {
-                    self.now = deadline;
-                    op.handle_timeout(self.now);
-                    continue;
-                }
-                panic!("download stalled with nothing to send and no timer");
-            }
-            if waits {
-                run.rounds += 1;
-            }
-            run.messages += batch.len();
-            for (from, id, response) in self.deliver(batch, run.rounds) {
-                match response {
-                    Some(r) => op.handle_input(self.now, from, id, r),
-                    None => op.handle_server_lost(self.now, from),
-                }
-            }
-        }
+                DownloadEvent::Done { .. } => Some(Ok(())),
+                DownloadEvent::Failed(e) => Some(Err(e.clone())),
+                _ => None,
+            };
+            events.push(ev);
+            result
+        });
+        (result.map(|()| out), run, events)
     }
 }
 

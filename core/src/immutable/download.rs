@@ -786,3 +786,5 @@ fn layout_error(shnum: u16, source: LayoutError) -> ShareCheck {
         source,
     })
 }
+
+crate::op::impl_client_op!(Download, DownloadEvent);

@@ -779,3 +779,5 @@ impl Upload {
         self.pending.values().map(|p| p.deadline).min()
     }
 }
+
+crate::op::impl_client_op!(Upload, UploadEvent);
