@@ -431,5 +431,29 @@ mod garbage_servers {
                 Err(e) => prop_assert!(false, "unexpected error {e}"),
             }
         }
+
+        /// Shares cut short anywhere are dropped as corrupt; the download never stalls.
+        #[test]
+        fn truncated_shares_are_dropped(cuts in proptest::collection::vec(0usize..8000, 1..4)) {
+            let data = test_data(20_000, 37);
+            let mut grid = Grid::new(10);
+            let cap = upload_default(&mut grid, &data);
+            let si = cap_storage_index(&cap);
+            for (i, cut) in cuts.iter().enumerate() {
+                let sh = i as u16;
+                let holder = (0..10).map(server_id).find(|id| grid.store_mut(id).share_bytes(&si, sh).is_some()).unwrap();
+                let bytes = grid.store_mut(&holder).share_bytes(&si, sh).unwrap().to_vec();
+                grid.store_mut(&holder).delete_share(&si, sh);
+                let keep = cut % bytes.len();
+                if keep > 0 {
+                    grid.put_share(&holder, &si, sh, &bytes[..keep]);
+                }
+            }
+            let (got, _, _) = grid.download(&cap, DownloadConfig::default());
+            match got {
+                Ok(bytes) => prop_assert_eq!(bytes, data),
+                Err(e) => prop_assert!(false, "three truncated shares of ten must not stop a download: {e}"),
+            }
+        }
     }
 }

@@ -26,7 +26,7 @@ use crate::hashtree::Hash;
 use crate::immutable::layout::{LayoutError, ShareLayout};
 use crate::immutable::params::{Geometry, DEFAULT_MAX_SEGMENT_SIZE, LIT_THRESHOLD};
 use crate::immutable::share::{Range, ShareRegions, SparseShare};
-use crate::immutable::ueb::Ueb;
+use crate::immutable::ueb::{Ueb, UebError, MAX_UEB_LEN};
 use crate::immutable::verify::{verify_ueb, FileVerifier, IntegrityError, ShareVerifier};
 use crate::op::{RequestId, Transmit};
 use crate::placement::{permuted_order, ServerDescriptor, ServerId};
@@ -392,6 +392,23 @@ impl Download {
                 ShareRegions::from_sparse(&share.data).map_err(|e| layout_error(sh, e))?;
         }
         let regions = share.regions.ok_or(ShareCheck::Missing)?;
+        // A share shorter than its own header says can never complete: drop it rather than
+        // asking again for bytes the server does not have.
+        let claimed_end = match regions.ueb(&share.data) {
+            Some(ueb) if ueb.length as usize >= MAX_UEB_LEN => {
+                return Err(ShareCheck::Corrupt(IntegrityError::Ueb(UebError::TooLong(
+                    ueb.length as usize,
+                ))))
+            }
+            Some(ueb) => ueb.end(),
+            None => regions.ueb_length_field().end(),
+        };
+        if share.data.share_len.is_some_and(|len| len < claimed_end) {
+            return Err(ShareCheck::Corrupt(IntegrityError::Truncated {
+                shnum: sh.into(),
+                what: "share",
+            }));
+        }
         if self.ueb.is_none() {
             let range = regions.ueb(&share.data).ok_or(ShareCheck::Missing)?;
             let bytes = share.data.get(range).ok_or(ShareCheck::Missing)?;
