@@ -32,6 +32,9 @@ pub struct Grid {
     pub servers: BTreeMap<ServerId, StorageServer<MemoryShareStore>>,
     pub descriptors: Vec<ServerDescriptor>,
     pub faults: BTreeMap<ServerId, Fault>,
+    /// Shares deleted from every server once this many rounds have been delivered:
+    /// `(round, storage index, share number)`.
+    pub vanish: Vec<(usize, [u8; 16], u16)>,
     pub now: Instant,
 }
 
@@ -60,6 +63,7 @@ impl Grid {
             servers: BTreeMap::new(),
             descriptors: Vec::new(),
             faults: BTreeMap::new(),
+            vanish: Vec::new(),
             now: Instant(1),
         };
         for i in 0..servers {
@@ -125,6 +129,18 @@ impl Grid {
         batch: Vec<(ServerId, u64, Request)>,
         round: usize,
     ) -> Vec<(ServerId, u64, Option<Response>)> {
+        let due: Vec<(usize, [u8; 16], u16)> = self
+            .vanish
+            .iter()
+            .copied()
+            .filter(|(r, ..)| round > *r)
+            .collect();
+        self.vanish.retain(|(r, ..)| round <= *r);
+        for (_, si, shnum) in due {
+            for server in self.servers.values_mut() {
+                server.store_mut().delete_share(&si, shnum);
+            }
+        }
         let mut dropped = BTreeSet::new();
         let mut out = Vec::new();
         for (to, id, request) in batch {

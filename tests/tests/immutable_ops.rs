@@ -457,3 +457,22 @@ mod garbage_servers {
         }
     }
 }
+
+#[test]
+fn a_share_that_vanishes_between_segments_is_replaced() {
+    let seg = 8192u64;
+    let data = test_data(6 * seg as usize, 41);
+    let mut grid = Grid::new(10);
+    let cap = grid
+        .upload(&data, config(3, 7, 10, seg))
+        .0
+        .expect("upload")
+        .cap;
+    let si = cap_storage_index(&cap);
+    // After the first round trip (segment 0 read), share 0 disappears from every server.
+    grid.vanish.push((1, si, 0));
+    let (got, down, _) = grid.download(&cap, dl_config(seg));
+    assert_eq!(got.expect("download finishes from other shares"), data);
+    assert!(grid.vanish.is_empty(), "the share was removed mid-download");
+    assert!(down.rounds <= 8, "rounds {}", down.rounds);
+}

@@ -263,6 +263,13 @@ impl Download {
                 if let Some(info) = self.servers.get_mut(&from) {
                     info.held = held.into_iter().collect();
                 }
+                // The server no longer has a share we were reading: forget it (asking again
+                // would loop forever) and let discovery find another.
+                if let Some(sh) = p.shnum {
+                    if !shares.iter().any(|r| r.shnum == sh) {
+                        self.shares.remove(&sh);
+                    }
+                }
                 for read in shares {
                     let known_elsewhere = self
                         .shares
