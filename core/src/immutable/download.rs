@@ -295,6 +295,22 @@ impl Download {
                         share.data.insert(range.offset, chunk);
                     }
                 }
+                // A server that answers a targeted read without the bytes asked for (short of
+                // the share's end) will not do better next time: stop using that share.
+                if let Some(sh) = p.shnum {
+                    let incomplete = self.shares.get(&sh).is_some_and(|share| {
+                        p.ranges
+                            .iter()
+                            .any(|r| share.data.get(Range::new(r.offset, r.length)).is_none())
+                    });
+                    if incomplete {
+                        self.shares.remove(&sh);
+                        self.events.push_back(DownloadEvent::ServerProblem {
+                            server: from,
+                            problem: format!("share {sh}: the server returned less than was asked"),
+                        });
+                    }
+                }
             }
             Response::Error { kind, message } => {
                 self.events.push_back(DownloadEvent::ServerProblem {
@@ -305,7 +321,7 @@ impl Download {
                     self.shares.remove(&sh);
                 }
             }
-            _ => {}
+            other => self.lose_server(from, &format!("unexpected response {other:?}")),
         }
         self.step(now);
     }
