@@ -6,3 +6,4 @@
 
 pub mod debug;
 pub mod node;
+pub mod progress;
