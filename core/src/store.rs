@@ -274,6 +274,11 @@ impl ShareStore for MemoryShareStore {
         // `end <= allocated <= capacity`, and the allocation was accepted, so this fits in memory
         // as far as the store's owner configured it.
         let (start, end) = (offset as usize, end as usize);
+        if start == share.data.len() {
+            // Sequential writes (the common case) append: one pass, no zero-fill first.
+            share.data.extend_from_slice(data);
+            return Ok(());
+        }
         if share.data.len() < end {
             share.data.resize(end, 0);
         }
