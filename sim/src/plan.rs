@@ -1,0 +1,160 @@
+//! What one run does: the grid, the network, the operations and the faults.
+//!
+//! A [`Plan`] is plain data, so a scripted scenario is written by hand and a random one is
+//! generated from a seed ([`crate::generate`]); both run through the same engine.
+
+use lafs_core::immutable::EncodingParams;
+use lafs_core::time::{Duration, Instant};
+
+use crate::net::NetConfig;
+
+/// Client and server settings shared by every operation of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimParams {
+    pub encoding: EncodingParams,
+    /// Unacknowledged bytes per server an upload may have in flight.
+    pub window_bytes: u64,
+    /// A request unanswered this long counts as a lost server (in the operation).
+    pub request_timeout: Duration,
+    /// Every operation must end (Done or Failed) within this much virtual time of its start;
+    /// one that does not is a hang.
+    pub op_deadline: Duration,
+    /// Bytes each server's store can hold.
+    pub server_capacity: u64,
+    /// Download each acknowledged file again at the end, fault-free, when enough good shares
+    /// survive, and compare its bytes.
+    pub final_check: bool,
+}
+
+impl Default for SimParams {
+    fn default() -> Self {
+        SimParams {
+            encoding: EncodingParams {
+                k: 3,
+                happy: 7,
+                n: 10,
+                max_segment_size: 32 * 1024,
+            },
+            window_bytes: 128 * 1024,
+            request_timeout: Duration::from_secs(5),
+            op_deadline: Duration::from_secs(300),
+            server_capacity: 1 << 40,
+            final_check: true,
+        }
+    }
+}
+
+/// When an operation starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    At(Instant),
+    /// As soon as the previous operation of the plan has ended (for sequential runs).
+    AfterPrevious,
+}
+
+/// What an operation does. Files are numbered by their index in [`Plan::files`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpSpec {
+    Upload {
+        file: usize,
+    },
+    Download {
+        file: usize,
+    },
+    /// Download a file picked (by the workload RNG) among those acknowledged so far; skipped
+    /// if there is none.
+    DownloadAny,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedOp {
+    pub start: Start,
+    pub client: usize,
+    pub spec: OpSpec,
+}
+
+/// A fault. `None` targets are picked by the fault RNG when the fault fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The server process dies: connections drop, uploads in progress are lost (aborted),
+    /// committed shares survive. `loud`: clients see the connections reset at once (process
+    /// died, host alive); otherwise they find out only through request timeouts (host gone).
+    Crash {
+        server: usize,
+        loud: bool,
+        down_for: Duration,
+    },
+    /// One client's connection to one server resets.
+    Reset { client: usize, server: usize },
+    /// Links to `server` (from one client, or all) hold their bytes for a while.
+    Partition {
+        client: Option<usize>,
+        server: usize,
+        duration: Duration,
+    },
+    /// Every link of the server gets `extra` latency for a while.
+    DelaySpike {
+        server: usize,
+        extra: Duration,
+        duration: Duration,
+    },
+    /// The server answers `extra` late for a while.
+    Slow {
+        server: usize,
+        extra: Duration,
+        duration: Duration,
+    },
+    /// The server stops answering for a while, then answers everything it received.
+    Stall { server: usize, duration: Duration },
+    /// The server's disk is full (capacity = space used) for a while.
+    DiskFull { server: usize, duration: Duration },
+    /// Every store operation of the server fails with an I/O error for a while.
+    DiskErrors { server: usize, duration: Duration },
+    /// Flip bits of one byte of one share.
+    Corrupt {
+        server: Option<usize>,
+        file: Option<usize>,
+    },
+    /// One share vanishes from a disk.
+    LoseShare {
+        server: Option<usize>,
+        file: Option<usize>,
+    },
+}
+
+impl Fault {
+    /// Short name for summaries.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Crash { .. } => "crash",
+            Fault::Reset { .. } => "reset",
+            Fault::Partition { .. } => "partition",
+            Fault::DelaySpike { .. } => "delay-spike",
+            Fault::Slow { .. } => "slow",
+            Fault::Stall { .. } => "stall",
+            Fault::DiskFull { .. } => "disk-full",
+            Fault::DiskErrors { .. } => "disk-errors",
+            Fault::Corrupt { .. } => "corrupt",
+            Fault::LoseShare { .. } => "lose-share",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedFault {
+    pub at: Instant,
+    pub fault: Fault,
+}
+
+/// One run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Drives the network jitter, fault targets and workload picks made while running.
+    pub seed: u64,
+    pub params: SimParams,
+    pub net: NetConfig,
+    /// Sizes of the files the operations refer to.
+    pub files: Vec<u64>,
+    pub ops: Vec<PlannedOp>,
+    pub faults: Vec<PlannedFault>,
+}

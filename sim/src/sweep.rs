@@ -1,0 +1,153 @@
+//! Running many seeds and adding up what they found.
+
+use std::collections::BTreeMap;
+
+use crate::generate::{random_plan, WorkloadConfig};
+use crate::report::{RunReport, Violation};
+use crate::world::Sim;
+
+/// Runs the random plan of `seed`.
+pub fn run_seed(seed: u64, cfg: &WorkloadConfig) -> RunReport {
+    Sim::run(&random_plan(seed, cfg))
+}
+
+/// The one-line command that replays `seed` of a sweep with `cfg` (with its event trace).
+pub fn repro_command(seed: u64, cfg: &WorkloadConfig) -> String {
+    let mut cmd = format!("SIM_SEED={seed} cargo run -p lafs-sim --release -- run --trace");
+    let d = WorkloadConfig::default();
+    if cfg.ops != d.ops {
+        cmd += &format!(" --ops {}", cfg.ops);
+    }
+    if cfg.mean_size != d.mean_size {
+        cmd += &format!(" --mean-size {}", cfg.mean_size);
+    }
+    if cfg.max_size != d.max_size {
+        cmd += &format!(" --max-size {}", cfg.max_size);
+    }
+    if !cfg.faults {
+        cmd += " --no-faults";
+    }
+    cmd
+}
+
+/// Totals over a sweep.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepSummary {
+    pub runs: u64,
+    pub operations: u64,
+    pub uploads_ok: u64,
+    pub uploads_failed: u64,
+    pub downloads_ok: u64,
+    pub downloads_failed: u64,
+    pub final_checks: u64,
+    pub unrecoverable_files: u64,
+    pub corrupt_shares_detected: u64,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub events: u64,
+    pub virtual_micros: u64,
+    /// Why operations failed, with counts.
+    pub failure_reasons: BTreeMap<String, u64>,
+    /// Seeds that broke an invariant in a way no known bug explains, with what broke.
+    pub failures: Vec<(u64, Vec<Violation>)>,
+    /// Violations matching a known lafs-core bug: the bug, and the seeds that hit it.
+    pub known_bugs: BTreeMap<&'static str, Vec<u64>>,
+}
+
+impl SweepSummary {
+    pub fn add(&mut self, r: &RunReport) {
+        self.runs += 1;
+        self.operations += r.operations();
+        self.uploads_ok += r.uploads_ok;
+        self.uploads_failed += r.uploads_failed;
+        self.downloads_ok += r.downloads_ok;
+        self.downloads_failed += r.downloads_failed;
+        self.final_checks += r.final_checks;
+        self.unrecoverable_files += r.unrecoverable_files;
+        self.corrupt_shares_detected += r.corrupt_shares_detected;
+        for (k, v) in &r.faults {
+            *self.faults.entry(k).or_default() += v;
+        }
+        self.events += r.events;
+        self.virtual_micros += r.end.0;
+        for (k, v) in &r.failure_reasons {
+            *self.failure_reasons.entry(k.clone()).or_default() += v;
+        }
+        let unknown: Vec<Violation> = r.unknown_violations().cloned().collect();
+        if !unknown.is_empty() {
+            self.failures.push((r.seed, unknown));
+        }
+        for v in &r.violations {
+            if let Some(bug) = v.known_core_bug() {
+                let seeds = self.known_bugs.entry(bug).or_default();
+                if seeds.last() != Some(&r.seed) {
+                    seeds.push(r.seed);
+                }
+            }
+        }
+    }
+
+    pub fn faults_injected(&self) -> u64 {
+        self.faults.values().sum()
+    }
+
+    /// Violations no known bug explains.
+    pub fn violations(&self) -> u64 {
+        self.failures.iter().map(|(_, v)| v.len() as u64).sum()
+    }
+
+    /// Seeds that hit a known lafs-core bug.
+    pub fn known_bug_seeds(&self) -> u64 {
+        self.known_bugs.values().map(|s| s.len() as u64).sum()
+    }
+
+    /// A plain-text table of the totals.
+    pub fn table(&self) -> String {
+        let mut rows = vec![
+            ("runs".to_string(), self.runs.to_string()),
+            ("operations".into(), self.operations.to_string()),
+            (
+                "  uploads ok / failed".into(),
+                format!("{} / {}", self.uploads_ok, self.uploads_failed),
+            ),
+            (
+                "  downloads ok / failed".into(),
+                format!("{} / {}", self.downloads_ok, self.downloads_failed),
+            ),
+            (
+                "  final fault-free checks".into(),
+                self.final_checks.to_string(),
+            ),
+            (
+                "files below k good shares".into(),
+                self.unrecoverable_files.to_string(),
+            ),
+            (
+                "corrupt shares detected".into(),
+                self.corrupt_shares_detected.to_string(),
+            ),
+            ("faults injected".into(), self.faults_injected().to_string()),
+        ];
+        for (k, v) in &self.faults {
+            rows.push((format!("  {k}"), v.to_string()));
+        }
+        rows.push(("operation failures".into(), String::new()));
+        for (k, v) in &self.failure_reasons {
+            rows.push((format!("  {k}"), v.to_string()));
+        }
+        rows.push(("events".into(), self.events.to_string()));
+        rows.push((
+            "virtual time".into(),
+            format!("{:.1} s", self.virtual_micros as f64 / 1e6),
+        ));
+        rows.push(("invariant violations".into(), self.violations().to_string()));
+        rows.push(("failing seeds".into(), self.failures.len().to_string()));
+        rows.push((
+            "seeds hitting a known core bug".into(),
+            self.known_bug_seeds().to_string(),
+        ));
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        rows.iter()
+            .map(|(k, v)| format!("{k:<width$}  {v:>12}\n"))
+            .collect()
+    }
+}
