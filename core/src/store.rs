@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use crate::time::Instant;
 use crate::wire::StorageIndex;
 
+/// Most an in-memory share reserves at allocation; bigger shares grow as they are written.
+const MAX_UPFRONT_RESERVE: u64 = 64 << 20;
+
 /// A lease on one share: the share is kept at least until `expires` (if garbage collection is on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lease {
@@ -242,7 +245,8 @@ impl ShareStore for MemoryShareStore {
         self.shares.insert(
             (*si, shnum),
             MemShare {
-                data: Vec::new(),
+                // Reserve the allocation (bounded) so sequential writes never reallocate.
+                data: Vec::with_capacity(allocated_size.min(MAX_UPFRONT_RESERVE) as usize),
                 state: ShareState::InProgress {
                     allocated: allocated_size,
                 },
