@@ -71,6 +71,11 @@ pub fn random_plan(seed: u64, cfg: &WorkloadConfig) -> Plan {
         servers,
         latency,
         jitter: Duration(grid.gen_range(0..=3_000)),
+        loss_ppm: if grid.gen_bool(0.3) {
+            grid.gen_range(0..=20_000)
+        } else {
+            0
+        },
         client_uplink: log_uniform(&mut grid, 500_000, 50_000_000),
         server_uplink: log_uniform(&mut grid, 5_000_000, 100_000_000),
     };

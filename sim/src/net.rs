@@ -5,6 +5,8 @@
 //!   servers pays for every byte once, in order.
 //! - A message arrives one-way latency (plus jitter, plus any delay spike) after it has been put
 //!   on the wire. Arrivals on one direction of one connection never overtake each other.
+//! - Packet loss is what TCP makes of it: a lost segment is retransmitted after a timeout, so
+//!   the message (and, by ordering, everything behind it) arrives late, never not at all.
 //! - A partition holds bytes until it heals (TCP retransmits), so a long partition shows up as a
 //!   request timeout in the operation, a short one as a delay.
 //! - A reset ends a connection: its epoch changes, so anything still in flight on the old epoch is
@@ -30,6 +32,9 @@ pub struct NetConfig {
     pub latency: Vec<Vec<Duration>>,
     /// Each message is delayed by a further uniform draw from `0..=jitter`.
     pub jitter: Duration,
+    /// Chance, in parts per million, that a message loses a segment and waits for TCP's
+    /// retransmission timeout (max(200 ms, 2 RTT)).
+    pub loss_ppm: u32,
     /// Uplink bandwidth of each client, bytes per second.
     pub client_uplink: u64,
     /// Uplink bandwidth of each server, bytes per second.
@@ -50,6 +55,7 @@ impl NetConfig {
             servers,
             latency: vec![vec![latency; servers]; clients],
             jitter: Duration::ZERO,
+            loss_ppm: 0,
             client_uplink,
             server_uplink,
         }
@@ -177,6 +183,13 @@ impl Network {
         } else {
             Duration::ZERO
         };
+        let retransmit = if self.config.loss_ppm > 0
+            && self.rng.gen_range(0..1_000_000u32) < self.config.loss_ppm
+        {
+            Duration(rtt.0.max(100_000) * 2)
+        } else {
+            Duration::ZERO
+        };
         let (spike_until, spike) = self.spikes[server];
         let spike = if spike_until > now {
             spike
@@ -201,7 +214,7 @@ impl Network {
         let start = now.max(*uplink_free).max(conn.ready_at);
         let sent = start + serialisation_delay(len, bandwidth);
         *uplink_free = sent;
-        let mut arrival = sent + latency + jitter + spike;
+        let mut arrival = sent + latency + jitter + spike + retransmit;
         if conn.partitioned_until > now {
             arrival = arrival.max(conn.partitioned_until + latency);
         }
@@ -258,6 +271,15 @@ mod tests {
         let (epoch, at) = n.send(Instant(2_000_000), 0, 0, Dir::ToServer, 0);
         assert_eq!(epoch, old + 1);
         assert_eq!(at, Instant(2_000_000 + 14_000 + 7_000));
+    }
+
+    #[test]
+    fn losses_delay_by_a_retransmission_timeout() {
+        let mut c = NetConfig::uniform(1, 1, Duration::from_millis(7), 1_000_000, 1_000_000);
+        c.loss_ppm = 1_000_000;
+        let mut n = Network::new(c, sub_rng(1, Concern::Network));
+        let (_, at) = n.send(Instant(0), 0, 0, Dir::ToServer, 0);
+        assert_eq!(at, Instant(7_000 + 200_000));
     }
 
     #[test]

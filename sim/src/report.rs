@@ -46,6 +46,12 @@ pub enum Violation {
         good_shares: usize,
         error: String,
     },
+    /// A download failed although no fault had happened yet and its file was intact.
+    FaultFreeDownloadFailed {
+        op: usize,
+        file: usize,
+        error: String,
+    },
     /// The run did not settle within the event budget.
     Runaway { events: u64 },
 }
@@ -109,6 +115,10 @@ impl fmt::Display for Violation {
                 "file {file}: acknowledged, {good_shares} good shares survive, but a fault-free \
                  download failed: {error}"
             ),
+            Violation::FaultFreeDownloadFailed { op, file, error } => write!(
+                f,
+                "op {op}: download of intact file {file} failed before any fault: {error}"
+            ),
             Violation::Runaway { events } => write!(f, "run did not settle after {events} events"),
         }
     }
@@ -170,6 +180,8 @@ pub struct RunReport {
     /// Of those, bytes clients sent to servers.
     pub bytes_to_servers: u64,
     pub end: Instant,
+    /// Mean round-trip time over all client–server links (to express latencies in RTTs).
+    pub mean_rtt: Duration,
     /// Hash of every event processed, in order: equal for equal runs.
     pub trace_hash: u64,
     pub timings: Vec<OpTiming>,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::generate::{random_plan, WorkloadConfig};
-use crate::report::{RunReport, Violation};
+use crate::report::{OpKind, RunReport, Violation};
 use crate::world::Sim;
 
 /// Runs the random plan of `seed`.
@@ -31,7 +31,7 @@ pub fn repro_command(seed: u64, cfg: &WorkloadConfig) -> String {
 }
 
 /// Totals over a sweep.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SweepSummary {
     pub runs: u64,
     pub operations: u64,
@@ -45,6 +45,9 @@ pub struct SweepSummary {
     pub faults: BTreeMap<&'static str, u64>,
     pub events: u64,
     pub virtual_micros: u64,
+    /// Latencies of successful uploads and downloads: (virtual ms, RTTs of their run).
+    pub upload_latency: Vec<(f64, f64)>,
+    pub download_latency: Vec<(f64, f64)>,
     /// Why operations failed, with counts.
     pub failure_reasons: BTreeMap<String, u64>,
     /// Seeds that broke an invariant in a way no known bug explains, with what broke.
@@ -69,6 +72,16 @@ impl SweepSummary {
         }
         self.events += r.events;
         self.virtual_micros += r.end.0;
+        let rtt = r.mean_rtt.0.max(1) as f64;
+        for t in r.timings.iter().filter(|t| t.ok) {
+            let us = t.duration().0 as f64;
+            let sample = (us / 1000.0, us / rtt);
+            match t.kind {
+                OpKind::Upload => self.upload_latency.push(sample),
+                OpKind::Download => self.download_latency.push(sample),
+                OpKind::FinalCheck => {}
+            }
+        }
         for (k, v) in &r.failure_reasons {
             *self.failure_reasons.entry(k.clone()).or_default() += v;
         }
@@ -134,6 +147,20 @@ impl SweepSummary {
         for (k, v) in &self.failure_reasons {
             rows.push((format!("  {k}"), v.to_string()));
         }
+        for (name, samples) in [
+            ("upload latency p50 / p99", &self.upload_latency),
+            ("download latency p50 / p99", &self.download_latency),
+        ] {
+            if let (Some(p50), Some(p99)) = (percentile(samples, 0.5), percentile(samples, 0.99)) {
+                rows.push((
+                    name.into(),
+                    format!(
+                        "{:.0} ms ({:.1} RTT) / {:.0} ms ({:.1} RTT)",
+                        p50.0, p50.1, p99.0, p99.1
+                    ),
+                ));
+            }
+        }
         rows.push(("events".into(), self.events.to_string()));
         rows.push((
             "virtual time".into(),
@@ -150,4 +177,19 @@ impl SweepSummary {
             .map(|(k, v)| format!("{k:<width$}  {v:>12}\n"))
             .collect()
     }
+}
+
+/// The `q` quantile of `samples` by milliseconds and, separately, by RTTs.
+fn percentile(samples: &[(f64, f64)], q: f64) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let pick = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    Some((
+        pick(samples.iter().map(|s| s.0).collect()),
+        pick(samples.iter().map(|s| s.1).collect()),
+    ))
 }

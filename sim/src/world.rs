@@ -217,6 +217,8 @@ pub struct Sim {
     corrupted: BTreeSet<(usize, StorageIndex, u16)>,
     /// Shares a fault deleted.
     deleted: BTreeSet<(usize, StorageIndex, u16)>,
+    /// When the first fault was injected, if any.
+    first_fault: Option<Instant>,
     report: RunReport,
     trace: Trace,
 }
@@ -274,9 +276,11 @@ impl Sim {
             ops: Vec::new(),
             corrupted: BTreeSet::new(),
             deleted: BTreeSet::new(),
+            first_fault: None,
             report: RunReport {
                 seed: plan.seed,
                 servers: plan.net.servers,
+                mean_rtt: mean_rtt(&plan.net),
                 ..RunReport::default()
             },
             trace: Trace::new(keep_trace),
@@ -716,6 +720,19 @@ impl Sim {
                 DownloadEvent::Failed(e) => {
                     self.report.downloads_failed += 1;
                     self.failure_reason("download", &e.to_string());
+                    let kind = self.ops[op].kind;
+                    if kind == OpKind::Download
+                        && self.first_fault.is_none()
+                        && self.good_shares(file) == self.params.encoding.n
+                    {
+                        self.report
+                            .violations
+                            .push(Violation::FaultFreeDownloadFailed {
+                                op,
+                                file,
+                                error: e.to_string(),
+                            });
+                    }
                     if self.ops[op].kind == OpKind::FinalCheck {
                         let good = self.good_shares(file);
                         self.report.violations.push(Violation::Unretrievable {
@@ -813,6 +830,7 @@ impl Sim {
     // ---- faults ----
 
     fn count_fault(&mut self, name: &'static str) {
+        self.first_fault.get_or_insert(self.now);
         *self.report.faults.entry(name).or_default() += 1;
     }
 
@@ -1025,6 +1043,11 @@ impl Sim {
             self.queue.push(self.now, Ev::Start(op));
         }
     }
+}
+
+fn mean_rtt(net: &crate::net::NetConfig) -> Duration {
+    let links: Vec<u64> = net.latency.iter().flatten().map(|d| d.0 * 2).collect();
+    Duration(links.iter().sum::<u64>() / links.len().max(1) as u64)
 }
 
 fn ev_summary(ev: &Ev) -> String {
