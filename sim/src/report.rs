@@ -179,6 +179,7 @@ pub struct RunReport {
     pub bytes: u64,
     /// Of those, bytes clients sent to servers.
     pub bytes_to_servers: u64,
+    /// When the last operation (final checks included) ended.
     pub end: Instant,
     /// Mean round-trip time over all client–server links (to express latencies in RTTs).
     pub mean_rtt: Duration,

@@ -337,7 +337,14 @@ impl Sim {
             self.start_final_checks();
             self.run_queue();
         }
-        self.report.end = self.now;
+        // The last operation's end (the queue itself drains at the last op deadline).
+        self.report.end = self
+            .report
+            .timings
+            .iter()
+            .map(|t| t.end)
+            .max()
+            .unwrap_or(self.now);
         self.report.trace_hash = self.trace.hash();
         self.report.clone()
     }
