@@ -194,34 +194,11 @@ impl Violation {
     /// Known bugs are reported, not hidden: the binary and the sweep test print them apart
     /// from unknown violations, and each has a pinned regression test in `tests/regressions.rs`.
     pub fn known_core_bug(&self) -> Option<&'static str> {
-        match self {
-            // Found by seed 0 (and ~1/3 of seeds): `Upload::provide_segment` of the last segment
-            // never runs `check_done`, so when no live writer is left to answer (every share
-            // was already on its server, a re-upload of a multi-segment file), the upload waits
-            // forever with no timer.
-            Violation::Hang {
-                kind: OpKind::Upload,
-                timer: None,
-                last_event,
-                ..
-            } if last_event.starts_with("upload Progress")
-                && upload_progress_complete(last_event) =>
-            {
-                Some("lafs-core upload: no check_done after the last segment (re-upload hangs)")
-            }
-            _ => None,
-        }
+        // None is open. Fixed so far: the re-upload hang of seed 0 and the "already have" to a
+        // continuing write of seed 34 (see tests/regressions.rs). A bug that cannot be fixed at
+        // once gets its signature matched here and a pinned, ignored regression test.
+        None
     }
-}
-
-/// Whether a "upload Progress { segments_sent: a, total_segments: b }" summary has a == b.
-fn upload_progress_complete(summary: &str) -> bool {
-    let num = |key: &str| {
-        let rest = &summary[summary.find(key)? + key.len()..];
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse::<u64>().ok()
-    };
-    matches!((num("segments_sent: "), num("total_segments: ")), (Some(a), Some(b)) if a == b)
 }
 
 impl RunReport {

@@ -1,9 +1,9 @@
 //! Bugs the simulator found, pinned: each as a scripted scenario (stable whatever the random
 //! generator becomes) and as the seed that found it (`SIM_SEED=N` replays it).
 //!
-//! A test for a bug still open in lafs-core is `#[ignore]`d with the bug named; the sweep
-//! reports its signature as a known bug (`Violation::known_core_bug`). When lafs-core is fixed,
-//! drop the `#[ignore]` and the signature.
+//! A test for a bug still open in lafs-core is `#[ignore]`d with the bug named, and the sweep
+//! reports its signature as a known bug (`Violation::known_core_bug`) until lafs-core is fixed.
+//! Both bugs below were fixed in lafs-core's upload the same day they were found.
 
 mod common;
 
@@ -14,9 +14,9 @@ use lafs_sim::{random_plan, Sim, WorkloadConfig};
 /// Found by seed 0: uploading again a file whose shares are all on the grid already. Placement
 /// answers "already have" everywhere, so no writer is left; the last segment is then provided
 /// with nothing in flight, `Upload::provide_segment` never runs its completion check, and the
-/// upload waits forever with `poll_timeout() == None`.
+/// upload waited forever with `poll_timeout() == None`. Fixed: `provide_segment` now checks
+/// for completion.
 #[test]
-#[ignore = "open lafs-core bug: Upload never completes a multi-segment re-upload (no check_done after the last segment)"]
 fn reupload_of_a_multi_segment_file_completes() {
     let mut p = plan(5, 3, vec![100_000]);
     upload(&mut p, ms(0), 0);
@@ -32,28 +32,8 @@ fn reupload_of_a_multi_segment_file_completes() {
 }
 
 #[test]
-#[ignore = "open lafs-core bug: Upload never completes a multi-segment re-upload (no check_done after the last segment)"]
 fn seed_0() {
     assert_clean(&Sim::run(&random_plan(0, &WorkloadConfig::default())));
-}
-
-/// The same scenario, asserting the signature the sweep recognises, so the allowlist cannot
-/// silently swallow a different hang.
-#[test]
-fn reupload_hang_has_the_known_signature() {
-    let mut p = plan(5, 3, vec![100_000]);
-    upload(&mut p, ms(0), 0);
-    upload(&mut p, ms(5000), 0);
-    let report = Sim::run(&p);
-    if report.violations.is_empty() {
-        return; // fixed in lafs-core: time to un-ignore the tests above
-    }
-    assert_eq!(report.violations.len(), 1, "{:#?}", report.violations);
-    assert!(
-        report.violations[0].known_core_bug().is_some(),
-        "{}",
-        report.violations[0]
-    );
 }
 
 /// A single-segment re-upload takes the same path but its last segment is segment 0, answered
@@ -72,10 +52,9 @@ fn reupload_of_a_single_segment_file_completes() {
 /// connection. When one closes a share first, the other's next write to it is answered
 /// `AlreadyHave` (the wire rules call that harmless), but `Upload::handle_input` counts only
 /// `Written` outcomes for a continuing write and drops the server as "a write was refused
-/// mid-upload"; with enough such servers the second upload fails although every share is
-/// stored.
+/// mid-upload"; with enough such servers the second upload failed although every share was
+/// stored. Fixed: such a share counts as committed.
 #[test]
-#[ignore = "open lafs-core bug: Upload treats AlreadyHave on a continuing write as a refusal"]
 fn concurrent_uploads_of_one_file_on_one_connection_both_succeed() {
     let mut p = plan(10, 7, vec![100_000]);
     upload(&mut p, ms(0), 0);

@@ -296,8 +296,11 @@ impl Upload {
             }));
             return;
         }
-        if let Err(e) = self.encode_and_send(now, index, plaintext) {
-            self.fail(e);
+        match self.encode_and_send(now, index, plaintext) {
+            // With nothing left to write (every share already stored, or every writer lost)
+            // the last segment is the last event: finish here, no answer will come.
+            Ok(()) => self.check_done(),
+            Err(e) => self.fail(e),
         }
     }
 
@@ -566,9 +569,15 @@ impl Upload {
                             already_have: already,
                         },
                     );
-                } else if written.len() == p.shares.len() {
+                } else if written.len() + already.iter().filter(|sh| p.shares.contains(sh)).count()
+                    == p.shares.len()
+                {
+                    // "Already have" to a continuing write: the same file finished its upload
+                    // first on this connection; the share is stored, which is all we wanted.
                     if let Some(w) = self.writers.get_mut(&from) {
                         w.committed.extend(committed);
+                        w.committed
+                            .extend(already.iter().filter(|sh| p.shares.contains(sh)));
                     }
                 } else {
                     self.server_lost(now, from, "a write was refused mid-upload".into());
