@@ -1,9 +1,12 @@
 //! lafs-runtime-std: drives lafs-core with std threads and blocking sockets, and hosts the `lafs`
 //! command-line tool.
 //!
-//! Built so far: the `lafs debug` commands (capability parsing and derivations). The node, disk
-//! share store and networking arrive with their issues and are not here yet.
+//! Built so far: the `lafs debug` commands (capability parsing and derivations), node
+//! directories, and TCP between clients and storage servers (`net`, time from `clock`). The disk
+//! share store arrives with its issue.
 
+pub mod clock;
 pub mod debug;
+pub mod net;
 pub mod node;
 pub mod progress;

@@ -1,0 +1,19 @@
+//! Real TCP between lafs clients and storage servers, on std threads and blocking sockets.
+//!
+//! - [`serve`] runs a [`lafs_core::server::StorageServer`] on a `TcpListener`: an accept
+//!   thread, one thread per connection, a janitor for idle uploads ([`server`] module).
+//! - [`GridClient`] uploads and downloads immutable files over lazily opened, reused
+//!   connections, driving lafs-core's `Upload` and `Download` state machines ([`client`]).
+//!
+//! Both ends speak lafs-core's framed protocol ([`lafs_core::wire`]) with `TCP_NODELAY`, and
+//! read time from [`crate::clock`] (microseconds since the Unix epoch).
+
+pub mod client;
+mod connection;
+pub mod server;
+
+pub use client::{
+    ClientConfig, ClientError, DownloadReport, GridClient, ReadSeek, ServerEntry, Stage,
+    TransferProgress, TransferStats, UploadReport,
+};
+pub use server::{serve, ServerHandle};
