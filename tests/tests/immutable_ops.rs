@@ -476,3 +476,20 @@ fn a_share_that_vanishes_between_segments_is_replaced() {
     assert!(grid.vanish.is_empty(), "the share was removed mid-download");
     assert!(down.rounds <= 8, "rounds {}", down.rounds);
 }
+
+#[test]
+fn re_uploading_a_multi_segment_file_completes() {
+    // Found by lafs-sim (seed 0): with every share already stored no writer is left, and the
+    // upload must finish after its last segment instead of waiting for an answer that never comes.
+    let seg = 8192u64;
+    let data = test_data(5 * seg as usize + 3, 43);
+    let mut grid = Grid::new(10);
+    let first = grid
+        .upload(&data, config(3, 7, 10, seg))
+        .0
+        .expect("first upload")
+        .cap;
+    let (again, run) = grid.upload(&data, config(3, 7, 10, seg));
+    assert_eq!(again.expect("second upload completes").cap, first);
+    assert_eq!(run.rounds, 1, "placement finds every share already there");
+}
