@@ -365,3 +365,174 @@ fn measure_latency_and_throughput() {
         mib_s(down_time),
     );
 }
+
+/// A "server" that accepts connections and never answers, until dropped.
+struct SilentServer {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentServer {
+    fn start() -> SilentServer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        SilentServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_and_is_worked_around() {
+    let mut grid = TestGrid::start(9);
+    let silent = SilentServer::start();
+    grid.entries.push(ServerEntry {
+        id: server_id(9),
+        addr: silent.addr,
+        permutation_seed: server_id(9).0.to_vec(),
+    });
+    let mut config = ClientConfig::new(b"c".to_vec(), b"l".to_vec());
+    config.upload.request_timeout = CoreDuration::from_millis(300);
+    config.download.request_timeout = CoreDuration::from_millis(300);
+    let client = GridClient::new(grid.entries.clone(), config);
+
+    let original = data(5000, 31);
+    let t = Instant::now();
+    let report = client
+        .upload_bytes(&original, &mut no_progress())
+        .expect("upload");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "waited for the timeout"
+    );
+    assert!(!report.shares.contains_key(&server_id(9)));
+    assert_eq!(report.happiness, 9);
+    assert_eq!(download(&client, &report.cap), original);
+}
+
+#[test]
+fn upload_from_a_file_on_disk_reports_progress() {
+    let grid = TestGrid::start(10);
+    let client = grid.client();
+    let original = data((2 << 20) + 5, 41);
+    let path = std::env::temp_dir().join(format!("lafs-net-test-{}.bin", std::process::id()));
+    std::fs::write(&path, &original).expect("write temp file");
+    let mut seen = Vec::new();
+    let report = client.upload_path(&path, &mut |p| seen.push(p));
+    let _ = std::fs::remove_file(&path);
+    let report = report.expect("upload");
+    let last_hash = seen
+        .iter()
+        .rfind(|p| p.stage == Stage::Hashing)
+        .expect("hashing");
+    let last_up = seen
+        .iter()
+        .rfind(|p| p.stage == Stage::Uploading)
+        .expect("uploading");
+    assert_eq!(
+        (last_hash.done, last_up.done),
+        (original.len() as u64, original.len() as u64)
+    );
+    assert_eq!(download(&client, &report.cap), original);
+
+    let missing = client.upload_path(&path, &mut no_progress());
+    assert!(
+        matches!(missing, Err(ClientError::Io { .. })),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn the_janitor_aborts_uploads_left_idle() {
+    use lafs_core::wire::{LeaseSecrets, ShareWrite, ShareWriteOutcome};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let config = ServerConfig {
+        upload_idle_timeout: CoreDuration::from_millis(100),
+        ..ServerConfig::default()
+    };
+    let _server = serve(
+        listener.try_clone().expect("clone"),
+        StorageServer::new(MemoryShareStore::new(1 << 30, 1 << 30), config),
+    );
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let write = |allocate: bool| Request::ImmutableWrite {
+        storage_index: [9; 16],
+        lease: LeaseSecrets {
+            renew: [1; 32],
+            cancel: [2; 32],
+        },
+        allocated_size: 100,
+        total_shares: 10,
+        writes: vec![ShareWrite {
+            shnum: 0,
+            allocate,
+            offset: 0,
+            data: vec![7; 10],
+            close: false,
+        }],
+    };
+    let ask = |sock: &mut TcpStream, id: u64, req: &Request| -> Response {
+        sock.write_all(&encode_request(id, req)).expect("write");
+        let mut decoder = FrameDecoder::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut buf).expect("read");
+            assert!(n > 0, "server closed");
+            decoder.push(&buf[..n]);
+            if let Some(Frame::Response { response, .. }) = decoder.pop().expect("frame") {
+                return response;
+            }
+        }
+    };
+    let outcome = |r: Response| match r {
+        Response::ImmutableWrite { results, .. } => results[0].1.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let mut first = TcpStream::connect(addr).expect("connect");
+    let mut second = TcpStream::connect(addr).expect("connect");
+    assert_eq!(
+        outcome(ask(&mut first, 1, &write(true))),
+        ShareWriteOutcome::Written { committed: false }
+    );
+    assert!(matches!(
+        outcome(ask(&mut second, 1, &write(true))),
+        ShareWriteOutcome::Refused(_)
+    ));
+    // The first connection stays open but idle; the janitor (waking at least every second)
+    // aborts its upload, so the share can be allocated again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        match outcome(ask(&mut second, 2, &write(true))) {
+            ShareWriteOutcome::Written { .. } => break,
+            other => assert!(Instant::now() < deadline, "still {other:?}"),
+        }
+    }
+    drop(first);
+}

@@ -136,6 +136,10 @@ impl Drop for ServerHandle {
 ///
 /// Requests are answered in order per connection; every connection's unfinished uploads are
 /// aborted when it ends; uploads idle past the server's timeout are aborted by a janitor thread.
+///
+/// # Panics
+/// If the OS refuses to start the accept or janitor thread (connection threads that cannot
+/// start only cost their connection).
 pub fn serve<S: ShareStore + Send + 'static>(
     listener: TcpListener,
     server: StorageServer<S>,
