@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use lafs_core::cap::Cap;
-use lafs_core::placement::ServerId;
+use lafs_core::placement::{permuted_order, ServerDescriptor, ServerId};
 use lafs_core::server::{ServerConfig, StorageServer};
 use lafs_core::store::MemoryShareStore;
 use lafs_core::time::Duration as CoreDuration;
@@ -535,4 +535,49 @@ fn the_janitor_aborts_uploads_left_idle() {
         }
     }
     drop(first);
+}
+
+#[test]
+fn servers_shut_down_mid_download_are_replaced() {
+    let mut grid = TestGrid::start(10);
+    let client = grid.client();
+    let original = data(8 << 20, 51);
+    let report = client
+        .upload_bytes(&original, &mut no_progress())
+        .expect("upload");
+    // Shut down the three servers first on the file's ring (the ones the download reads from)
+    // after two segments arrived; the download must carry on from the other seven.
+    let descriptors: Vec<ServerDescriptor> = grid
+        .entries
+        .iter()
+        .map(|e| ServerDescriptor {
+            id: e.id,
+            permutation_seed: e.permutation_seed.clone(),
+        })
+        .collect();
+    let ring = permuted_order(&report.cap.storage_index().expect("CHK"), &descriptors);
+    let mut victims = Vec::new();
+    for id in &ring[..3] {
+        let i = grid
+            .entries
+            .iter()
+            .position(|e| e.id == *id)
+            .expect("known");
+        grid.entries.remove(i);
+        victims.push(grid.servers.remove(i));
+    }
+    let mut out = Vec::new();
+    let mut progress = |p: TransferProgress| {
+        if p.done >= 2 << 20 {
+            for v in &mut victims {
+                v.shutdown();
+            }
+        }
+    };
+    let down = client
+        .download(&report.cap, &mut out, &mut progress)
+        .expect("download with half the grid gone");
+    assert_eq!(out, original);
+    // Eight segments from three servers is 24 reads; replacing lost servers takes more.
+    assert!(down.stats.messages_sent > 24, "{:?}", down.stats);
 }
