@@ -121,6 +121,9 @@ pub struct UploadReport {
     /// Shares per server (written now or found already there).
     pub shares: BTreeMap<ServerId, BTreeSet<u16>>,
     pub stats: TransferStats,
+    /// Servers that failed, refused or were lost along the way, with what happened; the
+    /// operation worked around them.
+    pub server_problems: Vec<(ServerId, String)>,
 }
 
 /// A finished download.
@@ -130,6 +133,8 @@ pub struct DownloadReport {
     pub size: u64,
     pub elapsed: Duration,
     pub stats: TransferStats,
+    /// Servers lost or misbehaving along the way (including corrupt shares), with what happened.
+    pub server_problems: Vec<(ServerId, String)>,
 }
 
 /// Why a client operation failed.
@@ -253,6 +258,7 @@ impl GridClient {
             &self.config.lease_secret,
         );
         let mut read_error = None;
+        let mut problems = Vec::new();
         let mut buf = Vec::new();
         let outcome = session.drive(&mut op, |op, now, event| match event {
             UploadEvent::NeedSegment { offset, length, .. } => {
@@ -274,6 +280,7 @@ impl GridClient {
             }
             UploadEvent::ServerProblem { server, problem } => {
                 tracing::info!(%server, %problem, "upload: server problem");
+                problems.push((server, problem));
                 None
             }
             UploadEvent::Progress { .. } => None,
@@ -288,6 +295,7 @@ impl GridClient {
                 happiness: result.happiness,
                 shares: result.shares,
                 stats: session.stats,
+                server_problems: problems,
             }),
             Err(e) => Err(match read_error {
                 Some(source) => ClientError::Io {
@@ -324,6 +332,7 @@ impl GridClient {
                     size,
                     elapsed: started.elapsed(),
                     stats: TransferStats::default(),
+                    server_problems: Vec::new(),
                 });
             }
             Cap::ChkRead {
@@ -344,6 +353,7 @@ impl GridClient {
         let mut session = Session::new(self, "download");
         let mut op = Download::new(clock::now(), self.config.download, file, &self.descriptors);
         let mut failure = None;
+        let mut problems = Vec::new();
         let mut written = 0u64;
         let outcome = session.drive(&mut op, |op, _now, event| match event {
             DownloadEvent::Data { offset, bytes } => {
@@ -370,10 +380,12 @@ impl GridClient {
                 error,
             } => {
                 tracing::warn!(%server, shnum, %error, "download: corrupt share dropped");
+                problems.push((server, format!("share {shnum} is corrupt: {error}")));
                 None
             }
             DownloadEvent::ServerProblem { server, problem } => {
                 tracing::info!(%server, %problem, "download: server problem");
+                problems.push((server, problem));
                 None
             }
             DownloadEvent::Done { .. } => Some(Ok(())),
@@ -384,6 +396,7 @@ impl GridClient {
                 size: written,
                 elapsed: started.elapsed(),
                 stats: session.stats,
+                server_problems: problems,
             }),
             Err(e) => Err(match failure {
                 Some(source) => write_error(source),
