@@ -2,11 +2,13 @@
 //! command-line tool.
 //!
 //! Built so far: the `lafs debug` commands (capability parsing and derivations), node
-//! directories, and TCP between clients and storage servers (`net`, time from `clock`). The disk
-//! share store arrives with its issue.
+//! directories, and TCP between clients and storage servers (`net`, time from `clock`). Shares on disk
+//! live in `disk_store` (files in Tahoe's layout) with their leases in `leases` (SQLite).
 
 pub mod clock;
 pub mod debug;
+pub mod disk_store;
+pub mod leases;
 pub mod net;
 pub mod node;
 pub mod progress;

@@ -1,0 +1,668 @@
+//! The disk share store against real files, real fsync and real SQLite: the `ShareStore`
+//! contract, restarts, SIGKILL at random moments, leases and garbage collection, space limits.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use lafs_core::server::{ConnectionId, ServerConfig, StorageServer, LEASE_DURATION};
+use lafs_core::store::{Lease, ShareInfo, ShareStore, StoreError};
+use lafs_core::time::Instant;
+use lafs_core::wire::{
+    LeaseSecrets, ReadRange, Refusal, Request, Response, ShareRead, ShareWrite, ShareWriteOutcome,
+    StorageIndex,
+};
+use lafs_runtime_std::disk_store::{CancelReport, DiskShareStore, DiskStoreConfig, GcReport};
+use lafs_runtime_std::leases::{hash_secret, LeaseDb, StoredLease};
+use rand::Rng;
+
+const SI: StorageIndex = [7; 16];
+
+/// No reserve (test machines have little disk), generous limits.
+fn config() -> DiskStoreConfig {
+    DiskStoreConfig {
+        reserved_space: 0,
+        max_share_size: 1 << 30,
+        capacity: None,
+        expire_leases: false,
+    }
+}
+
+fn with_capacity(capacity: u64, max_share_size: u64) -> DiskStoreConfig {
+    DiskStoreConfig {
+        capacity: Some(capacity),
+        max_share_size,
+        ..config()
+    }
+}
+
+fn open(dir: &Path, config: DiskStoreConfig) -> DiskShareStore {
+    DiskShareStore::open(dir, config).expect("open the store")
+}
+
+fn lease(secret: u8, expires: u64) -> Lease {
+    Lease {
+        renew_secret: [secret; 32],
+        cancel_secret: [secret.wrapping_add(1); 32],
+        expires: Instant(expires),
+    }
+}
+
+/// The lease as the store reports it: digests in place of the secrets.
+fn stored(secret: u8, expires: u64) -> Lease {
+    StoredLease::from_lease(&lease(secret, expires)).to_lease()
+}
+
+fn put(store: &mut DiskShareStore, si: &StorageIndex, shnum: u16, data: &[u8], l: Lease) {
+    store.create_share(si, shnum, data.len() as u64, l).unwrap();
+    store.write_share(si, shnum, 0, data).unwrap();
+    store.commit_share(si, shnum, data.len() as u64).unwrap();
+}
+
+fn incoming_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("shares").join("incoming"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn in_progress_shares_are_invisible_until_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    s.create_share(&SI, 3, 100, lease(1, 10)).unwrap();
+    s.write_share(&SI, 3, 10, b"abc").unwrap();
+    assert_eq!(s.list_shares(&SI).unwrap(), vec![]);
+    assert_eq!(s.read_share(&SI, 3, 0, 10), Err(StoreError::NotFound));
+    s.commit_share(&SI, 3, 13).unwrap();
+    assert_eq!(
+        s.list_shares(&SI).unwrap(),
+        vec![ShareInfo {
+            shnum: 3,
+            length: 13
+        }]
+    );
+    let mut want = vec![0u8; 10];
+    want.extend_from_slice(b"abc");
+    assert_eq!(s.read_share(&SI, 3, 0, 100).unwrap(), want);
+    assert_eq!(s.read_share(&SI, 3, 12, 5).unwrap(), b"c");
+    assert_eq!(s.read_share(&SI, 3, 50, 5).unwrap(), b"");
+    assert_eq!(s.read_share(&SI, 3, u64::MAX, u64::MAX).unwrap(), b"");
+    // Committed shares cannot be written, recreated or aborted.
+    assert_eq!(s.write_share(&SI, 3, 0, b"x"), Err(StoreError::NotFound));
+    assert_eq!(
+        s.create_share(&SI, 3, 10, lease(1, 10)),
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(s.abort_share(&SI, 3), Err(StoreError::NotFound));
+    // An upload in progress cannot be created twice either.
+    s.create_share(&SI, 4, 10, lease(1, 10)).unwrap();
+    assert_eq!(
+        s.create_share(&SI, 4, 10, lease(1, 10)),
+        Err(StoreError::AlreadyExists)
+    );
+    // The file sits where Tahoe puts it, holding exactly the share data.
+    let name = lafs_core::base32::encode(&SI);
+    let path = dir
+        .path()
+        .join("shares")
+        .join(&name[..2])
+        .join(&name)
+        .join("3");
+    assert_eq!(std::fs::read(path).unwrap(), want);
+}
+
+#[test]
+fn commit_truncates_to_the_written_length_and_zero_fills_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    s.create_share(&SI, 0, 1000, lease(1, 0)).unwrap();
+    // Out of order, with a hole.
+    s.write_share(&SI, 0, 20, b"tail").unwrap();
+    s.write_share(&SI, 0, 0, b"head").unwrap();
+    s.commit_share(&SI, 0, 30).unwrap();
+    let got = s.read_share(&SI, 0, 0, 1000).unwrap();
+    let mut want = b"head".to_vec();
+    want.resize(20, 0);
+    want.extend_from_slice(b"tail");
+    want.resize(30, 0);
+    assert_eq!(got, want);
+    assert_eq!(s.space_used(), 30);
+}
+
+#[test]
+fn space_counts_allocations_then_committed_lengths() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), with_capacity(1000, 600));
+    assert_eq!(s.max_share_size(), 600);
+    assert_eq!(
+        s.create_share(&SI, 0, 601, lease(1, 0)),
+        Err(StoreError::TooLarge {
+            size: 601,
+            max: 600
+        })
+    );
+    s.create_share(&SI, 0, 600, lease(1, 0)).unwrap();
+    assert_eq!((s.space_used(), s.space_available()), (600, 400));
+    assert_eq!(
+        s.create_share(&SI, 1, 401, lease(1, 0)),
+        Err(StoreError::NoSpace {
+            needed: 401,
+            available: 400
+        })
+    );
+    s.write_share(&SI, 0, 0, &[5; 50]).unwrap();
+    s.commit_share(&SI, 0, 50).unwrap();
+    assert_eq!((s.space_used(), s.space_available()), (50, 950));
+    s.create_share(&SI, 1, 400, lease(1, 0)).unwrap();
+    s.abort_share(&SI, 1).unwrap();
+    assert_eq!(s.space_used(), 50);
+    assert_eq!(s.uploads_in_progress(), 0);
+    assert_eq!(incoming_entries(dir.path()), 0, "an abort leaves no files");
+}
+
+#[test]
+fn writes_and_commits_stay_inside_the_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    s.create_share(&SI, 0, 10, lease(1, 0)).unwrap();
+    assert_eq!(
+        s.write_share(&SI, 0, 8, b"abc"),
+        Err(StoreError::OutOfBounds {
+            end: 11,
+            allocated: 10
+        })
+    );
+    assert!(matches!(
+        s.write_share(&SI, 0, u64::MAX, b"a"),
+        Err(StoreError::OutOfBounds { .. })
+    ));
+    s.write_share(&SI, 0, 7, b"abc").unwrap();
+    assert_eq!(
+        s.commit_share(&SI, 0, 11),
+        Err(StoreError::OutOfBounds {
+            end: 11,
+            allocated: 10
+        })
+    );
+    s.commit_share(&SI, 0, 10).unwrap();
+    assert_eq!(s.read_share(&SI, 0, 7, 10).unwrap(), b"abc");
+}
+
+#[test]
+fn unknown_shares_are_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    assert_eq!(s.list_shares(&SI).unwrap(), vec![]);
+    assert_eq!(s.read_share(&SI, 0, 0, 1), Err(StoreError::NotFound));
+    assert_eq!(s.write_share(&SI, 0, 0, b"x"), Err(StoreError::NotFound));
+    assert_eq!(s.commit_share(&SI, 0, 0), Err(StoreError::NotFound));
+    assert_eq!(s.abort_share(&SI, 0), Err(StoreError::NotFound));
+    assert_eq!(s.add_lease(&SI, 0, lease(1, 1)), Err(StoreError::NotFound));
+    assert_eq!(s.leases(&SI, 0), Err(StoreError::NotFound));
+}
+
+#[test]
+fn leases_renew_by_renew_secret_and_never_shorten() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    // On an upload in progress (kept in memory)...
+    s.create_share(&SI, 0, 1, lease(1, 100)).unwrap();
+    s.add_lease(&SI, 0, lease(1, 50)).unwrap();
+    s.add_lease(&SI, 0, lease(2, 70)).unwrap();
+    s.add_lease(&SI, 0, lease(2, 90)).unwrap();
+    assert_eq!(
+        s.leases(&SI, 0).unwrap(),
+        vec![stored(1, 100), stored(2, 90)]
+    );
+    // ...carried into the database at commit, and renewed there.
+    s.commit_share(&SI, 0, 1).unwrap();
+    s.add_lease(&SI, 0, lease(2, 200)).unwrap();
+    s.add_lease(&SI, 0, lease(1, 10)).unwrap();
+    s.add_lease(&SI, 0, lease(3, 5)).unwrap();
+    let mut got = s.leases(&SI, 0).unwrap();
+    got.sort_by_key(|l| l.expires);
+    assert_eq!(got, vec![stored(3, 5), stored(1, 100), stored(2, 200)]);
+    // The secrets themselves are not what is kept.
+    assert!(got.iter().all(|l| l.renew_secret != [1; 32]));
+    assert_eq!(s.add_lease(&SI, 1, lease(1, 1)), Err(StoreError::NotFound));
+}
+
+#[test]
+fn storage_server_uploads_and_reads_through_the_disk_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), config());
+    let mut server = StorageServer::new(store, ServerConfig::default());
+    let t0 = Instant(1_700_000_000_000_000);
+    let secrets = LeaseSecrets {
+        renew: [1; 32],
+        cancel: [2; 32],
+    };
+    let share =
+        |n: u16| -> Vec<u8> { (0..5000u32).map(|i| (i * 7 + u32::from(n)) as u8).collect() };
+    let writes = (0..3)
+        .map(|n| ShareWrite {
+            shnum: n,
+            allocate: true,
+            offset: 0,
+            data: share(n),
+            close: true,
+        })
+        .collect();
+    let resp = server.handle_request(
+        t0,
+        ConnectionId(1),
+        Request::ImmutableWrite {
+            storage_index: SI,
+            lease: secrets,
+            allocated_size: 6000,
+            total_shares: 10,
+            writes,
+        },
+    );
+    const COMMITTED: ShareWriteOutcome = ShareWriteOutcome::Written { committed: true };
+    assert_eq!(
+        resp,
+        Response::ImmutableWrite {
+            results: vec![(0, COMMITTED), (1, COMMITTED), (2, COMMITTED)],
+            held: vec![0, 1, 2],
+        }
+    );
+    let resp = server.handle_request(
+        t0,
+        ConnectionId(2),
+        Request::ImmutableRead {
+            storage_index: SI,
+            shnums: vec![],
+            max_shares: 2,
+            ranges: vec![
+                ReadRange {
+                    offset: 0,
+                    length: 10,
+                },
+                ReadRange {
+                    offset: 4990,
+                    length: 100,
+                },
+            ],
+        },
+    );
+    let read = |n: u16| ShareRead {
+        shnum: n,
+        share_len: 5000,
+        chunks: vec![share(n)[..10].to_vec(), share(n)[4990..].to_vec()],
+    };
+    assert_eq!(
+        resp,
+        Response::ImmutableRead {
+            shares: vec![read(0), read(1)],
+            held: vec![0, 1, 2],
+        }
+    );
+    let leases = server.store().leases(&SI, 1).unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].expires, t0 + LEASE_DURATION);
+    assert_eq!(leases[0].renew_secret, hash_secret(&[1; 32]));
+}
+
+#[test]
+fn restart_keeps_committed_shares_and_leases_and_drops_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = open(dir.path(), config());
+        put(&mut s, &SI, 0, b"committed share", lease(1, 100));
+        s.add_lease(&SI, 0, lease(2, 200)).unwrap();
+        s.create_share(&SI, 1, 5000, lease(1, 100)).unwrap();
+        s.write_share(&SI, 1, 0, &[9; 3000]).unwrap();
+        s.create_share(&[8; 16], 0, 70, lease(1, 100)).unwrap();
+        assert_eq!(s.space_used(), 15 + 5000 + 70);
+        assert!(incoming_entries(dir.path()) > 0);
+        // Dropped without aborting: as a crash or a shutdown would leave it.
+    }
+    let mut s = open(dir.path(), config());
+    assert_eq!(
+        s.list_shares(&SI).unwrap(),
+        vec![ShareInfo {
+            shnum: 0,
+            length: 15
+        }]
+    );
+    assert_eq!(s.read_share(&SI, 0, 0, 100).unwrap(), b"committed share");
+    let mut leases = s.leases(&SI, 0).unwrap();
+    leases.sort_by_key(|l| l.expires);
+    assert_eq!(leases, vec![stored(1, 100), stored(2, 200)]);
+    // The uploads are gone with their space and their leases, and can start again.
+    assert_eq!(s.space_used(), 15);
+    assert_eq!(s.uploads_in_progress(), 0);
+    assert_eq!(incoming_entries(dir.path()), 0);
+    assert_eq!(s.leases(&SI, 1), Err(StoreError::NotFound));
+    assert_eq!(s.write_share(&SI, 1, 0, b"x"), Err(StoreError::NotFound));
+    put(&mut s, &SI, 1, b"again", lease(3, 1));
+    assert_eq!(s.space_used(), 20);
+    assert_eq!(
+        s.all_shares().unwrap(),
+        vec![(SI, 0, 15), (SI, 1, 5)],
+        "every committed share is found by a walk of the tree"
+    );
+}
+
+#[test]
+fn lease_rows_of_shares_that_never_landed_are_pruned_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), config()));
+    {
+        // As a crash between the lease write and the rename leaves it.
+        let mut db = LeaseDb::open(&dir.path().join("leases.db")).unwrap();
+        db.add_or_renew(&SI, 4, &StoredLease::from_lease(&lease(1, 1)))
+            .unwrap();
+    }
+    let mut s = open(dir.path(), config());
+    assert_eq!(s.leases(&SI, 4), Err(StoreError::NotFound));
+    // A new upload of that share starts with only its own lease.
+    put(&mut s, &SI, 4, b"x", lease(2, 5));
+    assert_eq!(s.leases(&SI, 4).unwrap(), vec![stored(2, 5)]);
+}
+
+#[test]
+fn cancel_needs_the_right_secret_and_deletes_shares_left_without_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    put(&mut s, &SI, 0, &[1; 100], lease(1, 100));
+    put(&mut s, &SI, 1, &[1; 50], lease(1, 100));
+    s.add_lease(&SI, 1, lease(5, 100)).unwrap();
+    assert_eq!(s.cancel_lease(&SI, &[9; 32]), Err(StoreError::NotFound));
+    // The renew secret is not the cancel secret.
+    assert_eq!(s.cancel_lease(&SI, &[1; 32]), Err(StoreError::NotFound));
+    assert_eq!(
+        s.cancel_lease(&[0; 16], &[2; 32]),
+        Err(StoreError::NotFound)
+    );
+    let report = s.cancel_lease(&SI, &[2; 32]).unwrap();
+    assert_eq!(
+        report,
+        CancelReport {
+            leases_cancelled: 2,
+            shares_deleted: 1,
+            bytes_freed: 100,
+        }
+    );
+    assert_eq!(
+        s.list_shares(&SI).unwrap(),
+        vec![ShareInfo {
+            shnum: 1,
+            length: 50
+        }]
+    );
+    assert_eq!(s.leases(&SI, 1).unwrap(), vec![stored(5, 100)]);
+    assert_eq!(s.space_used(), 50);
+    assert_eq!(s.cancel_lease(&SI, &[2; 32]), Err(StoreError::NotFound));
+}
+
+#[test]
+fn garbage_collection_is_off_by_default() {
+    assert!(!DiskStoreConfig::default().expire_leases);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    put(&mut s, &SI, 0, &[1; 100], lease(1, 100));
+    assert_eq!(
+        s.collect_garbage(Instant(u64::MAX)).unwrap(),
+        GcReport::default()
+    );
+    assert_eq!(s.read_share(&SI, 0, 0, 1).unwrap(), vec![1]);
+}
+
+#[test]
+fn garbage_collection_deletes_shares_whose_leases_all_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let gc = DiskStoreConfig {
+        expire_leases: true,
+        ..config()
+    };
+    let mut s = open(dir.path(), gc.clone());
+    let other: StorageIndex = [8; 16];
+    put(&mut s, &SI, 0, &[1; 100], lease(1, 100));
+    put(&mut s, &SI, 1, &[1; 30], lease(1, 100));
+    s.add_lease(&SI, 1, lease(2, 300)).unwrap();
+    put(&mut s, &other, 0, &[1; 7], lease(1, 100));
+    // Renewal keeps a share alive.
+    s.add_lease(&other, 0, lease(1, 500)).unwrap();
+    // An upload in progress whose lease expired is not garbage.
+    s.create_share(&SI, 2, 10, lease(1, 1)).unwrap();
+    assert_eq!(s.collect_garbage(Instant(99)).unwrap(), GcReport::default());
+    let report = s.collect_garbage(Instant(100)).unwrap();
+    assert_eq!(
+        report,
+        GcReport {
+            shares_deleted: 1,
+            bytes_freed: 100
+        }
+    );
+    assert_eq!(s.space_used(), 30 + 7 + 10);
+    assert_eq!(s.read_share(&SI, 0, 0, 1), Err(StoreError::NotFound));
+    assert_eq!(s.list_shares(&SI).unwrap().len(), 1);
+    s.commit_share(&SI, 2, 0).unwrap();
+    drop(s);
+    // After a restart the expiries are still known.
+    let mut s = open(dir.path(), gc);
+    let report = s.collect_garbage(Instant(1000)).unwrap();
+    assert_eq!(
+        report,
+        GcReport {
+            shares_deleted: 3,
+            bytes_freed: 37
+        }
+    );
+    assert_eq!(s.space_used(), 0);
+    assert_eq!(s.all_shares().unwrap(), vec![]);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("shares"))
+            .unwrap()
+            .count(),
+        1,
+        "only incoming/ is left: empty bucket directories are removed"
+    );
+}
+
+#[test]
+fn a_full_store_refuses_new_shares_with_a_clear_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // Full by configured capacity.
+    let mut s = open(dir.path(), with_capacity(1000, 1000));
+    put(&mut s, &SI, 0, &[1; 900], lease(1, 0));
+    let err = s.create_share(&SI, 1, 200, lease(1, 0)).unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::NoSpace {
+            needed: 200,
+            available: 100
+        }
+    );
+    assert!(err.to_string().contains("200 bytes needed, 100 available"));
+    drop(s);
+    // Full because the filesystem's free space is all reserved.
+    let reserved = DiskStoreConfig {
+        reserved_space: u64::MAX,
+        ..config()
+    };
+    let s = open(dir.path(), reserved);
+    assert_eq!(s.space_available(), 0);
+    let mut server = StorageServer::new(s, ServerConfig::default());
+    let resp = server.handle_request(
+        Instant(0),
+        ConnectionId(1),
+        Request::ImmutableWrite {
+            storage_index: SI,
+            lease: LeaseSecrets {
+                renew: [1; 32],
+                cancel: [2; 32],
+            },
+            allocated_size: 10,
+            total_shares: 10,
+            writes: vec![ShareWrite {
+                shnum: 1,
+                allocate: true,
+                offset: 0,
+                data: vec![1; 10],
+                close: true,
+            }],
+        },
+    );
+    assert_eq!(
+        resp,
+        Response::ImmutableWrite {
+            results: vec![(
+                1,
+                ShareWriteOutcome::Refused(Refusal::NoSpace { available: 0 })
+            )],
+            held: vec![0],
+        }
+    );
+}
+
+// ---- crash safety -------------------------------------------------------------------------
+
+const CRASH_DIR_ENV: &str = "LAFS_DISK_STORE_CRASH_DIR";
+const CRASH_GEN_ENV: &str = "LAFS_DISK_STORE_CRASH_GEN";
+
+/// Length of a share in the crash test: a function of its name.
+fn crash_share_len(si: &StorageIndex, shnum: u16) -> u64 {
+    let seed = u64::from_le_bytes(si[..8].try_into().unwrap()) ^ u64::from(shnum);
+    1 + seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 60_000
+}
+
+/// Byte `i` of a share in the crash test: a function of its name and position.
+fn crash_share_byte(si: &StorageIndex, shnum: u16, i: u64) -> u8 {
+    let x = (i ^ (u64::from(si[1]) << 40) ^ (u64::from(si[2]) << 48) ^ (u64::from(shnum) << 32))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 56) as u8
+}
+
+fn crash_share(si: &StorageIndex, shnum: u16) -> Vec<u8> {
+    (0..crash_share_len(si, shnum))
+        .map(|i| crash_share_byte(si, shnum, i))
+        .collect()
+}
+
+/// Not a test on its own: run as a child process by
+/// `sigkill_at_random_moments_never_leaves_a_torn_share`, it writes shares until it is killed.
+#[test]
+fn crash_child_writes_shares_until_killed() {
+    let (Some(dir), Some(generation)) = (
+        std::env::var_os(CRASH_DIR_ENV),
+        std::env::var(CRASH_GEN_ENV).ok(),
+    ) else {
+        return;
+    };
+    let generation: u8 = generation.parse().unwrap();
+    let mut s = open(Path::new(&dir), config());
+    for i in 0u32.. {
+        let mut si = [0u8; 16];
+        si[0] = generation;
+        si[1..5].copy_from_slice(&i.to_be_bytes());
+        for shnum in 0..(i % 3 + 1) as u16 {
+            let data = crash_share(&si, shnum);
+            let slack = u64::from(i % 5) * 100;
+            s.create_share(&si, shnum, data.len() as u64 + slack, lease(1, 1))
+                .unwrap();
+            // Some uploads out of order (holes until the end), most in order.
+            let mut chunks: Vec<(usize, &[u8])> = data
+                .chunks(8192)
+                .enumerate()
+                .map(|(k, c)| (k * 8192, c))
+                .collect();
+            if i % 4 == 1 {
+                chunks.reverse();
+            }
+            for (offset, chunk) in chunks {
+                s.write_share(&si, shnum, offset as u64, chunk).unwrap();
+            }
+            if i % 7 == 3 {
+                s.abort_share(&si, shnum).unwrap();
+            } else {
+                s.commit_share(&si, shnum, data.len() as u64).unwrap();
+                if i % 2 == 0 {
+                    s.add_lease(&si, shnum, lease(2, 2)).unwrap();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_never_leaves_a_torn_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = rand::thread_rng();
+    let mut committed_total = 0;
+    for generation in 1..=8u8 {
+        let mut child = Command::new(&exe)
+            .args([
+                "crash_child_writes_shares_until_killed",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env(CRASH_DIR_ENV, dir.path())
+            .env(CRASH_GEN_ENV, generation.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(StdDuration::from_millis(rng.gen_range(40..400)));
+        // The child never ends on its own: had it died, the store would have been left alone.
+        assert!(child.try_wait().unwrap().is_none(), "the writer died early");
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let s = open(dir.path(), config());
+        assert_eq!(incoming_entries(dir.path()), 0);
+        let shares = s.all_shares().unwrap();
+        let mut bytes = 0;
+        for &(si, shnum, len) in &shares {
+            assert!(si[0] <= generation);
+            assert_eq!(
+                len,
+                crash_share_len(&si, shnum),
+                "torn share {si:?}/{shnum}"
+            );
+            let data = s.read_share(&si, shnum, 0, len).unwrap();
+            assert!(
+                data == crash_share(&si, shnum),
+                "wrong bytes in {si:?}/{shnum}"
+            );
+            assert!(
+                !s.leases(&si, shnum).unwrap().is_empty(),
+                "share without lease"
+            );
+            bytes += len;
+        }
+        assert_eq!(s.space_used(), bytes);
+        committed_total = shares.len();
+        eprintln!("after kill {generation}: {committed_total} shares, {bytes} bytes, all intact");
+    }
+    assert!(committed_total > 0, "the writer never committed a share");
+}
+
+// ---- cost ---------------------------------------------------------------------------------
+
+#[test]
+fn commit_cost_per_share_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    let mut times = Vec::new();
+    for i in 0..40u8 {
+        let si = [i; 16];
+        s.create_share(&si, 0, 4096, lease(1, 1)).unwrap();
+        s.write_share(&si, 0, 0, &[i; 4096]).unwrap();
+        let t = StdInstant::now();
+        s.commit_share(&si, 0, 4096).unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    eprintln!(
+        "commit_share of a 4 KiB share (fsync file + SQLite + rename + fsync dir): \
+         p50 {:?}, p90 {:?}, max {:?}",
+        times[times.len() / 2],
+        times[times.len() * 9 / 10],
+        times[times.len() - 1]
+    );
+}
