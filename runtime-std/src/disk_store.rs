@@ -246,6 +246,7 @@ impl DiskShareStore {
     }
 
     fn bucket(&self, si: &StorageIndex) -> PathBuf {
+        // 16 bytes encode to 26 ASCII characters, so the 2-character prefix slice is in range.
         let name = base32::encode(si);
         self.shares.join(&name[..2]).join(&name)
     }
@@ -597,7 +598,7 @@ impl ShareStore for DiskShareStore {
         let Some(upload) = self.uploads.remove(&(*si, shnum)) else {
             return Err(StoreError::NotFound);
         };
-        self.allocated_bytes -= upload.allocated;
+        self.allocated_bytes = self.allocated_bytes.saturating_sub(upload.allocated);
         self.committed_bytes += length;
         remove_empty_dirs(&self.incoming_bucket(si), &self.incoming);
         // The share is committed from here on (visible, and kept after a crash in all but the
@@ -609,7 +610,7 @@ impl ShareStore for DiskShareStore {
         let Some(upload) = self.uploads.remove(&(*si, shnum)) else {
             return Err(StoreError::NotFound);
         };
-        self.allocated_bytes -= upload.allocated;
+        self.allocated_bytes = self.allocated_bytes.saturating_sub(upload.allocated);
         let result = match fs::remove_file(&upload.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
