@@ -493,3 +493,41 @@ fn re_uploading_a_multi_segment_file_completes() {
     assert_eq!(again.expect("second upload completes").cap, first);
     assert_eq!(run.rounds, 1, "placement finds every share already there");
 }
+
+#[test]
+fn a_cap_with_a_wrong_size_fails_without_blaming_any_share() {
+    let data = test_data(10_000, 47);
+    let mut grid = Grid::new(10);
+    let Cap::ChkRead {
+        key,
+        ueb_hash,
+        needed,
+        total,
+        size,
+    } = upload_default(&mut grid, &data)
+    else {
+        panic!("CHK cap expected")
+    };
+    let wrong = Cap::ChkRead {
+        key,
+        ueb_hash,
+        needed,
+        total,
+        size: size + 1,
+    };
+    let (got, _, events) = grid.download(&wrong, DownloadConfig::default());
+    assert!(
+        matches!(got, Err(DownloadError::CapMismatch("size"))),
+        "{got:?}"
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, DownloadEvent::CorruptShare { .. })));
+    assert_eq!(
+        grid.servers
+            .values()
+            .map(|s| s.advisories().count())
+            .sum::<usize>(),
+        0
+    );
+}

@@ -82,6 +82,8 @@ pub enum DownloadError {
     Codec(#[from] CodecError),
     #[error("the cap is invalid: {0}")]
     BadCap(&'static str),
+    #[error("the cap does not match the file it names: its {0} is wrong (is the cap mistyped?)")]
+    CapMismatch(&'static str),
     #[error("download cancelled")]
     Cancelled,
 }
@@ -441,8 +443,16 @@ impl Download {
                     what: "extension block",
                 }));
             }
-            let ueb = verify_ueb(bytes, &file.ueb_hash, file.k, file.n, file.size)
-                .map_err(ShareCheck::Corrupt)?;
+            let ueb = verify_ueb(bytes, &file.ueb_hash, file.k, file.n, file.size).map_err(
+                |e| match e {
+                    // The block matched the cap's hash, so it is authentic: the cap's own k, n or
+                    // size fields are wrong (a mistyped cap), and no share is to blame.
+                    IntegrityError::UebDisagreesWithCap(what) => {
+                        ShareCheck::Fatal(DownloadError::CapMismatch(what))
+                    }
+                    other => ShareCheck::Corrupt(other),
+                },
+            )?;
             let codec = CodecKind::from_name(&ueb.codec_name)
                 .and_then(|kind| kind.build(file.k, file.n))
                 .map_err(|e| ShareCheck::Fatal(e.into()))?;
