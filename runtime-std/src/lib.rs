@@ -5,10 +5,12 @@
 //! directories, and TCP between clients and storage servers (`net`, time from `clock`). Shares on disk
 //! live in `disk_store` (files in Tahoe's layout) with their leases in `leases` (SQLite).
 
+pub mod cli;
 pub mod clock;
 pub mod debug;
 pub mod disk_store;
 pub mod leases;
+pub mod local_grid;
 pub mod net;
 pub mod node;
 pub mod progress;
