@@ -5,6 +5,7 @@
 //! directories, and TCP between clients and storage servers (`net`, time from `clock`). Shares on disk
 //! live in `disk_store` (files in Tahoe's layout) with their leases in `leases` (SQLite).
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod debug;

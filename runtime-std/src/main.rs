@@ -43,6 +43,19 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         size_mb: u64,
     },
+    /// Measure lafs on loopback (5 storage-server processes + this client) and print a table to
+    /// compare with Tahoe's figures. Takes about a minute with the defaults.
+    Bench {
+        /// 1 kB files for the latency rows.
+        #[arg(long, default_value_t = 200)]
+        small_files: usize,
+        /// Size of the throughput file, in MB (10^6 bytes).
+        #[arg(long, default_value_t = 100)]
+        big_mb: u64,
+        /// Size of the upload whose client peak RSS is reported, in MB.
+        #[arg(long, default_value_t = 1000)]
+        huge_mb: u64,
+    },
     /// Create or run a node directory.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -74,6 +87,18 @@ fn main() -> ExitCode {
             target,
         } => cli::get(&cap, output.as_deref(), &target, &mut out).map_err(|e| e.to_string()),
         Command::Demo { size_mb } => cli::demo(size_mb, &mut out).map_err(|e| e.to_string()),
+        Command::Bench {
+            small_files,
+            big_mb,
+            huge_mb,
+        } => {
+            let options = lafs_runtime_std::bench::BenchOptions {
+                small_files: small_files.max(1),
+                big_mb,
+                huge_mb,
+            };
+            lafs_runtime_std::bench::run(options, &mut out).map_err(|e| e.to_string())
+        }
         Command::Node(cmd) => cli::node_command(cmd, &mut out).map_err(|e| e.to_string()),
         Command::Grid(cmd) => cli::grid_command(cmd, &mut out).map_err(|e| e.to_string()),
         Command::Debug(cmd) => {
