@@ -13,7 +13,6 @@
 
 use std::time::{Duration, Instant};
 
-use lafs_core::cap::Cap;
 use lafs_core::codec::CodecKind;
 use lafs_core::crypto::convergent_key_hasher;
 use lafs_core::immutable::download::{ChkFile, Download, DownloadConfig, DownloadEvent};
@@ -164,23 +163,7 @@ fn main() {
         let (server_busy, up_rounds) = (servers.busy, servers.rounds);
         servers.rounds = 0;
 
-        let Cap::ChkRead {
-            key,
-            ueb_hash,
-            needed,
-            total,
-            size,
-        } = cap
-        else {
-            panic!("not a CHK cap")
-        };
-        let file = ChkFile {
-            key,
-            ueb_hash,
-            k: needed.into(),
-            n: total.into(),
-            size,
-        };
+        let file = ChkFile::from_cap(&cap).expect("a CHK cap");
         let started = Instant::now();
         let mut down = Download::new(
             CoreInstant(1),

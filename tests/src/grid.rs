@@ -247,21 +247,9 @@ impl Grid {
         config: DownloadConfig,
     ) -> (Result<Vec<u8>, DownloadError>, Run, Vec<DownloadEvent>) {
         let file = match cap {
-            Cap::ChkRead {
-                key,
-                ueb_hash,
-                needed,
-                total,
-                size,
-            } => ChkFile {
-                key: *key,
-                ueb_hash: *ueb_hash,
-                k: usize::from(*needed),
-                n: usize::from(*total),
-                size: *size,
-            },
             Cap::Lit { data } => return (Ok(data.clone()), Run::default(), Vec::new()),
-            other => panic!("not an immutable file cap: {other}"),
+            other => ChkFile::from_cap(other)
+                .unwrap_or_else(|| panic!("not an immutable file cap: {other}")),
         };
         let mut op = Download::new(self.now, config, file, &self.descriptors);
         let mut out = Vec::new();

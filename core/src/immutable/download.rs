@@ -61,6 +61,28 @@ pub struct ChkFile {
     pub size: u64,
 }
 
+impl ChkFile {
+    /// What a CHK read cap says about its file; `None` for any other kind of cap.
+    pub fn from_cap(cap: &crate::cap::Cap) -> Option<ChkFile> {
+        match cap {
+            crate::cap::Cap::ChkRead {
+                key,
+                ueb_hash,
+                needed,
+                total,
+                size,
+            } => Some(ChkFile {
+                key: *key,
+                ueb_hash: *ueb_hash,
+                k: usize::from(*needed),
+                n: usize::from(*total),
+                size: *size,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Why a download failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DownloadError {

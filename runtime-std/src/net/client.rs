@@ -335,20 +335,9 @@ impl GridClient {
                     server_problems: Vec::new(),
                 });
             }
-            Cap::ChkRead {
-                key,
-                ueb_hash,
-                needed,
-                total,
-                size,
-            } => ChkFile {
-                key: *key,
-                ueb_hash: *ueb_hash,
-                k: usize::from(*needed),
-                n: usize::from(*total),
-                size: *size,
-            },
-            other => return Err(ClientError::NotImmutableFile(other.kind_name())),
+            other => {
+                ChkFile::from_cap(other).ok_or(ClientError::NotImmutableFile(other.kind_name()))?
+            }
         };
         let mut session = Session::new(self, "download");
         let mut op = Download::new(clock::now(), self.config.download, file, &self.descriptors);
