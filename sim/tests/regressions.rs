@@ -1,7 +1,7 @@
 //! Bugs the simulator found, pinned: each as a scripted scenario (stable whatever the random
 //! generator becomes) and as the seed that found it (`SIM_SEED=N` replays it).
 //!
-//! A test for a bug still open in lafs-core is `#[ignore]`d with the bug named, and the sweep
+//! A test for a bug still open in lafs-core is marked ignored with the bug named, and the sweep
 //! reports its signature as a known bug (`Violation::known_core_bug`) until lafs-core is fixed.
 //! Both bugs below were fixed in lafs-core's upload the same day they were found.
 
