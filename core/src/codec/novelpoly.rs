@@ -52,15 +52,12 @@ pub struct NovelPoly {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Layout {
+    /// k == n: the blocks are the input blocks.
     Identity,
     /// `kp` data positions (k real, the rest implicit zeros) in a transform of size `np`.
-    Shortened {
-        kp: usize,
-        np: usize,
-    },
-    Interpolated {
-        np: usize,
-    },
+    Shortened { kp: usize, np: usize },
+    /// Share i is position i of a transform of size `np` (used when `Shortened` would not fit).
+    Interpolated { np: usize },
 }
 
 impl NovelPoly {
