@@ -15,3 +15,4 @@ pub mod local_grid;
 pub mod net;
 pub mod node;
 pub mod progress;
+pub mod sync;
