@@ -170,6 +170,10 @@ impl<S: ShareStore> StorageServer<S> {
                 shnum,
                 reason,
             } => self.advise_corrupt(now, conn, storage_index, shnum, reason),
+            Request::MutableRead { .. } | Request::MutableWrite { .. } => Response::Error {
+                kind: ErrorKind::BadRequest,
+                message: "this server does not store mutable files yet".into(),
+            },
         }
     }
 

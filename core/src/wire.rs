@@ -66,8 +66,8 @@ pub use frame::{
     DEFAULT_MAX_FRAME_LEN, HEADER_LEN, PROTOCOL_VERSION,
 };
 pub use message::{
-    ErrorKind, LeaseSecrets, ReadRange, Refusal, Request, Response, ShareRead, ShareWrite,
-    ShareWriteOutcome, StorageIndex,
+    DataVector, ErrorKind, LeaseSecrets, MutableShareWrite, ReadRange, Refusal, Request, Response,
+    ShareRead, ShareWrite, ShareWriteOutcome, StorageIndex, TestVector,
 };
 pub use payload::DecodeError;
 
@@ -83,6 +83,35 @@ mod tests {
     fn arb_lease() -> impl Strategy<Value = LeaseSecrets> {
         (any::<[u8; 32]>(), any::<[u8; 32]>())
             .prop_map(|(renew, cancel)| LeaseSecrets { renew, cancel })
+    }
+
+    fn arb_range() -> impl Strategy<Value = ReadRange> {
+        (any::<u64>(), any::<u64>()).prop_map(|(offset, length)| ReadRange { offset, length })
+    }
+
+    fn arb_mutable_share_write() -> impl Strategy<Value = MutableShareWrite> {
+        let test =
+            (any::<u64>(), any::<u64>(), arb_bytes(16)).prop_map(|(offset, length, specimen)| {
+                TestVector {
+                    offset,
+                    length,
+                    specimen,
+                }
+            });
+        let write =
+            (any::<u64>(), arb_bytes(32)).prop_map(|(offset, data)| DataVector { offset, data });
+        (
+            any::<u16>(),
+            proptest::collection::vec(test, 0..3),
+            proptest::collection::vec(write, 0..3),
+            proptest::option::of(any::<u64>()),
+        )
+            .prop_map(|(shnum, tests, writes, new_length)| MutableShareWrite {
+                shnum,
+                tests,
+                writes,
+                new_length,
+            })
     }
 
     fn arb_request() -> impl Strategy<Value = Request> {
@@ -156,6 +185,34 @@ mod tests {
                     }
                 }
             ),
+            (
+                any::<[u8; 16]>(),
+                proptest::collection::vec(any::<u16>(), 0..8),
+                proptest::collection::vec(arb_range(), 0..5)
+            )
+                .prop_map(|(storage_index, shnums, ranges)| Request::MutableRead {
+                    storage_index,
+                    shnums,
+                    ranges
+                }),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+                arb_lease(),
+                proptest::collection::vec(arb_mutable_share_write(), 0..4),
+                proptest::collection::vec(arb_range(), 0..3)
+            )
+                .prop_map(
+                    |(storage_index, write_enabler, lease, shares, read_ranges)| {
+                        Request::MutableWrite {
+                            storage_index,
+                            write_enabler,
+                            lease,
+                            shares,
+                            read_ranges,
+                        }
+                    }
+                ),
         ]
     }
 
@@ -180,9 +237,8 @@ mod tests {
         ]
     }
 
-    fn arb_response() -> impl Strategy<Value = Response> {
-        let held = proptest::collection::vec(any::<u16>(), 0..8);
-        let share = (
+    fn arb_share_read() -> impl Strategy<Value = ShareRead> {
+        (
             any::<u16>(),
             any::<u64>(),
             proptest::collection::vec(arb_bytes(32), 0..4),
@@ -191,12 +247,19 @@ mod tests {
                 shnum,
                 share_len,
                 chunks,
-            });
+            })
+    }
+
+    fn arb_response() -> impl Strategy<Value = Response> {
+        let held = proptest::collection::vec(any::<u16>(), 0..8);
+
         let kind = prop_oneof![
             Just(ErrorKind::BadRequest),
             Just(ErrorKind::NotFound),
             Just(ErrorKind::ResponseTooLarge),
             Just(ErrorKind::StoreFailure),
+            Just(ErrorKind::BadWriteEnabler),
+            Just(ErrorKind::NoSpace),
         ];
         prop_oneof![
             (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
@@ -212,8 +275,15 @@ mod tests {
                 held.clone()
             )
                 .prop_map(|(results, held)| Response::ImmutableWrite { results, held }),
-            (proptest::collection::vec(share, 0..4), held)
+            (proptest::collection::vec(arb_share_read(), 0..4), held)
                 .prop_map(|(shares, held)| Response::ImmutableRead { shares, held }),
+            proptest::collection::vec(arb_share_read(), 0..4)
+                .prop_map(|shares| Response::MutableRead { shares }),
+            (
+                any::<bool>(),
+                proptest::collection::vec(arb_share_read(), 0..4)
+            )
+                .prop_map(|(applied, reads)| Response::MutableWrite { applied, reads }),
             Just(Response::Done),
             (kind, ".{0,20}").prop_map(|(kind, message)| Response::Error { kind, message }),
         ]

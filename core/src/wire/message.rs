@@ -56,6 +56,54 @@ pub enum Request {
         shnum: u16,
         reason: String,
     },
+    /// Read the same byte ranges from several mutable shares of one storage index (every share
+    /// the server holds if `shnums` is empty). Ranges are cut at the end of each share.
+    MutableRead {
+        storage_index: StorageIndex,
+        shnums: Vec<u16>,
+        ranges: Vec<ReadRange>,
+    },
+    /// Tahoe's `slot_testv_and_readv_and_writev`: check every share's test vectors, read
+    /// `read_ranges` from every existing share, and only if all tests passed apply every share's
+    /// writes, atomically with respect to other requests on the same storage index.
+    MutableWrite {
+        storage_index: StorageIndex,
+        /// Recorded by the first write to a new slot; later writes must present the same one.
+        write_enabler: [u8; 32],
+        /// Added (or renewed) on every share that exists after a successful write.
+        lease: LeaseSecrets,
+        shares: Vec<MutableShareWrite>,
+        read_ranges: Vec<ReadRange>,
+    },
+}
+
+/// The tests and writes for one share inside [`Request::MutableWrite`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MutableShareWrite {
+    pub shnum: u16,
+    /// All must hold for the request to be applied.
+    pub tests: Vec<TestVector>,
+    /// Applied in order; writing past the end zero-fills the gap.
+    pub writes: Vec<DataVector>,
+    /// After the writes: `Some(0)` deletes the share, a shorter length truncates it, a longer one
+    /// is ignored (as in Tahoe).
+    pub new_length: Option<u64>,
+}
+
+/// "The `length` bytes at `offset` equal `specimen`", reads past the end being cut short and a
+/// missing share reading as empty. Tahoe's only operator in use is equality, so it is the only one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestVector {
+    pub offset: u64,
+    pub length: u64,
+    pub specimen: Vec<u8>,
+}
+
+/// Bytes to write at an offset of a mutable share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataVector {
+    pub offset: u64,
+    pub data: Vec<u8>,
 }
 
 /// One write into one share, inside [`Request::ImmutableWrite`].
@@ -109,6 +157,15 @@ pub enum Response {
     },
     /// Success of `ImmutableAbort`, `AddLease` and `AdviseCorrupt`.
     Done,
+    /// The mutable shares read, ascending by share number (each with its current length).
+    MutableRead { shares: Vec<ShareRead> },
+    MutableWrite {
+        /// Whether every test vector held, and so whether the writes were applied.
+        applied: bool,
+        /// `read_ranges` of every share that existed before the writes, ascending by share number:
+        /// on a failed test this shows the writer what the slot holds now.
+        reads: Vec<ShareRead>,
+    },
     /// The request as a whole failed.
     Error { kind: ErrorKind, message: String },
 }
@@ -156,6 +213,10 @@ pub enum ErrorKind {
     ResponseTooLarge,
     /// The server's storage failed.
     StoreFailure,
+    /// A mutable write presented a write enabler other than the one the slot recorded.
+    BadWriteEnabler,
+    /// A mutable write would need more space than the server has, or exceed its share size limit.
+    NoSpace,
 }
 
 /// The ranges read from one share, in the order of the request's ranges.

@@ -5,8 +5,8 @@
 //! allocates, so a hostile payload can make the decoder allocate at most about its own size.
 
 use super::message::{
-    ErrorKind, LeaseSecrets, ReadRange, Refusal, Request, Response, ShareRead, ShareWrite,
-    ShareWriteOutcome,
+    DataVector, ErrorKind, LeaseSecrets, MutableShareWrite, ReadRange, Refusal, Request, Response,
+    ShareRead, ShareWrite, ShareWriteOutcome, TestVector,
 };
 
 /// Why a payload could not be decoded.
@@ -41,12 +41,16 @@ mod tag {
     pub const REQ_IMMUTABLE_READ: u8 = 3;
     pub const REQ_ADD_LEASE: u8 = 4;
     pub const REQ_ADVISE_CORRUPT: u8 = 5;
+    pub const REQ_MUTABLE_READ: u8 = 6;
+    pub const REQ_MUTABLE_WRITE: u8 = 7;
 
     pub const RESP_VERSION: u8 = 0;
     pub const RESP_IMMUTABLE_WRITE: u8 = 1;
     pub const RESP_IMMUTABLE_READ: u8 = 2;
     pub const RESP_DONE: u8 = 3;
     pub const RESP_ERROR: u8 = 4;
+    pub const RESP_MUTABLE_READ: u8 = 5;
+    pub const RESP_MUTABLE_WRITE: u8 = 6;
 
     pub const OUT_WRITTEN: u8 = 0;
     pub const OUT_ALREADY_HAVE: u8 = 1;
@@ -65,6 +69,8 @@ mod tag {
     pub const ERR_NOT_FOUND: u8 = 1;
     pub const ERR_RESPONSE_TOO_LARGE: u8 = 2;
     pub const ERR_STORE_FAILURE: u8 = 3;
+    pub const ERR_BAD_WRITE_ENABLER: u8 = 4;
+    pub const ERR_NO_SPACE: u8 = 5;
 }
 
 // Smallest encodings of list elements, used to reject impossible counts before allocating.
@@ -73,6 +79,9 @@ const MIN_READ_RANGE: usize = 16;
 const MIN_SHARE_READ: usize = 2 + 8 + 4;
 const MIN_BYTES: usize = 4;
 const MIN_RESULT: usize = 2 + 1;
+const MIN_MUTABLE_SHARE_WRITE: usize = 2 + 4 + 4 + 1;
+const MIN_TEST_VECTOR: usize = 8 + 8 + 4;
+const MIN_DATA_VECTOR: usize = 8 + 4;
 
 /// Appends big-endian fields to a buffer.
 struct Writer<'a>(&'a mut Vec<u8>);
@@ -118,6 +127,24 @@ impl Writer<'_> {
     fn lease(&mut self, l: &LeaseSecrets) {
         self.raw(&l.renew);
         self.raw(&l.cancel);
+    }
+    fn ranges(&mut self, ranges: &[ReadRange]) {
+        self.len(ranges.len());
+        for r in ranges {
+            self.u64(r.offset);
+            self.u64(r.length);
+        }
+    }
+    fn share_reads(&mut self, shares: &[ShareRead]) {
+        self.len(shares.len());
+        for s in shares {
+            self.u16(s.shnum);
+            self.u64(s.share_len);
+            self.len(s.chunks.len());
+            for c in &s.chunks {
+                self.bytes(c);
+            }
+        }
     }
 }
 
@@ -191,6 +218,36 @@ impl<'a> Reader<'a> {
         }
         Ok(out)
     }
+    fn ranges(&mut self) -> Result<Vec<ReadRange>, DecodeError> {
+        let n = self.count("read ranges", MIN_READ_RANGE)?;
+        let mut ranges = Vec::with_capacity(n);
+        for _ in 0..n {
+            ranges.push(ReadRange {
+                offset: self.u64("range offset")?,
+                length: self.u64("range length")?,
+            });
+        }
+        Ok(ranges)
+    }
+    fn share_reads(&mut self) -> Result<Vec<ShareRead>, DecodeError> {
+        let n = self.count("shares read", MIN_SHARE_READ)?;
+        let mut shares = Vec::with_capacity(n);
+        for _ in 0..n {
+            let shnum = self.u16("share number")?;
+            let share_len = self.u64("share length")?;
+            let m = self.count("chunks", MIN_BYTES)?;
+            let mut chunks = Vec::with_capacity(m);
+            for _ in 0..m {
+                chunks.push(self.bytes("chunk")?);
+            }
+            shares.push(ShareRead {
+                shnum,
+                share_len,
+                chunks,
+            });
+        }
+        Ok(shares)
+    }
     fn lease(&mut self) -> Result<LeaseSecrets, DecodeError> {
         Ok(LeaseSecrets {
             renew: self.array("lease renew secret")?,
@@ -250,11 +307,7 @@ pub(crate) fn write_request(out: &mut Vec<u8>, req: &Request) {
             w.raw(storage_index);
             w.u16_list(shnums);
             w.u16(*max_shares);
-            w.len(ranges.len());
-            for r in ranges {
-                w.u64(r.offset);
-                w.u64(r.length);
-            }
+            w.ranges(ranges);
         }
         Request::AddLease {
             storage_index,
@@ -273,6 +326,51 @@ pub(crate) fn write_request(out: &mut Vec<u8>, req: &Request) {
             w.raw(storage_index);
             w.u16(*shnum);
             w.str(reason);
+        }
+        Request::MutableRead {
+            storage_index,
+            shnums,
+            ranges,
+        } => {
+            w.u8(tag::REQ_MUTABLE_READ);
+            w.raw(storage_index);
+            w.u16_list(shnums);
+            w.ranges(ranges);
+        }
+        Request::MutableWrite {
+            storage_index,
+            write_enabler,
+            lease,
+            shares,
+            read_ranges,
+        } => {
+            w.u8(tag::REQ_MUTABLE_WRITE);
+            w.raw(storage_index);
+            w.raw(write_enabler);
+            w.lease(lease);
+            w.len(shares.len());
+            for share in shares {
+                w.u16(share.shnum);
+                w.len(share.tests.len());
+                for t in &share.tests {
+                    w.u64(t.offset);
+                    w.u64(t.length);
+                    w.bytes(&t.specimen);
+                }
+                w.len(share.writes.len());
+                for d in &share.writes {
+                    w.u64(d.offset);
+                    w.bytes(&d.data);
+                }
+                match share.new_length {
+                    None => w.u8(0),
+                    Some(len) => {
+                        w.u8(1);
+                        w.u64(len);
+                    }
+                }
+            }
+            w.ranges(read_ranges);
         }
     }
 }
@@ -314,19 +412,11 @@ pub(crate) fn read_request(payload: &[u8]) -> Result<Request, DecodeError> {
             let storage_index = r.array("storage index")?;
             let shnums = r.u16_list("share numbers")?;
             let max_shares = r.u16("max shares")?;
-            let n = r.count("read ranges", MIN_READ_RANGE)?;
-            let mut ranges = Vec::with_capacity(n);
-            for _ in 0..n {
-                ranges.push(ReadRange {
-                    offset: r.u64("range offset")?,
-                    length: r.u64("range length")?,
-                });
-            }
             Request::ImmutableRead {
                 storage_index,
                 shnums,
                 max_shares,
-                ranges,
+                ranges: r.ranges()?,
             }
         }
         tag::REQ_ADD_LEASE => Request::AddLease {
@@ -338,6 +428,56 @@ pub(crate) fn read_request(payload: &[u8]) -> Result<Request, DecodeError> {
             shnum: r.u16("share number")?,
             reason: r.string("corruption reason")?,
         },
+        tag::REQ_MUTABLE_READ => Request::MutableRead {
+            storage_index: r.array("storage index")?,
+            shnums: r.u16_list("share numbers")?,
+            ranges: r.ranges()?,
+        },
+        tag::REQ_MUTABLE_WRITE => {
+            let storage_index = r.array("storage index")?;
+            let write_enabler = r.array("write enabler")?;
+            let lease = r.lease()?;
+            let n = r.count("mutable share writes", MIN_MUTABLE_SHARE_WRITE)?;
+            let mut shares = Vec::with_capacity(n);
+            for _ in 0..n {
+                let shnum = r.u16("share number")?;
+                let nt = r.count("test vectors", MIN_TEST_VECTOR)?;
+                let mut tests = Vec::with_capacity(nt);
+                for _ in 0..nt {
+                    tests.push(TestVector {
+                        offset: r.u64("test offset")?,
+                        length: r.u64("test length")?,
+                        specimen: r.bytes("test specimen")?,
+                    });
+                }
+                let nw = r.count("data vectors", MIN_DATA_VECTOR)?;
+                let mut writes = Vec::with_capacity(nw);
+                for _ in 0..nw {
+                    writes.push(DataVector {
+                        offset: r.u64("data offset")?,
+                        data: r.bytes("data")?,
+                    });
+                }
+                let new_length = if r.bool("new length flag")? {
+                    Some(r.u64("new length")?)
+                } else {
+                    None
+                };
+                shares.push(MutableShareWrite {
+                    shnum,
+                    tests,
+                    writes,
+                    new_length,
+                });
+            }
+            Request::MutableWrite {
+                storage_index,
+                write_enabler,
+                lease,
+                shares,
+                read_ranges: r.ranges()?,
+            }
+        }
         t => {
             return Err(DecodeError::UnknownTag {
                 what: "request",
@@ -376,18 +516,19 @@ pub(crate) fn write_response(out: &mut Vec<u8>, resp: &Response) {
         }
         Response::ImmutableRead { shares, held } => {
             w.u8(tag::RESP_IMMUTABLE_READ);
-            w.len(shares.len());
-            for s in shares {
-                w.u16(s.shnum);
-                w.u64(s.share_len);
-                w.len(s.chunks.len());
-                for c in &s.chunks {
-                    w.bytes(c);
-                }
-            }
+            w.share_reads(shares);
             w.u16_list(held);
         }
         Response::Done => w.u8(tag::RESP_DONE),
+        Response::MutableRead { shares } => {
+            w.u8(tag::RESP_MUTABLE_READ);
+            w.share_reads(shares);
+        }
+        Response::MutableWrite { applied, reads } => {
+            w.u8(tag::RESP_MUTABLE_WRITE);
+            w.bool(*applied);
+            w.share_reads(reads);
+        }
         Response::Error { kind, message } => {
             w.u8(tag::RESP_ERROR);
             w.u8(match kind {
@@ -395,6 +536,8 @@ pub(crate) fn write_response(out: &mut Vec<u8>, resp: &Response) {
                 ErrorKind::NotFound => tag::ERR_NOT_FOUND,
                 ErrorKind::ResponseTooLarge => tag::ERR_RESPONSE_TOO_LARGE,
                 ErrorKind::StoreFailure => tag::ERR_STORE_FAILURE,
+                ErrorKind::BadWriteEnabler => tag::ERR_BAD_WRITE_ENABLER,
+                ErrorKind::NoSpace => tag::ERR_NO_SPACE,
             });
             w.str(message);
         }
@@ -495,35 +638,26 @@ pub(crate) fn read_response(payload: &[u8]) -> Result<Response, DecodeError> {
                 held: r.u16_list("held shares")?,
             }
         }
-        tag::RESP_IMMUTABLE_READ => {
-            let n = r.count("shares read", MIN_SHARE_READ)?;
-            let mut shares = Vec::with_capacity(n);
-            for _ in 0..n {
-                let shnum = r.u16("share number")?;
-                let share_len = r.u64("share length")?;
-                let m = r.count("chunks", MIN_BYTES)?;
-                let mut chunks = Vec::with_capacity(m);
-                for _ in 0..m {
-                    chunks.push(r.bytes("chunk")?);
-                }
-                shares.push(ShareRead {
-                    shnum,
-                    share_len,
-                    chunks,
-                });
-            }
-            Response::ImmutableRead {
-                shares,
-                held: r.u16_list("held shares")?,
-            }
-        }
+        tag::RESP_IMMUTABLE_READ => Response::ImmutableRead {
+            shares: r.share_reads()?,
+            held: r.u16_list("held shares")?,
+        },
         tag::RESP_DONE => Response::Done,
+        tag::RESP_MUTABLE_READ => Response::MutableRead {
+            shares: r.share_reads()?,
+        },
+        tag::RESP_MUTABLE_WRITE => Response::MutableWrite {
+            applied: r.bool("applied flag")?,
+            reads: r.share_reads()?,
+        },
         tag::RESP_ERROR => {
             let kind = match r.u8("error kind")? {
                 tag::ERR_BAD_REQUEST => ErrorKind::BadRequest,
                 tag::ERR_NOT_FOUND => ErrorKind::NotFound,
                 tag::ERR_RESPONSE_TOO_LARGE => ErrorKind::ResponseTooLarge,
                 tag::ERR_STORE_FAILURE => ErrorKind::StoreFailure,
+                tag::ERR_BAD_WRITE_ENABLER => ErrorKind::BadWriteEnabler,
+                tag::ERR_NO_SPACE => ErrorKind::NoSpace,
                 t => {
                     return Err(DecodeError::UnknownTag {
                         what: "error kind",
