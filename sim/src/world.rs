@@ -1117,6 +1117,19 @@ fn request_summary(r: &Request) -> String {
         Request::AdviseCorrupt { shnum, .. } => format!("advise corrupt sh{shnum}"),
         Request::AddLease { .. } => "add lease".into(),
         Request::GetVersion => "get version".into(),
+        Request::MutableRead { shnums, ranges, .. } => {
+            format!("mutable read shares {shnums:?} ranges {}", ranges.len())
+        }
+        Request::MutableWrite { shares, .. } => {
+            let parts: Vec<String> = shares
+                .iter()
+                .map(|w| {
+                    let bytes: usize = w.writes.iter().map(|d| d.data.len()).sum();
+                    format!("sh{} tests {} +{}", w.shnum, w.tests.len(), bytes)
+                })
+                .collect();
+            format!("mutable write [{}]", parts.join(" "))
+        }
     }
 }
 
@@ -1133,6 +1146,19 @@ fn response_summary(r: &Response) -> String {
         Response::Done => "done".into(),
         Response::Error { kind, message } => format!("error {kind:?}: {message}"),
         Response::Version { .. } => "version".into(),
+        Response::MutableRead { shares } => {
+            let got: Vec<(u16, usize)> = shares
+                .iter()
+                .map(|s| (s.shnum, s.chunks.iter().map(Vec::len).sum()))
+                .collect();
+            format!("mutable read {got:?}")
+        }
+        Response::MutableWrite { applied, reads } => {
+            format!(
+                "mutable write applied {applied}, {} shares read",
+                reads.len()
+            )
+        }
     }
 }
 
