@@ -30,6 +30,7 @@
 
 pub mod dsl;
 pub mod generate;
+pub mod keys;
 pub mod net;
 pub mod plan;
 pub mod queue;

@@ -2,6 +2,7 @@
 //! runs over every runtime later. Shared helpers for those suites live here.
 
 pub mod grid;
+pub mod keys;
 
 use std::path::PathBuf;
 

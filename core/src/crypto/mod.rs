@@ -5,7 +5,9 @@
 
 pub mod aes_ctr;
 pub mod derive;
+pub mod drbg;
 pub mod hash;
+pub mod key_source;
 pub mod rsa_keys;
 
 pub use aes_ctr::AesCtr;
