@@ -1,4 +1,51 @@
-//! lafs-runtime-smol: the smol/async-io driver for lafs-core.
+//! lafs-runtime-smol: lafs-core driven by smol and async-io, for async programs.
 //!
-//! Not built yet: it arrives with the runtime-smol issue. This crate exists so the workspace has
-//! the shape the design fixes; it exports nothing.
+//! - [`GridClient`]: immutable uploads and downloads as futures over reused TCP connections
+//!   (`upload_bytes`, `upload_reader`, `download`, `download_bytes`). Operations may run
+//!   concurrently from any tasks on any executor.
+//! - [`Server`]: a storage server as one self-contained future (`Server::bind(..)?.run()`),
+//!   serving any [`lafs_core::store::ShareStore`]; drop it to stop it.
+//!
+//! Both speak lafs-core's framed protocol, so they interoperate with lafs-runtime-std's client
+//! and server, and follow the same drain rule (after every input: send every transmit, handle
+//! every event, then wait for an answer or `poll_timeout`). Time is [`clock::now`]: microseconds
+//! since the Unix epoch, as in lafs-runtime-std. `examples/smol_grid.rs` runs a grid and a
+//! client inside one smol program.
+//!
+//! ```no_run
+//! use lafs_core::server::{ServerConfig, StorageServer};
+//! use lafs_core::store::MemoryShareStore;
+//! use lafs_runtime_smol::{ClientConfig, GridClient, Server, ServerEntry};
+//!
+//! smol::block_on(async {
+//!     let store = MemoryShareStore::new(1 << 30, 1 << 30);
+//!     let server = Server::bind(
+//!         "127.0.0.1:0".parse().unwrap(),
+//!         StorageServer::new(store, ServerConfig::default()),
+//!     )?;
+//!     let addr = server.local_addr()?;
+//!     let _running = smol::spawn(server.run()); // dropping the task stops the server
+//!     let id = lafs_core::placement::ServerId([7; 32]);
+//!     let entry = ServerEntry { id, addr, permutation_seed: id.0.to_vec() };
+//!     let mut config = ClientConfig::new(b"convergence".to_vec(), b"lease".to_vec());
+//!     config.upload.params.happy = 1;
+//!     let client = GridClient::new(vec![entry], config);
+//!     let cap = client.upload_bytes(&[42; 10_000]).await?.cap;
+//!     let (bytes, _) = client.download_bytes(&cap).await?;
+//!     assert_eq!(bytes, vec![42; 10_000]);
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })
+//! .unwrap();
+//! ```
+
+pub mod client;
+pub mod clock;
+mod connection;
+mod routes;
+pub mod server;
+mod sync;
+
+pub use client::{
+    ClientConfig, ClientError, DownloadReport, GridClient, ServerEntry, TransferStats, UploadReport,
+};
+pub use server::Server;

@@ -1,0 +1,168 @@
+//! A storage server as one future: [`Server::run`] accepts connections and answers their
+//! requests until the future is dropped (or its task cancelled).
+//!
+//! The future carries its own small executor for the connection tasks and the janitor (which
+//! aborts idle uploads), so it needs nothing from the program around it: `.await` it, spawn it
+//! on any executor, or `block_on` it on a thread of its own. Dropping it closes the listener
+//! and every connection at once, which is what a crashed server looks like to its clients.
+//!
+//! Concurrency model: the [`StorageServer`] sits behind one mutex, held only while
+//! `handle_request` runs (never across an await), so connections are answered one request at a
+//! time, in order per connection, exactly as in lafs-runtime-std. Store calls run on the thread
+//! polling the future: a disk store's fsync blocks it for that long (see `docs/runtimes.md`).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use lafs_core::server::{ConnectionId, StorageServer};
+use lafs_core::store::ShareStore;
+use lafs_core::wire::{
+    encode_response, ErrorKind, Frame, FrameDecoder, FrameKind, Response, WireError,
+};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::Executor;
+
+use crate::clock;
+use crate::sync::{lock, Arc, Mutex};
+
+/// Longest the janitor sleeps between checks, so a new upload's idle deadline is noticed
+/// within this time.
+const JANITOR_MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Socket read buffer per connection.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A storage server bound to a listening socket, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server<S: ShareStore> {
+    listener: Async<TcpListener>,
+    state: Arc<Mutex<StorageServer<S>>>,
+}
+
+impl<S: ShareStore + Send + 'static> Server<S> {
+    /// Listen on `addr` (e.g. `127.0.0.1:0`).
+    pub fn bind(addr: SocketAddr, server: StorageServer<S>) -> std::io::Result<Server<S>> {
+        Self::from_listener(TcpListener::bind(addr)?, server)
+    }
+
+    /// Serve on a listener the caller bound (it is switched to non-blocking mode).
+    pub fn from_listener(
+        listener: TcpListener,
+        server: StorageServer<S>,
+    ) -> std::io::Result<Server<S>> {
+        Ok(Server {
+            listener: Async::new(listener)?,
+            state: Arc::new(Mutex::new(server)),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.get_ref().local_addr()
+    }
+
+    /// Accept and serve connections until this future is dropped. Returns only if accepting
+    /// fails for good (a transient failure such as running out of file descriptors is logged
+    /// and retried).
+    pub async fn run(self) -> std::io::Result<()> {
+        let ex = Executor::new();
+        let Server { listener, state } = self;
+        ex.spawn(janitor(Arc::clone(&state))).detach();
+        ex.run(async {
+            let mut next_conn = 0u64;
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        Timer::after(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let conn = ConnectionId(next_conn);
+                next_conn += 1;
+                let state = Arc::clone(&state);
+                ex.spawn(async move {
+                    serve_connection(&state, conn, stream).await;
+                    if let Err(e) = lock(&state).handle_disconnect(conn) {
+                        tracing::warn!(conn = conn.0, error = %e, "aborting a closed connection's uploads failed");
+                    }
+                })
+                .detach();
+            }
+        })
+        .await
+    }
+}
+
+/// Read frames and answer them until the peer hangs up, the stream fails, or framing is lost.
+async fn serve_connection<S: ShareStore>(
+    state: &Mutex<StorageServer<S>>,
+    conn: ConnectionId,
+    stream: Async<TcpStream>,
+) {
+    let _ = stream.get_ref().set_nodelay(true);
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut io: &Async<TcpStream> = &stream;
+    loop {
+        let n = match io.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        decoder.push(&buf[..n]);
+        // Answers to every complete request in this read go out in one write.
+        let mut out = Vec::new();
+        loop {
+            let (id, response) = match decoder.pop() {
+                Ok(None) => break,
+                Ok(Some(Frame::Request { id, request })) => {
+                    let response = lock(state).handle_request(clock::now(), conn, request);
+                    (id, response)
+                }
+                Ok(Some(Frame::Response { id, .. })) => {
+                    tracing::debug!(conn = conn.0, id, "client sent a response frame; closing");
+                    return;
+                }
+                Err(WireError::Malformed {
+                    id,
+                    kind: FrameKind::Request,
+                    error,
+                }) => (
+                    id,
+                    Response::Error {
+                        kind: ErrorKind::BadRequest,
+                        message: format!("malformed request: {error}"),
+                    },
+                ),
+                Err(e) => {
+                    tracing::debug!(conn = conn.0, error = %e, "framing lost; closing");
+                    let _ = io.write_all(&out).await;
+                    return;
+                }
+            };
+            out.extend_from_slice(&encode_response(id, &response));
+        }
+        if !out.is_empty() && io.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Abort idle uploads when the server's timer says so.
+async fn janitor<S: ShareStore>(state: Arc<Mutex<StorageServer<S>>>) {
+    loop {
+        let next = lock(&state).poll_timeout();
+        let wait = next.map_or(JANITOR_MAX_SLEEP, |t| {
+            clock::until(clock::now(), t).min(JANITOR_MAX_SLEEP)
+        });
+        Timer::after(wait).await;
+        let mut server = lock(&state);
+        if server.poll_timeout().is_some_and(|t| t <= clock::now()) {
+            if let Err(e) = server.handle_timeout(clock::now()) {
+                tracing::warn!(error = %e, "aborting idle uploads failed");
+            }
+        }
+    }
+}
