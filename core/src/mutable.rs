@@ -1,0 +1,6 @@
+//! Mutable files (SDMF and MDMF, Tahoe's formats): share layout, encoding, and the servermap,
+//! retrieve and publish state machines.
+
+pub mod layout;
+
+pub use layout::{LayoutError, MutableFormat, Offsets, Prefix, Span};
