@@ -2,5 +2,6 @@
 //! retrieve and publish state machines.
 
 pub mod layout;
+pub mod share;
 
 pub use layout::{LayoutError, MutableFormat, Offsets, Prefix, Span};
