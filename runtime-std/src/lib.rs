@@ -5,11 +5,13 @@
 //! directories, and TCP between clients and storage servers (`net`, time from `clock`). Shares on disk
 //! live in `disk_store` (files in Tahoe's layout) with their leases in `leases` (SQLite).
 
+pub mod aliases;
 pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod debug;
 pub mod disk_store;
+pub mod keypool;
 pub mod leases;
 pub mod local_grid;
 pub mod net;
