@@ -15,9 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lafs_core::cap::Cap;
@@ -32,9 +30,10 @@ use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::time::Instant;
 use lafs_core::wire::Request;
 
-use super::connection::{Connection, Input};
+use super::connection::{install, Connection, Input};
 use super::server::lock;
 use crate::clock;
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 
 /// How the client finds one storage server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -444,16 +443,10 @@ impl GridClient {
         // Connect without holding the table lock, so one slow server does not hold up others.
         let conn = Connection::open(server, addr, self.config.connect_timeout, write_timeout)?;
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
-        let mut table = lock(&self.table);
-        if let Some(existing) = table.get(&server) {
-            if !existing.is_closed() {
-                // Another thread connected first; use its connection.
-                conn.close_and_join();
-                return Ok(Arc::clone(existing));
-            }
-        }
-        if let Some(old) = table.insert(server, Arc::clone(&conn)) {
-            old.close_and_join();
+        // If another thread connected first, use its connection and close ours.
+        let (conn, to_close) = install(&self.table, conn);
+        if let Some(c) = to_close {
+            c.close_and_join();
         }
         Ok(conn)
     }

@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -28,6 +27,7 @@ use lafs_core::placement::ServerId;
 use lafs_core::wire::{encode_request, Frame, FrameDecoder, Request, Response};
 
 use super::server::lock;
+use crate::sync::{Arc, Mutex};
 
 /// Socket read buffer per connection.
 const READ_CHUNK: usize = 256 * 1024;
@@ -48,19 +48,105 @@ pub(crate) enum Input {
 
 /// Where the response to one wire-level request goes.
 #[derive(Debug)]
-struct Route {
+struct Route<T> {
     /// The operation that sent it (to drop its routes when it ends).
     op: u64,
     id: RequestId,
-    tx: Sender<Input>,
+    sink: T,
 }
 
-#[derive(Debug, Default)]
-struct Routes {
+#[derive(Debug)]
+struct Routes<T> {
     /// Next wire-level request id on this connection (unique per connection, never reused).
     next_wire_id: u64,
-    pending: BTreeMap<u64, Route>,
+    pending: BTreeMap<u64, Route<T>>,
     closed: bool,
+}
+
+/// The completion hand-off of one connection (see the module doc for its invariant, which the
+/// loom tests below check); `T` is what reaches an operation (its channel's sender).
+#[derive(Debug)]
+pub(crate) struct RouteTable<T> {
+    inner: Mutex<Routes<T>>,
+}
+
+impl<T> RouteTable<T> {
+    pub(crate) fn new() -> Self {
+        RouteTable {
+            inner: Mutex::new(Routes {
+                next_wire_id: 0,
+                pending: BTreeMap::new(),
+                closed: false,
+            }),
+        }
+    }
+
+    /// Register request `id` of operation `op`: its wire id, or `None` once closed.
+    pub(crate) fn register(&self, op: u64, id: RequestId, sink: T) -> Option<u64> {
+        let mut routes = lock(&self.inner);
+        if routes.closed {
+            return None;
+        }
+        let wire_id = routes.next_wire_id;
+        routes.next_wire_id += 1;
+        routes.pending.insert(wire_id, Route { op, id, sink });
+        Some(wire_id)
+    }
+
+    /// The answer to `wire_id` arrived: the operation's id for it and where it goes.
+    pub(crate) fn complete(&self, wire_id: u64) -> Option<(RequestId, T)> {
+        lock(&self.inner)
+            .pending
+            .remove(&wire_id)
+            .map(|r| (r.id, r.sink))
+    }
+
+    /// Refuse later registrations and take what is in flight: one sink per operation.
+    pub(crate) fn close(&self) -> Vec<T> {
+        let orphans = {
+            let mut routes = lock(&self.inner);
+            routes.closed = true;
+            std::mem::take(&mut routes.pending)
+        };
+        let mut told = std::collections::BTreeSet::new();
+        orphans
+            .into_values()
+            .filter(|r| told.insert(r.op))
+            .map(|r| r.sink)
+            .collect()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.inner).closed
+    }
+
+    /// Operation `op` has ended: drop its routes (late answers are dropped).
+    pub(crate) fn forget_op(&self, op: u64) {
+        lock(&self.inner).pending.retain(|_, r| r.op != op);
+    }
+}
+
+/// Something a connection table holds: it knows its server and whether it is closed.
+pub(crate) trait Live {
+    fn server(&self) -> ServerId;
+    fn is_closed(&self) -> bool;
+}
+
+/// Put a freshly opened connection into a client's table unless a live one to the same server
+/// is there already. Returns the connection to use and the one to close (the loser, or the dead
+/// connection it replaced), which the caller closes after the table lock is released.
+pub(crate) fn install<C: Live>(
+    table: &Mutex<BTreeMap<ServerId, Arc<C>>>,
+    fresh: Arc<C>,
+) -> (Arc<C>, Option<Arc<C>>) {
+    let mut table = lock(table);
+    match table.get(&fresh.server()) {
+        Some(existing) if !existing.is_closed() => (Arc::clone(existing), Some(fresh)),
+        _ => {
+            let old = table.insert(fresh.server(), Arc::clone(&fresh));
+            (fresh, old)
+        }
+    }
 }
 
 /// A live (or dead, see [`Connection::is_closed`]) connection to one server.
@@ -71,13 +157,22 @@ pub(crate) struct Connection {
     writer: Mutex<TcpStream>,
     /// A handle used only to shut the socket down, so closing never waits for a blocked write.
     control: TcpStream,
-    routes: Mutex<Routes>,
+    routes: RouteTable<Sender<Input>>,
     reader: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Why a request could not be handed to the socket.
 #[derive(Debug)]
 pub(crate) struct SendFailed;
+
+impl Live for Connection {
+    fn server(&self) -> ServerId {
+        self.server
+    }
+    fn is_closed(&self) -> bool {
+        Connection::is_closed(self)
+    }
+}
 
 impl Connection {
     /// Connect to `server` at `addr` and start its reader thread.
@@ -99,7 +194,7 @@ impl Connection {
             addr,
             writer: Mutex::new(stream),
             control,
-            routes: Mutex::new(Routes::default()),
+            routes: RouteTable::new(),
             reader: Mutex::new(None),
         });
         let for_reader = Arc::clone(&conn);
@@ -111,7 +206,7 @@ impl Connection {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.routes).closed
+        self.routes.is_closed()
     }
 
     /// Send `request` for operation `op` (its id `id`); the answer arrives on `tx`. Returns the
@@ -124,23 +219,7 @@ impl Connection {
         request: &Request,
         tx: &Sender<Input>,
     ) -> Result<usize, SendFailed> {
-        let wire_id = {
-            let mut routes = lock(&self.routes);
-            if routes.closed {
-                return Err(SendFailed);
-            }
-            let wire_id = routes.next_wire_id;
-            routes.next_wire_id += 1;
-            routes.pending.insert(
-                wire_id,
-                Route {
-                    op,
-                    id,
-                    tx: tx.clone(),
-                },
-            );
-            wire_id
-        };
+        let wire_id = self.routes.register(op, id, tx.clone()).ok_or(SendFailed)?;
         let frame = encode_request(wire_id, request);
         let written = lock(&self.writer).write_all(&frame);
         if let Err(e) = written {
@@ -152,7 +231,7 @@ impl Connection {
 
     /// Forget the routes of operation `op` (it has ended; late answers are dropped).
     pub(crate) fn forget_op(&self, op: u64) {
-        lock(&self.routes).pending.retain(|_, r| r.op != op);
+        self.routes.forget_op(op);
     }
 
     /// Close the socket; the reader thread then notifies every operation with requests in
@@ -186,12 +265,11 @@ impl Connection {
                 match decoder.pop() {
                     Ok(None) => break,
                     Ok(Some(Frame::Response { id, response })) => {
-                        let route = lock(&self.routes).pending.remove(&id);
-                        if let Some(route) = route {
+                        if let Some((op_id, tx)) = self.routes.complete(id) {
                             // The operation may have ended meanwhile; then nobody listens.
-                            let _ = route.tx.send(Input::Response {
+                            let _ = tx.send(Input::Response {
                                 server: self.server,
-                                id: route.id,
+                                id: op_id,
                                 response,
                                 wire_bytes: before - decoder.buffered(),
                             });
@@ -211,19 +289,108 @@ impl Connection {
             }
         }
         let _ = stream.shutdown(Shutdown::Both);
-        let orphans = {
-            let mut routes = lock(&self.routes);
-            routes.closed = true;
-            std::mem::take(&mut routes.pending)
-        };
         // One notice per operation is enough: it loses every request to this server at once.
-        let mut told = std::collections::BTreeSet::new();
-        for route in orphans.into_values() {
-            if told.insert(route.op) {
-                let _ = route.tx.send(Input::Lost {
-                    server: self.server,
-                });
-            }
+        for tx in self.routes.close() {
+            let _ = tx.send(Input::Lost {
+                server: self.server,
+            });
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::{AtomicBool, AtomicU64, Ordering};
+
+    /// Two operations sending while the reader thread closes the connection: every request is
+    /// decided exactly once (a loss notice, or a refused registration the sender reports).
+    #[test]
+    fn loom_routes_register_races_close() {
+        loom::model(|| {
+            let table = Arc::new(RouteTable::<Arc<AtomicU64>>::new());
+            let outcomes: Vec<Arc<AtomicU64>> =
+                (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+            let sender = {
+                let table = Arc::clone(&table);
+                let outcomes = outcomes.clone();
+                loom::thread::spawn(move || {
+                    for (op, outcome) in outcomes.iter().enumerate() {
+                        if table.register(op as u64, 0, Arc::clone(outcome)).is_none() {
+                            outcome.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            };
+            for notice in table.close() {
+                notice.fetch_add(1, Ordering::SeqCst);
+            }
+            sender.join().expect("sender");
+            for o in &outcomes {
+                assert_eq!(o.load(Ordering::SeqCst), 1, "decided exactly once");
+            }
+        });
+    }
+
+    /// The reader delivering an answer races the operation ending: the answer goes out at most
+    /// once and nothing is left behind.
+    #[test]
+    fn loom_routes_complete_races_forget() {
+        loom::model(|| {
+            let table = Arc::new(RouteTable::<u8>::new());
+            let wire = table.register(1, 0, 9).expect("open");
+            let reader = {
+                let table = Arc::clone(&table);
+                loom::thread::spawn(move || table.complete(wire))
+            };
+            table.forget_op(1);
+            let delivered = reader.join().expect("reader");
+            assert!(delivered.is_none() || delivered == Some((0, 9)));
+            assert_eq!(table.complete(wire), None);
+            assert!(table.close().is_empty());
+        });
+    }
+
+    #[derive(Debug)]
+    struct FakeConn {
+        server: ServerId,
+        closed: AtomicBool,
+    }
+
+    impl Live for FakeConn {
+        fn server(&self) -> ServerId {
+            self.server
+        }
+        fn is_closed(&self) -> bool {
+            self.closed.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Two operations open a connection to the same server at once: both end up using the same
+    /// one, the other is handed back for closing, and the table holds the winner.
+    #[test]
+    fn loom_connection_table_install_race() {
+        loom::model(|| {
+            let table = Arc::new(Mutex::new(BTreeMap::new()));
+            let fresh = || {
+                Arc::new(FakeConn {
+                    server: ServerId([1; 32]),
+                    closed: AtomicBool::new(false),
+                })
+            };
+            let other = {
+                let table = Arc::clone(&table);
+                let conn = fresh();
+                loom::thread::spawn(move || install(&table, conn))
+            };
+            let (mine, my_loser) = install(&table, fresh());
+            let (theirs, their_loser) = other.join().expect("other");
+            assert!(Arc::ptr_eq(&mine, &theirs), "one connection per server");
+            let losers: Vec<_> = my_loser.into_iter().chain(their_loser).collect();
+            assert_eq!(losers.len(), 1, "exactly one connection to close");
+            assert!(!Arc::ptr_eq(&losers[0], &mine));
+            let held = lock(&table).get(&ServerId([1; 32])).cloned().expect("held");
+            assert!(Arc::ptr_eq(&held, &mine));
+        });
     }
 }

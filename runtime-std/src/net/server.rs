@@ -15,9 +15,10 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+// `Arc<dyn Control>` needs std's `Arc` (loom's cannot coerce to a trait object); everything the
+// threads share inside it comes from the loom shim.
+use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use lafs_core::wire::{
 };
 
 use crate::clock;
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Longest the janitor sleeps between checks, so a shutdown or a new upload's idle deadline is
 /// noticed within this time.
@@ -42,11 +44,41 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Open connections, and whether the server is shutting down (one lock for both: see module doc).
-#[derive(Debug, Default)]
-struct Registry {
+/// `T` is a second handle to each open connection's socket, to shut it down from outside.
+#[derive(Debug)]
+struct Registry<T = TcpStream> {
     closing: bool,
-    /// A second handle to each open connection's socket, to shut it down from outside.
-    streams: BTreeMap<u64, TcpStream>,
+    streams: BTreeMap<u64, T>,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry {
+            closing: false,
+            streams: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> Registry<T> {
+    /// Record connection `conn`, unless the server is closing (then the caller drops it).
+    fn register(&mut self, conn: u64, stream: T) -> Result<(), T> {
+        if self.closing {
+            return Err(stream);
+        }
+        self.streams.insert(conn, stream);
+        Ok(())
+    }
+
+    /// Mark the server closing; returns the open connections to shut down, or `None` if it
+    /// was already closing.
+    fn close(&mut self) -> Option<impl Iterator<Item = &T>> {
+        if self.closing {
+            return None;
+        }
+        self.closing = true;
+        Some(self.streams.values())
+    }
 }
 
 /// State shared by the accept, connection and janitor threads.
@@ -73,11 +105,10 @@ impl<S: ShareStore + Send> Control for Shared<S> {
     fn stop(&self, local_addr: SocketAddr) {
         {
             let mut reg = lock(&self.registry);
-            if reg.closing {
+            let Some(open) = reg.close() else {
                 return;
-            }
-            reg.closing = true;
-            for s in reg.streams.values() {
+            };
+            for s in open {
                 let _ = s.shutdown(Shutdown::Both);
             }
         }
@@ -208,7 +239,11 @@ fn accept_loop<S: ShareStore + Send + 'static>(listener: TcpListener, shared: Ar
                 break;
             }
             match stream.try_clone() {
-                Ok(s) => reg.streams.insert(conn, s),
+                Ok(s) => {
+                    if reg.register(conn, s).is_err() {
+                        break;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot register connection");
                     continue;
@@ -308,5 +343,46 @@ fn janitor<S: ShareStore>(shared: Arc<Shared<S>>, stop: mpsc::Receiver<()>) {
                 tracing::warn!(error = %e, "aborting idle uploads failed");
             }
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::{Arc as LoomArc, AtomicBool};
+
+    /// A socket handle that records being shut down.
+    #[derive(Debug)]
+    struct FakeStream(LoomArc<AtomicBool>);
+
+    /// The accept thread registering a connection races shutdown: the connection is either
+    /// refused (the accept thread drops it) or shut down by the stop, never left open.
+    #[test]
+    fn loom_registry_register_races_close() {
+        loom::model(|| {
+            let registry = LoomArc::new(Mutex::new(Registry::<FakeStream>::default()));
+            let shut = LoomArc::new(AtomicBool::new(false));
+            let accept = {
+                let registry = LoomArc::clone(&registry);
+                let shut = LoomArc::clone(&shut);
+                loom::thread::spawn(move || {
+                    lock(&registry)
+                        .register(0, FakeStream(LoomArc::clone(&shut)))
+                        .is_ok()
+                })
+            };
+            if let Some(open) = lock(&registry).close() {
+                for s in open {
+                    s.0.store(true, Ordering::SeqCst);
+                }
+            }
+            let registered = accept.join().expect("accept");
+            assert_eq!(
+                registered,
+                shut.load(Ordering::SeqCst),
+                "a registered connection is shut down by the stop; a refused one never was"
+            );
+            assert!(lock(&registry).close().is_none(), "stop is idempotent");
+        });
     }
 }
