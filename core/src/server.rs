@@ -8,11 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::store::{Lease, ShareStore, StoreError};
+use crate::base32;
+use crate::store::{
+    secrets_equal, EnablerRecord, Lease, MutableShareChange, ShareStore, StoreError,
+};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    ErrorKind, LeaseSecrets, ReadRange, Refusal, Request, Response, ShareRead, ShareWrite,
-    ShareWriteOutcome, StorageIndex, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+    ErrorKind, LeaseSecrets, MutableShareWrite, ReadRange, Refusal, Request, Response, ShareRead,
+    ShareWrite, ShareWriteOutcome, StorageIndex, TestVector, DEFAULT_MAX_FRAME_LEN,
+    PROTOCOL_VERSION,
 };
 
 /// Tahoe's lease duration: every add or renew sets expiry to now + 31 days.
@@ -35,11 +39,16 @@ pub struct ServerConfig {
     pub lease_duration: Duration,
     /// An upload with no write for this long is aborted by [`StorageServer::handle_timeout`].
     pub upload_idle_timeout: Duration,
-    /// Largest encoded `ImmutableRead` reply; larger ones are `Error(ResponseTooLarge)`. Keep it
-    /// at or below the clients' frame limit.
+    /// Largest encoded `ImmutableRead`, `MutableRead` or `MutableWrite` reply; larger ones are
+    /// `Error(ResponseTooLarge)`. Keep it at or below the clients' frame limit.
     pub max_response_size: u64,
     /// How many corruption advisories are kept (oldest dropped first).
     pub max_advisories: usize,
+    /// The 20-byte id recorded with the write enabler of every mutable share this server
+    /// creates, and named when a write presents the wrong enabler. Tahoe records its tub id;
+    /// runtimes should set [`derivation_node_id`](crate::op::derivation_node_id) of the server's
+    /// id, the one clients derive write enablers from. All zeros by default.
+    pub node_id: [u8; 20],
 }
 
 impl Default for ServerConfig {
@@ -49,6 +58,7 @@ impl Default for ServerConfig {
             upload_idle_timeout: UPLOAD_IDLE_TIMEOUT,
             max_response_size: u64::from(DEFAULT_MAX_FRAME_LEN),
             max_advisories: 1000,
+            node_id: [0; 20],
         }
     }
 }
@@ -92,6 +102,65 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
 
 fn store_failure(e: StoreError) -> Response {
     error(ErrorKind::StoreFailure, e.to_string())
+}
+
+/// Bytes a range of a share of `share_len` bytes reads (cut at the end, empty past it).
+fn chunk_len(share_len: u64, r: &ReadRange) -> u64 {
+    r.offset
+        .saturating_add(r.length)
+        .min(share_len)
+        .saturating_sub(r.offset)
+}
+
+/// Encoded size of a reply of `base` bytes plus the `ranges` of shares of the given lengths, or
+/// `None` once it exceeds `limit` (checked as it goes, so a hostile range list is cheap).
+fn reply_size(
+    base: u64,
+    share_lens: impl IntoIterator<Item = u64>,
+    ranges: &[ReadRange],
+    limit: u64,
+) -> Option<u64> {
+    let mut size = base;
+    for len in share_lens {
+        // shnum, share_len, chunk count
+        size = size.saturating_add(14);
+        for r in ranges {
+            // Every chunk costs at least its 4-byte count.
+            size = size.saturating_add(4 + chunk_len(len, r));
+            if size > limit {
+                return None;
+            }
+        }
+        if size > limit {
+            return None;
+        }
+    }
+    (size <= limit).then_some(size)
+}
+
+fn too_large(limit: u64) -> Response {
+    error(
+        ErrorKind::ResponseTooLarge,
+        format!("reply would exceed the limit of {limit} bytes"),
+    )
+}
+
+/// Reads `ranges` from one share of `share_len` bytes with `read(offset, length)`, skipping the
+/// store for ranges that read nothing.
+fn read_chunks(
+    share_len: u64,
+    ranges: &[ReadRange],
+    mut read: impl FnMut(u64, u64) -> Result<Vec<u8>, StoreError>,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut chunks = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        if chunk_len(share_len, r) == 0 {
+            chunks.push(Vec::new());
+        } else {
+            chunks.push(read(r.offset, r.length)?);
+        }
+    }
+    Ok(chunks)
 }
 
 impl<S: ShareStore> StorageServer<S> {
@@ -170,10 +239,25 @@ impl<S: ShareStore> StorageServer<S> {
                 shnum,
                 reason,
             } => self.advise_corrupt(now, conn, storage_index, shnum, reason),
-            Request::MutableRead { .. } | Request::MutableWrite { .. } => Response::Error {
-                kind: ErrorKind::BadRequest,
-                message: "this server does not store mutable files yet".into(),
-            },
+            Request::MutableRead {
+                storage_index,
+                shnums,
+                ranges,
+            } => self.mutable_read(&storage_index, &shnums, &ranges),
+            Request::MutableWrite {
+                storage_index,
+                write_enabler,
+                lease,
+                shares,
+                read_ranges,
+            } => self.mutable_write(
+                now,
+                &storage_index,
+                &write_enabler,
+                &lease,
+                &shares,
+                &read_ranges,
+            ),
         }
     }
 
@@ -440,48 +524,22 @@ impl<S: ShareStore> StorageServer<S> {
             .copied()
             .collect();
         // Size the reply exactly before reading anything, so a greedy request costs nothing.
-        let chunk_len = |share_len: u64, r: &ReadRange| {
-            r.offset
-                .saturating_add(r.length)
-                .min(share_len)
-                .saturating_sub(r.offset)
-        };
         let limit = self.config.max_response_size;
-        let mut size: u64 = 1 + 4 + 4 + 2 * held.len() as u64;
-        'sizing: for s in &selected {
-            size = size.saturating_add(14);
-            for r in ranges {
-                size = size.saturating_add(4 + chunk_len(s.length, r));
-                // Every chunk costs at least 4 bytes, so a hostile range list stops here soon.
-                if size > limit {
-                    break 'sizing;
-                }
-            }
-        }
-        if size > limit {
-            return error(
-                ErrorKind::ResponseTooLarge,
-                format!("reply would exceed the limit of {limit} bytes"),
-            );
+        let base = 1 + 4 + 4 + 2 * held.len() as u64;
+        if reply_size(base, selected.iter().map(|s| s.length), ranges, limit).is_none() {
+            return too_large(limit);
         }
         let mut shares = Vec::with_capacity(selected.len());
         for s in &selected {
-            let mut chunks = Vec::with_capacity(ranges.len());
-            for r in ranges {
-                if chunk_len(s.length, r) == 0 {
-                    chunks.push(Vec::new());
-                    continue;
-                }
-                match self.store.read_share(si, s.shnum, r.offset, r.length) {
-                    Ok(bytes) => chunks.push(bytes),
-                    Err(e) => return store_failure(e),
-                }
+            let read = |offset, length| self.store.read_share(si, s.shnum, offset, length);
+            match read_chunks(s.length, ranges, read) {
+                Ok(chunks) => shares.push(ShareRead {
+                    shnum: s.shnum,
+                    share_len: s.length,
+                    chunks,
+                }),
+                Err(e) => return store_failure(e),
             }
-            shares.push(ShareRead {
-                shnum: s.shnum,
-                share_len: s.length,
-                chunks,
-            });
         }
         Response::ImmutableRead {
             shares,
@@ -489,8 +547,22 @@ impl<S: ShareStore> StorageServer<S> {
         }
     }
 
+    /// Share numbers held for `si`: its committed immutable shares, or else its mutable ones.
+    fn held_shnums(&self, si: &StorageIndex) -> Result<Vec<u16>, StoreError> {
+        let immutable = self.store.list_shares(si)?;
+        if !immutable.is_empty() {
+            return Ok(immutable.iter().map(|s| s.shnum).collect());
+        }
+        Ok(self
+            .store
+            .list_mutable_shares(si)?
+            .iter()
+            .map(|s| s.shnum)
+            .collect())
+    }
+
     fn add_lease(&mut self, now: Instant, si: &StorageIndex, secrets: &LeaseSecrets) -> Response {
-        let held = match self.store.list_shares(si) {
+        let held = match self.held_shnums(si) {
             Ok(h) => h,
             Err(e) => return store_failure(e),
         };
@@ -498,12 +570,194 @@ impl<S: ShareStore> StorageServer<S> {
             return error(ErrorKind::NotFound, "no shares held for this storage index");
         }
         let lease = self.lease(now, secrets);
-        for s in held {
-            if let Err(e) = self.store.add_lease(si, s.shnum, lease) {
+        for shnum in held {
+            if let Err(e) = self.store.add_lease(si, shnum, lease) {
                 return store_failure(e);
             }
         }
         Response::Done
+    }
+
+    fn mutable_read(
+        &mut self,
+        si: &StorageIndex,
+        shnums: &[u16],
+        ranges: &[ReadRange],
+    ) -> Response {
+        let held = match self.store.list_mutable_shares(si) {
+            Ok(h) => h,
+            Err(e) => return store_failure(e),
+        };
+        let wanted: BTreeSet<u16> = shnums.iter().copied().collect();
+        let selected: Vec<(u16, u64)> = held
+            .iter()
+            .filter(|s| wanted.is_empty() || wanted.contains(&s.shnum))
+            .map(|s| (s.shnum, s.length))
+            .collect();
+        let limit = self.config.max_response_size;
+        if reply_size(1 + 4, selected.iter().map(|s| s.1), ranges, limit).is_none() {
+            return too_large(limit);
+        }
+        match self.read_mutable(si, &selected, ranges) {
+            Ok(shares) => Response::MutableRead { shares },
+            Err(e) => store_failure(e),
+        }
+    }
+
+    fn read_mutable(
+        &self,
+        si: &StorageIndex,
+        shares: &[(u16, u64)],
+        ranges: &[ReadRange],
+    ) -> Result<Vec<ShareRead>, StoreError> {
+        let mut out = Vec::with_capacity(shares.len());
+        for &(shnum, share_len) in shares {
+            let read = |offset, length| self.store.read_mutable_share(si, shnum, offset, length);
+            out.push(ShareRead {
+                shnum,
+                share_len,
+                chunks: read_chunks(share_len, ranges, read)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether a test vector holds on a share of `share_len` bytes (`None`: absent, reads empty).
+    fn test_holds(
+        &self,
+        si: &StorageIndex,
+        shnum: u16,
+        share_len: Option<u64>,
+        t: &TestVector,
+    ) -> Result<bool, StoreError> {
+        let range = ReadRange {
+            offset: t.offset,
+            length: t.length,
+        };
+        let n = chunk_len(share_len.unwrap_or(0), &range);
+        if n != t.specimen.len() as u64 {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+        let got = self.store.read_mutable_share(si, shnum, t.offset, n)?;
+        Ok(got == t.specimen)
+    }
+
+    /// Tahoe's `slot_testv_and_readv_and_writev`, in its order: write enabler, tests, reads,
+    /// writes, leases.
+    fn mutable_write(
+        &mut self,
+        now: Instant,
+        si: &StorageIndex,
+        write_enabler: &[u8; 32],
+        secrets: &LeaseSecrets,
+        writes: &[MutableShareWrite],
+        read_ranges: &[ReadRange],
+    ) -> Response {
+        let mut named = BTreeSet::new();
+        for w in writes {
+            if w.shnum >= MAX_TOTAL_SHARES {
+                return error(
+                    ErrorKind::BadRequest,
+                    format!("share number {} is not below 256", w.shnum),
+                );
+            }
+            if !named.insert(w.shnum) {
+                return error(
+                    ErrorKind::BadRequest,
+                    format!("share {} is named twice", w.shnum),
+                );
+            }
+        }
+        let held = match self.store.list_mutable_shares(si) {
+            Ok(h) => h,
+            Err(e) => return store_failure(e),
+        };
+        // (a) The enabler must match on every share, not just the ones written.
+        if let Some(s) = held
+            .iter()
+            .find(|s| !secrets_equal(&s.enabler.write_enabler, write_enabler))
+        {
+            return error(
+                ErrorKind::BadWriteEnabler,
+                format!(
+                    "share {} of this storage index has another write enabler. The write \
+                     enabler was recorded by nodeid '{}'.",
+                    s.shnum,
+                    base32::encode(&s.enabler.node_id)
+                ),
+            );
+        }
+        let limit = self.config.max_response_size;
+        if reply_size(1 + 1 + 4, held.iter().map(|s| s.length), read_ranges, limit).is_none() {
+            return too_large(limit);
+        }
+        // (b) Every share's tests, a missing share reading as empty.
+        let lengths: BTreeMap<u16, u64> = held.iter().map(|s| (s.shnum, s.length)).collect();
+        let mut passed = true;
+        'tests: for w in writes {
+            for t in &w.tests {
+                match self.test_holds(si, w.shnum, lengths.get(&w.shnum).copied(), t) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        passed = false;
+                        break 'tests;
+                    }
+                    Err(e) => return store_failure(e),
+                }
+            }
+        }
+        // (c) Reads of every existing share, before any write.
+        let existing: Vec<(u16, u64)> = held.iter().map(|s| (s.shnum, s.length)).collect();
+        let reads = match self.read_mutable(si, &existing, read_ranges) {
+            Ok(r) => r,
+            Err(e) => return store_failure(e),
+        };
+        if !passed {
+            return Response::MutableWrite {
+                applied: false,
+                reads,
+            };
+        }
+        // (d) The writes, then the lease on every share left.
+        let changes: Vec<MutableShareChange<'_>> = writes
+            .iter()
+            .map(|w| MutableShareChange {
+                shnum: w.shnum,
+                writes: &w.writes,
+                new_length: w.new_length,
+            })
+            .collect();
+        let record = EnablerRecord {
+            write_enabler: *write_enabler,
+            node_id: self.config.node_id,
+        };
+        if let Err(e) = self.store.write_mutable_shares(si, &record, &changes) {
+            let kind = match e {
+                StoreError::NoSpace { .. } | StoreError::TooLarge { .. } => ErrorKind::NoSpace,
+                StoreError::KindConflict(_) => ErrorKind::BadRequest,
+                _ => ErrorKind::StoreFailure,
+            };
+            return error(kind, e.to_string());
+        }
+        let lease = self.lease(now, secrets);
+        let renewed = self.store.list_mutable_shares(si).and_then(|after| {
+            after
+                .iter()
+                .try_for_each(|s| self.store.add_lease(si, s.shnum, lease))
+        });
+        if let Err(e) = renewed {
+            return error(
+                ErrorKind::StoreFailure,
+                format!("the writes were applied but the lease could not be renewed: {e}"),
+            );
+        }
+        Response::MutableWrite {
+            applied: true,
+            reads,
+        }
     }
 
     fn advise_corrupt(
@@ -515,8 +769,8 @@ impl<S: ShareStore> StorageServer<S> {
         mut reason: String,
     ) -> Response {
         // As Tahoe: advice about a share we do not hold is ignored.
-        let held = match self.store.list_shares(&storage_index) {
-            Ok(h) => h.iter().any(|s| s.shnum == shnum),
+        let held = match self.held_shnums(&storage_index) {
+            Ok(h) => h.contains(&shnum),
             Err(e) => return store_failure(e),
         };
         if held && self.config.max_advisories > 0 {
@@ -556,6 +810,7 @@ struct WriteContext<'a> {
 mod tests {
     use super::*;
     use crate::store::MemoryShareStore;
+    use crate::wire::{MutableShareWrite, TestVector};
 
     const SI: StorageIndex = [9; 16];
     const A: ConnectionId = ConnectionId(1);
@@ -1100,6 +1355,770 @@ mod tests {
                 response: resp
             })
         );
+    }
+
+    // ---- mutable slots ----
+
+    const WE: [u8; 32] = [0xee; 32];
+    const NODE: [u8; 20] = [0x42; 20];
+
+    fn mserver(capacity: u64, max_share: u64) -> StorageServer<MemoryShareStore> {
+        StorageServer::new(
+            MemoryShareStore::new(capacity, max_share),
+            ServerConfig {
+                node_id: NODE,
+                ..ServerConfig::default()
+            },
+        )
+    }
+
+    fn test_eq(offset: u64, specimen: &[u8]) -> TestVector {
+        TestVector {
+            offset,
+            length: specimen.len() as u64,
+            specimen: specimen.to_vec(),
+        }
+    }
+
+    fn mshare(
+        shnum: u16,
+        tests: Vec<TestVector>,
+        writes: &[(u64, &[u8])],
+        new_length: Option<u64>,
+    ) -> MutableShareWrite {
+        MutableShareWrite {
+            shnum,
+            tests,
+            writes: writes
+                .iter()
+                .map(|&(offset, data)| crate::wire::DataVector {
+                    offset,
+                    data: data.to_vec(),
+                })
+                .collect(),
+            new_length,
+        }
+    }
+
+    fn mwrite_at(
+        s: &mut StorageServer<MemoryShareStore>,
+        now: Instant,
+        we: [u8; 32],
+        shares: Vec<MutableShareWrite>,
+        read_ranges: &[(u64, u64)],
+    ) -> Response {
+        let req = Request::MutableWrite {
+            storage_index: SI,
+            write_enabler: we,
+            lease: secrets(1),
+            shares,
+            read_ranges: read_ranges
+                .iter()
+                .map(|&(offset, length)| ReadRange { offset, length })
+                .collect(),
+        };
+        let resp = s.handle_request(now, A, req);
+        // Every reply survives the wire.
+        let frame = crate::wire::encode_response(7, &resp);
+        assert_eq!(
+            crate::wire::decode_frame(&frame),
+            Ok(crate::wire::Frame::Response {
+                id: 7,
+                response: resp.clone()
+            })
+        );
+        resp
+    }
+
+    fn mwrite(
+        s: &mut StorageServer<MemoryShareStore>,
+        we: [u8; 32],
+        shares: Vec<MutableShareWrite>,
+        read_ranges: &[(u64, u64)],
+    ) -> Response {
+        mwrite_at(s, T0, we, shares, read_ranges)
+    }
+
+    fn mread(
+        s: &mut StorageServer<MemoryShareStore>,
+        shnums: Vec<u16>,
+        ranges: &[(u64, u64)],
+    ) -> Response {
+        s.handle_request(
+            T0,
+            B,
+            Request::MutableRead {
+                storage_index: SI,
+                shnums,
+                ranges: ranges
+                    .iter()
+                    .map(|&(offset, length)| ReadRange { offset, length })
+                    .collect(),
+            },
+        )
+    }
+
+    fn applied(resp: &Response) -> bool {
+        match resp {
+            Response::MutableWrite { applied, .. } => *applied,
+            other => panic!("expected a mutable write reply, got {other:?}"),
+        }
+    }
+
+    fn error_kind(resp: &Response) -> ErrorKind {
+        match resp {
+            Response::Error { kind, .. } => *kind,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    fn mdata(s: &StorageServer<MemoryShareStore>, shnum: u16) -> Option<Vec<u8>> {
+        s.store().share_bytes(&SI, shnum).map(<[u8]>::to_vec)
+    }
+
+    #[test]
+    fn first_write_records_the_enabler_and_later_writes_must_match_it() {
+        let mut s = mserver(10_000, 1_000);
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(0, vec![test_eq(0, b"")], &[(0, b"zero")], None),
+                mshare(1, vec![], &[(0, b"one")], None),
+            ],
+            &[],
+        );
+        assert_eq!(
+            r,
+            Response::MutableWrite {
+                applied: true,
+                reads: vec![]
+            }
+        );
+        let held = s.store().list_mutable_shares(&SI).unwrap();
+        assert_eq!(held.len(), 2);
+        for h in &held {
+            assert_eq!(
+                h.enabler,
+                EnablerRecord {
+                    write_enabler: WE,
+                    node_id: NODE
+                }
+            );
+        }
+        // Another enabler is refused even for a share that does not exist yet, and names the
+        // node that recorded the enabler.
+        let r = mwrite(
+            &mut s,
+            [1; 32],
+            vec![mshare(5, vec![], &[(0, b"x")], None)],
+            &[(0, 9)],
+        );
+        match &r {
+            Response::Error {
+                kind: ErrorKind::BadWriteEnabler,
+                message,
+            } => assert!(message.contains(&base32::encode(&NODE)), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let r = mwrite(
+            &mut s,
+            [1; 32],
+            vec![mshare(0, vec![], &[(0, b"ZERO")], None)],
+            &[],
+        );
+        assert_eq!(error_kind(&r), ErrorKind::BadWriteEnabler);
+        assert_eq!(mdata(&s, 0).unwrap(), b"zero");
+        assert_eq!(mdata(&s, 5), None);
+        // The right one works.
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(0, vec![], &[(0, b"ZERO")], None)],
+            &[],
+        );
+        assert!(applied(&r));
+        assert_eq!(mdata(&s, 0).unwrap(), b"ZERO");
+    }
+
+    #[test]
+    fn test_and_set_lets_exactly_one_of_two_racing_writers_win() {
+        let mut s = mserver(10_000, 1_000);
+        let v1 = b"seq1-contents";
+        assert!(applied(&mwrite(
+            &mut s,
+            WE,
+            vec![mshare(0, vec![test_eq(0, b"")], &[(0, v1)], None)],
+            &[]
+        )));
+        // Both writers read v1 and now try to replace it, expecting v1's checkstring.
+        let a = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(
+                0,
+                vec![test_eq(0, b"seq1")],
+                &[(0, b"seq2-writer-A")],
+                None,
+            )],
+            &[(0, 4)],
+        );
+        let b = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(
+                0,
+                vec![test_eq(0, b"seq1")],
+                &[(0, b"seq2-writer-B")],
+                None,
+            )],
+            &[(0, 4)],
+        );
+        assert!(applied(&a));
+        // The loser changed nothing and is shown what the slot holds now.
+        assert_eq!(
+            b,
+            Response::MutableWrite {
+                applied: false,
+                reads: vec![ShareRead {
+                    shnum: 0,
+                    share_len: 13,
+                    chunks: vec![b"seq2".to_vec()]
+                }]
+            }
+        );
+        assert_eq!(mdata(&s, 0).unwrap(), b"seq2-writer-A");
+    }
+
+    #[test]
+    fn a_failed_test_on_any_share_blocks_every_write() {
+        let mut s = mserver(10_000, 1_000);
+        mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(0, vec![], &[(0, b"aaaa")], None),
+                mshare(1, vec![], &[(0, b"bbbb")], None),
+            ],
+            &[],
+        );
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(0, vec![test_eq(0, b"aaaa")], &[(0, b"AAAA")], None),
+                mshare(1, vec![test_eq(0, b"xxxx")], &[(0, b"BBBB")], None),
+                // "Must not exist" fails on a share that exists...
+                mshare(2, vec![test_eq(0, b"")], &[(0, b"CCCC")], None),
+            ],
+            &[],
+        );
+        assert!(!applied(&r));
+        assert_eq!(mdata(&s, 0).unwrap(), b"aaaa");
+        assert_eq!(mdata(&s, 2), None);
+        // ...and a test past the end reads short, so it fails unless the specimen is short too.
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(0, vec![test_eq(2, b"aaa")], &[(0, b"A")], None)],
+            &[],
+        );
+        assert!(!applied(&r));
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(
+                0,
+                vec![TestVector {
+                    offset: 2,
+                    length: 100,
+                    specimen: b"aa".to_vec(),
+                }],
+                &[(0, b"A")],
+                None,
+            )],
+            &[],
+        );
+        assert!(applied(&r));
+    }
+
+    #[test]
+    fn reads_show_every_share_as_it_was_before_the_writes() {
+        let mut s = mserver(10_000, 1_000);
+        mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(0, vec![], &[(0, b"old-zero")], None),
+                mshare(3, vec![], &[(0, b"old-three")], None),
+            ],
+            &[],
+        );
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(0, vec![], &[(0, b"NEW")], None)],
+            &[(0, 3), (4, 100), (50, 1)],
+        );
+        assert_eq!(
+            r,
+            Response::MutableWrite {
+                applied: true,
+                reads: vec![
+                    ShareRead {
+                        shnum: 0,
+                        share_len: 8,
+                        chunks: vec![b"old".to_vec(), b"zero".to_vec(), vec![]]
+                    },
+                    ShareRead {
+                        shnum: 3,
+                        share_len: 9,
+                        chunks: vec![b"old".to_vec(), b"three".to_vec(), vec![]]
+                    },
+                ]
+            }
+        );
+        assert_eq!(mdata(&s, 0).unwrap(), b"NEW-zero");
+    }
+
+    #[test]
+    fn writes_past_the_end_zero_fill_and_new_length_only_shrinks() {
+        let mut s = mserver(10_000, 1_000);
+        mwrite(
+            &mut s,
+            WE,
+            vec![mshare(0, vec![], &[(4, b"xy")], None)],
+            &[],
+        );
+        assert_eq!(mdata(&s, 0).unwrap(), b"\0\0\0\0xy");
+        // Writes apply in order, then new_length truncates...
+        mwrite(
+            &mut s,
+            WE,
+            vec![mshare(0, vec![], &[(0, b"abcdefgh"), (2, b"C")], Some(5))],
+            &[],
+        );
+        assert_eq!(mdata(&s, 0).unwrap(), b"abCde");
+        // ...but never extends, and a truncated tail comes back as zeros.
+        mwrite(&mut s, WE, vec![mshare(0, vec![], &[], Some(100))], &[]);
+        assert_eq!(mdata(&s, 0).unwrap(), b"abCde");
+        mwrite(&mut s, WE, vec![mshare(0, vec![], &[(7, b"!")], None)], &[]);
+        assert_eq!(mdata(&s, 0).unwrap(), b"abCde\0\0!");
+        assert_eq!(s.store().space_used(), 8);
+        // An empty write past the end still extends the share (as in Tahoe).
+        mwrite(&mut s, WE, vec![mshare(0, vec![], &[(10, b"")], None)], &[]);
+        assert_eq!(mdata(&s, 0).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn new_length_zero_deletes_shares_and_then_the_slot() {
+        let mut s = mserver(10_000, 1_000);
+        mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(0, vec![], &[(0, b"zero")], None),
+                mshare(1, vec![], &[(0, b"one")], None),
+            ],
+            &[],
+        );
+        mwrite(
+            &mut s,
+            WE,
+            vec![mshare(0, vec![], &[(0, b"zz")], Some(0))],
+            &[],
+        );
+        assert_eq!(mdata(&s, 0), None);
+        assert_eq!(s.store().space_used(), 3);
+        // Deleting a share that is not there creates nothing.
+        mwrite(
+            &mut s,
+            WE,
+            vec![mshare(7, vec![], &[(0, b"x")], Some(0))],
+            &[],
+        );
+        assert_eq!(mdata(&s, 7), None);
+        mwrite(&mut s, WE, vec![mshare(1, vec![], &[], Some(0))], &[]);
+        assert_eq!(
+            mread(&mut s, vec![], &[(0, 10)]),
+            Response::MutableRead { shares: vec![] }
+        );
+        assert_eq!(s.store().space_used(), 0);
+        assert_eq!(
+            error_kind(&s.handle_request(
+                T0,
+                A,
+                Request::AddLease {
+                    storage_index: SI,
+                    lease: secrets(1)
+                }
+            )),
+            ErrorKind::NotFound
+        );
+        // The slot is gone, so a new enabler may claim the index.
+        assert!(applied(&mwrite(
+            &mut s,
+            [3; 32],
+            vec![mshare(0, vec![], &[(0, b"n")], None)],
+            &[]
+        )));
+    }
+
+    #[test]
+    fn a_write_that_does_not_fit_changes_nothing() {
+        let mut s = mserver(20, 12);
+        mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(0, vec![], &[(0, b"0123456789")], None),
+                mshare(1, vec![], &[(0, b"abc")], None),
+            ],
+            &[],
+        );
+        assert_eq!(s.store().space_used(), 13);
+        // Beyond the maximum share size.
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(1, vec![], &[(0, b"ABC")], None),
+                mshare(0, vec![], &[(12, b"x")], None),
+            ],
+            &[],
+        );
+        assert_eq!(error_kind(&r), ErrorKind::NoSpace);
+        // Beyond the free space (7 bytes), though each share alone is small enough.
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(1, vec![], &[(0, b"ABCDEFGH")], None),
+                mshare(2, vec![], &[(0, b"abcd")], None),
+            ],
+            &[],
+        );
+        assert_eq!(error_kind(&r), ErrorKind::NoSpace);
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(0, vec![], &[(u64::MAX, b"x")], None)],
+            &[],
+        );
+        assert_eq!(error_kind(&r), ErrorKind::NoSpace);
+        assert_eq!(mdata(&s, 0).unwrap(), b"0123456789");
+        assert_eq!(mdata(&s, 1).unwrap(), b"abc");
+        assert_eq!(mdata(&s, 2), None);
+        assert_eq!(s.store().space_used(), 13);
+        // Freeing in one share makes room in another within the same request.
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(0, vec![], &[], Some(2)),
+                mshare(2, vec![], &[(0, b"abcdefghijk")], None),
+            ],
+            &[],
+        );
+        assert!(applied(&r));
+        assert_eq!(s.store().space_used(), 16);
+    }
+
+    #[test]
+    fn mutable_and_immutable_shares_are_kept_apart() {
+        let mut s = mserver(10_000, 1_000);
+        upload(&mut s, A, 3, vec![write(0, true, 0, b"imm", true)]);
+        // An immutable index shows no mutable shares and refuses mutable writes.
+        assert_eq!(
+            mread(&mut s, vec![], &[(0, 3)]),
+            Response::MutableRead { shares: vec![] }
+        );
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(1, vec![], &[(0, b"mut")], None)],
+            &[],
+        );
+        assert_eq!(error_kind(&r), ErrorKind::BadRequest);
+        assert_eq!(s.store().mutable_shares(), vec![]);
+        // A mutable index shows no immutable shares and refuses immutable uploads.
+        let other: StorageIndex = [1; 16];
+        let r = s.handle_request(
+            T0,
+            A,
+            Request::MutableWrite {
+                storage_index: other,
+                write_enabler: WE,
+                lease: secrets(1),
+                shares: vec![mshare(0, vec![], &[(0, b"mut")], None)],
+                read_ranges: vec![],
+            },
+        );
+        assert!(applied(&r));
+        let r = s.handle_request(
+            T0,
+            A,
+            Request::ImmutableRead {
+                storage_index: other,
+                shnums: vec![],
+                max_shares: 10,
+                ranges: vec![ReadRange {
+                    offset: 0,
+                    length: 3,
+                }],
+            },
+        );
+        assert_eq!(
+            r,
+            Response::ImmutableRead {
+                shares: vec![],
+                held: vec![]
+            }
+        );
+        let r = s.handle_request(
+            T0,
+            A,
+            Request::ImmutableWrite {
+                storage_index: other,
+                lease: secrets(1),
+                allocated_size: 3,
+                total_shares: 10,
+                writes: vec![write(1, true, 0, b"imm", true)],
+            },
+        );
+        assert!(matches!(
+            outcomes(r)[0].1,
+            ShareWriteOutcome::Refused(Refusal::StoreFailure(_))
+        ));
+        assert_eq!(s.store().mutable_shares(), vec![(other, 0, 3)]);
+        assert_eq!(s.store().space_used(), 6);
+    }
+
+    #[test]
+    fn mutable_writes_and_add_lease_renew_leases_on_every_share() {
+        let mut s = mserver(10_000, 1_000);
+        mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(0, vec![], &[(0, b"a")], None),
+                mshare(1, vec![], &[(0, b"b")], None),
+            ],
+            &[],
+        );
+        let later = T0 + Duration::from_secs(100);
+        // A write to share 0 renews share 1's lease too.
+        mwrite_at(
+            &mut s,
+            later,
+            WE,
+            vec![mshare(0, vec![], &[(0, b"A")], None)],
+            &[],
+        );
+        for shnum in [0, 1] {
+            let leases = s.store().leases(&SI, shnum).unwrap();
+            assert_eq!(leases.len(), 1);
+            assert_eq!(leases[0].expires, later + LEASE_DURATION);
+        }
+        // A failed test renews nothing.
+        let much_later = later + Duration::from_secs(100);
+        let r = mwrite_at(
+            &mut s,
+            much_later,
+            WE,
+            vec![mshare(0, vec![test_eq(0, b"?")], &[], None)],
+            &[],
+        );
+        assert!(!applied(&r));
+        assert_eq!(
+            s.store().leases(&SI, 0).unwrap()[0].expires,
+            later + LEASE_DURATION
+        );
+        let r = s.handle_request(
+            much_later,
+            A,
+            Request::AddLease {
+                storage_index: SI,
+                lease: secrets(2),
+            },
+        );
+        assert_eq!(r, Response::Done);
+        assert_eq!(s.store().leases(&SI, 1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn mutable_requests_breaking_the_rules_are_bad_requests() {
+        let mut s = mserver(10_000, 1_000);
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(256, vec![], &[(0, b"x")], None)],
+            &[],
+        );
+        assert_eq!(error_kind(&r), ErrorKind::BadRequest);
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(2, vec![], &[(0, b"x")], None),
+                mshare(2, vec![], &[(0, b"y")], None),
+            ],
+            &[],
+        );
+        assert_eq!(error_kind(&r), ErrorKind::BadRequest);
+        assert_eq!(s.store().mutable_shares(), vec![]);
+    }
+
+    #[test]
+    fn mutable_reads_filter_cut_and_respect_the_reply_limit() {
+        let mut s = StorageServer::new(
+            MemoryShareStore::new(10_000, 1_000),
+            ServerConfig {
+                max_response_size: 100,
+                ..ServerConfig::default()
+            },
+        );
+        assert_eq!(
+            mread(&mut s, vec![], &[(0, 10)]),
+            Response::MutableRead { shares: vec![] }
+        );
+        mwrite(
+            &mut s,
+            WE,
+            vec![
+                mshare(0, vec![], &[(0, &[7; 60])], None),
+                mshare(4, vec![], &[(0, b"four")], None),
+            ],
+            &[],
+        );
+        assert_eq!(
+            mread(&mut s, vec![4, 9], &[(2, 10), (9, 1)]),
+            Response::MutableRead {
+                shares: vec![ShareRead {
+                    shnum: 4,
+                    share_len: 4,
+                    chunks: vec![b"ur".to_vec(), vec![]]
+                }]
+            }
+        );
+        assert_eq!(
+            error_kind(&mread(&mut s, vec![], &[(0, 60), (0, 60)])),
+            ErrorKind::ResponseTooLarge
+        );
+        // A write whose reads would not fit is refused before it changes anything.
+        let r = mwrite(
+            &mut s,
+            WE,
+            vec![mshare(4, vec![], &[(0, b"FOUR")], None)],
+            &[(0, 90)],
+        );
+        assert_eq!(error_kind(&r), ErrorKind::ResponseTooLarge);
+        assert_eq!(mdata(&s, 4).unwrap(), b"four");
+    }
+
+    #[test]
+    fn mutable_store_failures_are_reported() {
+        let mut s = mserver(10_000, 1_000);
+        mwrite(&mut s, WE, vec![mshare(0, vec![], &[(0, b"a")], None)], &[]);
+        s.store_mut().set_failing(true);
+        let r = mwrite(&mut s, WE, vec![mshare(0, vec![], &[(0, b"b")], None)], &[]);
+        assert_eq!(error_kind(&r), ErrorKind::StoreFailure);
+        assert_eq!(
+            error_kind(&mread(&mut s, vec![], &[(0, 1)])),
+            ErrorKind::StoreFailure
+        );
+        s.store_mut().set_failing(false);
+        assert_eq!(mdata(&s, 0).unwrap(), b"a");
+    }
+
+    proptest::proptest! {
+        /// Random test-and-set traffic on one slot behaves as a model of Tahoe's rules: tests
+        /// against the old bytes, reads before writes, ordered writes with zero fill, new_length
+        /// only shrinking, 0 deleting; and space used is the sum of the shares' lengths.
+        #[test]
+        fn mutable_slot_matches_a_model(
+            ops in proptest::collection::vec(
+                proptest::collection::vec(
+                    (
+                        0u16..3,
+                        proptest::option::of((0u64..12, 0u64..6)),
+                        proptest::collection::vec((0u64..16, proptest::collection::vec(0u8..3, 0..5)), 0..3),
+                        proptest::option::of(0u64..14),
+                    ),
+                    0..3,
+                ),
+                1..25,
+            )
+        ) {
+            let mut s = StorageServer::new(MemoryShareStore::new(1_000, 40), ServerConfig::default());
+            let mut model: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
+            for op in ops {
+                let mut shares = Vec::new();
+                let mut seen = BTreeSet::new();
+                for (shnum, test, writes, new_length) in op {
+                    if !seen.insert(shnum) {
+                        continue;
+                    }
+                    // Test against the model's bytes (so it usually passes) unless told to lie.
+                    let tests = test.map(|(offset, length)| {
+                        let data = model.get(&shnum).cloned().unwrap_or_default();
+                        let start = (offset as usize).min(data.len());
+                        let end = ((offset + length) as usize).min(data.len());
+                        let mut specimen = data[start..end.max(start)].to_vec();
+                        if length == 5 {
+                            specimen.push(9);
+                        }
+                        TestVector { offset, length, specimen }
+                    }).into_iter().collect();
+                    shares.push(MutableShareWrite {
+                        shnum,
+                        tests,
+                        writes: writes.into_iter().map(|(offset, data)| crate::wire::DataVector { offset, data }).collect(),
+                        new_length,
+                    });
+                }
+                let resp = s.handle_request(T0, A, Request::MutableWrite {
+                    storage_index: SI,
+                    write_enabler: WE,
+                    lease: secrets(1),
+                    shares: shares.clone(),
+                    read_ranges: vec![ReadRange { offset: 0, length: 100 }],
+                });
+                let want_reads: Vec<ShareRead> = model.iter().map(|(n, d)| ShareRead {
+                    shnum: *n,
+                    share_len: d.len() as u64,
+                    chunks: vec![d.clone()],
+                }).collect();
+                let pass = shares.iter().all(|w| w.tests.iter().all(|t| {
+                    let data = model.get(&w.shnum).cloned().unwrap_or_default();
+                    let start = (t.offset as usize).min(data.len());
+                    let end = ((t.offset + t.length) as usize).min(data.len()).max(start);
+                    data[start..end] == t.specimen[..]
+                }));
+                proptest::prop_assert_eq!(resp, Response::MutableWrite { applied: pass, reads: want_reads });
+                if pass {
+                    for w in &shares {
+                        if w.new_length == Some(0) {
+                            model.remove(&w.shnum);
+                            continue;
+                        }
+                        let d = model.entry(w.shnum).or_default();
+                        for v in &w.writes {
+                            let end = v.offset as usize + v.data.len();
+                            if d.len() < end {
+                                d.resize(end, 0);
+                            }
+                            d[v.offset as usize..end].copy_from_slice(&v.data);
+                        }
+                        if let Some(n) = w.new_length {
+                            d.truncate(n as usize);
+                        }
+                    }
+                }
+                let used: usize = model.values().map(Vec::len).sum();
+                proptest::prop_assert_eq!(s.store().space_used(), used as u64);
+            }
+        }
     }
 
     #[derive(Clone, Debug)]

@@ -1,16 +1,24 @@
-//! Where a storage server keeps immutable shares: the [`ShareStore`] trait and an in-memory
+//! Where a storage server keeps shares: the [`ShareStore`] trait and an in-memory
 //! implementation.
 //!
 //! The trait is deliberately small and synchronous so that the server logic
 //! ([`crate::server`]) stays pure: the disk store in runtime-std and [`MemoryShareStore`] (used by
-//! tests and the simulator) both sit behind it. A share is first *in progress* (created with an
-//! allocated size, written at offsets), then *committed* (durable, immutable, readable) or
-//! aborted. In-progress shares are invisible to readers.
+//! tests and the simulator) both sit behind it.
+//!
+//! An immutable share is first *in progress* (created with an allocated size, written at
+//! offsets), then *committed* (durable, immutable, readable) or aborted. In-progress shares are
+//! invisible to readers.
+//!
+//! A mutable share (a *slot* share, Tahoe's `MutableShareFile`) is changed in place by
+//! [`ShareStore::write_mutable_shares`] and records the write enabler of the first write that
+//! created it. Mutable and immutable shares are kept apart: the immutable calls never see a
+//! mutable share and the mutable calls never see an immutable one, and a storage index holds
+//! shares of one kind only ([`StoreError::KindConflict`] otherwise).
 
 use std::collections::BTreeMap;
 
 use crate::time::Instant;
-use crate::wire::StorageIndex;
+use crate::wire::{DataVector, StorageIndex};
 
 /// Most an in-memory share reserves at allocation; bigger shares grow as they are written.
 const MAX_UPFRONT_RESERVE: u64 = 64 << 20;
@@ -30,6 +38,88 @@ pub struct ShareInfo {
     pub length: u64,
 }
 
+/// The write enabler recorded in a mutable share, and who recorded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnablerRecord {
+    pub write_enabler: [u8; 32],
+    /// 20-byte id of the server that recorded it (Tahoe's tub id), kept so that a share moved to
+    /// another server can say where its enabler came from.
+    pub node_id: [u8; 20],
+}
+
+/// A mutable share: its number, data length and recorded write enabler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MutableShareInfo {
+    pub shnum: u16,
+    pub length: u64,
+    pub enabler: EnablerRecord,
+}
+
+/// What [`ShareStore::write_mutable_shares`] does to one share: the writes in order (a gap
+/// before a write past the end reads as zeros), then `new_length` (`Some(0)` deletes the share,
+/// a shorter length truncates it, a longer one is ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MutableShareChange<'a> {
+    pub shnum: u16,
+    pub writes: &'a [DataVector],
+    pub new_length: Option<u64>,
+}
+
+impl MutableShareChange<'_> {
+    /// The share's data length after this change, given its length before (`None`: absent);
+    /// `None` if the share is deleted or never created. Fails with `TooLarge` if a write would
+    /// end past `max_share_size` (or past `u64::MAX`).
+    pub fn length_after(
+        &self,
+        before: Option<u64>,
+        max_share_size: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        if self.new_length == Some(0) {
+            return Ok(None);
+        }
+        let mut len = before.unwrap_or(0);
+        for w in self.writes {
+            // As in Tahoe, even an empty write extends the share to its offset.
+            let end = w
+                .offset
+                .checked_add(w.data.len() as u64)
+                .ok_or(StoreError::TooLarge {
+                    size: u64::MAX,
+                    max: max_share_size,
+                })?;
+            if end > max_share_size {
+                return Err(StoreError::TooLarge {
+                    size: end,
+                    max: max_share_size,
+                });
+            }
+            len = len.max(end);
+        }
+        Ok(Some(self.new_length.map_or(len, |n| n.min(len))))
+    }
+}
+
+/// The data length of each share a list of changes touches, before and after (`None`: absent),
+/// applying the changes in order; `before` gives the lengths of the shares that exist.
+pub fn plan_mutable_changes(
+    before: &BTreeMap<u16, u64>,
+    changes: &[MutableShareChange<'_>],
+    max_share_size: u64,
+) -> Result<BTreeMap<u16, (Option<u64>, Option<u64>)>, StoreError> {
+    let mut plan: BTreeMap<u16, (Option<u64>, Option<u64>)> = BTreeMap::new();
+    for c in changes {
+        let old = before.get(&c.shnum).copied();
+        let entry = plan.entry(c.shnum).or_insert((old, old));
+        entry.1 = c.length_after(entry.1, max_share_size)?;
+    }
+    Ok(plan)
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn secrets_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Why a store operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -45,9 +135,12 @@ pub enum StoreError {
     OutOfBounds { end: u64, allocated: u64 },
     #[error("storage I/O failed: {0}")]
     Io(String),
+    /// The storage index holds shares of the other kind (mutable vs immutable).
+    #[error("{0}")]
+    KindConflict(String),
 }
 
-/// Synchronous storage of immutable shares, keyed by storage index and share number.
+/// Synchronous storage of shares, keyed by storage index and share number.
 pub trait ShareStore {
     /// Committed shares held for `si`, ascending by share number (empty if none).
     fn list_shares(&self, si: &StorageIndex) -> Result<Vec<ShareInfo>, StoreError>;
@@ -94,13 +187,40 @@ pub trait ShareStore {
     /// Deletes an in-progress share and releases its allocation (`NotFound` if none).
     fn abort_share(&mut self, si: &StorageIndex, shnum: u16) -> Result<(), StoreError>;
 
+    /// Mutable shares held for `si`, ascending by share number (empty if none).
+    fn list_mutable_shares(&self, si: &StorageIndex) -> Result<Vec<MutableShareInfo>, StoreError>;
+
+    /// Up to `length` bytes of a mutable share's data from `offset`, cut at its end. `NotFound` if
+    /// there is no such mutable share.
+    fn read_mutable_share(
+        &self,
+        si: &StorageIndex,
+        shnum: u16,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, StoreError>;
+
+    /// Applies `changes` to the mutable shares of `si` in order (see [`MutableShareChange`]),
+    /// creating missing shares with `enabler` recorded (existing shares keep theirs; checking it
+    /// is the caller's job). Checked before anything changes: the resulting sizes against the
+    /// maximum share size (`TooLarge`) and the free space (`NoSpace`), and that `si` holds no
+    /// immutable share (`KindConflict`). An I/O failure part way may leave earlier shares of the
+    /// list changed (each share's own change is as atomic as the store can make it).
+    fn write_mutable_shares(
+        &mut self,
+        si: &StorageIndex,
+        enabler: &EnablerRecord,
+        changes: &[MutableShareChange<'_>],
+    ) -> Result<(), StoreError>;
+
     /// Renews the lease with the same renew secret (its expiry only moves later), or adds one.
+    /// Works on immutable (committed or in progress) and mutable shares.
     fn add_lease(&mut self, si: &StorageIndex, shnum: u16, lease: Lease) -> Result<(), StoreError>;
 
-    /// The leases on a share (committed or in progress).
+    /// The leases on a share (immutable committed or in progress, or mutable).
     fn leases(&self, si: &StorageIndex, shnum: u16) -> Result<Vec<Lease>, StoreError>;
 
-    /// Bytes held by committed shares plus open allocations.
+    /// Bytes held by committed and mutable shares plus open allocations.
     fn space_used(&self) -> u64;
 
     /// Bytes that can still be allocated.
@@ -133,6 +253,25 @@ impl MemShare {
     }
 }
 
+/// A mutable share in memory.
+#[derive(Clone, Debug)]
+struct MemMutable {
+    data: Vec<u8>,
+    enabler: EnablerRecord,
+    leases: Vec<Lease>,
+}
+
+/// Adds `lease`, or renews the one with its renew secret (expiry only moves later).
+fn merge_lease(leases: &mut Vec<Lease>, lease: Lease) {
+    match leases
+        .iter_mut()
+        .find(|l| l.renew_secret == lease.renew_secret)
+    {
+        Some(existing) => existing.expires = existing.expires.max(lease.expires),
+        None => leases.push(lease),
+    }
+}
+
 /// A [`ShareStore`] in memory, with a byte capacity and a maximum share size.
 ///
 /// Besides the trait it offers inspection and fault injection for tests and the simulator (the
@@ -143,6 +282,7 @@ pub struct MemoryShareStore {
     max_share_size: u64,
     used: u64,
     shares: BTreeMap<(StorageIndex, u16), MemShare>,
+    mutable: BTreeMap<(StorageIndex, u16), MemMutable>,
     failing: bool,
 }
 
@@ -154,6 +294,7 @@ impl MemoryShareStore {
             max_share_size,
             used: 0,
             shares: BTreeMap::new(),
+            mutable: BTreeMap::new(),
             failing: false,
         }
     }
@@ -178,6 +319,13 @@ impl MemoryShareStore {
             },
             None => Err(StoreError::NotFound),
         }
+    }
+
+    fn has_mutable(&self, si: &StorageIndex) -> bool {
+        self.mutable
+            .range((*si, 0)..=(*si, u16::MAX))
+            .next()
+            .is_some()
     }
 }
 
@@ -227,6 +375,12 @@ impl ShareStore for MemoryShareStore {
         self.check_failing()?;
         if self.shares.contains_key(&(*si, shnum)) {
             return Err(StoreError::AlreadyExists);
+        }
+        if self.has_mutable(si) {
+            return Err(StoreError::KindConflict(
+                "the storage index holds mutable shares; an immutable share cannot join them"
+                    .into(),
+            ));
         }
         if allocated_size > self.max_share_size {
             return Err(StoreError::TooLarge {
@@ -318,28 +472,128 @@ impl ShareStore for MemoryShareStore {
         Ok(())
     }
 
-    fn add_lease(&mut self, si: &StorageIndex, shnum: u16, lease: Lease) -> Result<(), StoreError> {
+    fn list_mutable_shares(&self, si: &StorageIndex) -> Result<Vec<MutableShareInfo>, StoreError> {
+        self.check_failing()?;
+        Ok(self
+            .mutable
+            .range((*si, 0)..=(*si, u16::MAX))
+            .map(|((_, shnum), s)| MutableShareInfo {
+                shnum: *shnum,
+                length: s.data.len() as u64,
+                enabler: s.enabler,
+            })
+            .collect())
+    }
+
+    fn read_mutable_share(
+        &self,
+        si: &StorageIndex,
+        shnum: u16,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, StoreError> {
         self.check_failing()?;
         let share = self
-            .shares
-            .get_mut(&(*si, shnum))
+            .mutable
+            .get(&(*si, shnum))
             .ok_or(StoreError::NotFound)?;
-        match share
-            .leases
-            .iter_mut()
-            .find(|l| l.renew_secret == lease.renew_secret)
+        let len = share.data.len() as u64;
+        let start = offset.min(len);
+        let end = offset.saturating_add(length).min(len).max(start);
+        Ok(share.data[start as usize..end as usize].to_vec())
+    }
+
+    fn write_mutable_shares(
+        &mut self,
+        si: &StorageIndex,
+        enabler: &EnablerRecord,
+        changes: &[MutableShareChange<'_>],
+    ) -> Result<(), StoreError> {
+        self.check_failing()?;
+        if self
+            .shares
+            .range((*si, 0)..=(*si, u16::MAX))
+            .next()
+            .is_some()
         {
-            Some(existing) => existing.expires = existing.expires.max(lease.expires),
-            None => share.leases.push(lease),
+            return Err(StoreError::KindConflict(
+                "the storage index holds immutable shares; a mutable share cannot join them".into(),
+            ));
+        }
+        let before: BTreeMap<u16, u64> = self
+            .mutable
+            .range((*si, 0)..=(*si, u16::MAX))
+            .map(|((_, n), s)| (*n, s.data.len() as u64))
+            .collect();
+        let plan = plan_mutable_changes(&before, changes, self.max_share_size)?;
+        let (mut grow, mut shrink) = (0u64, 0u64);
+        for (old, new) in plan.values() {
+            let (old, new) = (old.unwrap_or(0), new.unwrap_or(0));
+            grow = grow.saturating_add(new.saturating_sub(old));
+            shrink += old.saturating_sub(new);
+        }
+        let needed = grow.saturating_sub(shrink);
+        let available = self.space_available();
+        if needed > available {
+            return Err(StoreError::NoSpace { needed, available });
+        }
+        for c in changes {
+            let key = (*si, c.shnum);
+            if c.new_length == Some(0) {
+                if let Some(old) = self.mutable.remove(&key) {
+                    self.used -= old.data.len() as u64;
+                }
+                continue;
+            }
+            let share = self.mutable.entry(key).or_insert_with(|| MemMutable {
+                data: Vec::new(),
+                enabler: *enabler,
+                leases: Vec::new(),
+            });
+            let old_len = share.data.len() as u64;
+            for w in c.writes {
+                // Planned above: every end fits in u64 and within the maximum share size, which
+                // the store's owner chose to fit in memory.
+                let start = w.offset as usize;
+                let end = start + w.data.len();
+                if share.data.len() < end {
+                    share.data.resize(end, 0);
+                }
+                share.data[start..end].copy_from_slice(&w.data);
+            }
+            if let Some(n) = c.new_length {
+                if n < share.data.len() as u64 {
+                    share.data.truncate(n as usize);
+                }
+            }
+            self.used = self.used - old_len + share.data.len() as u64;
         }
         Ok(())
     }
 
+    fn add_lease(&mut self, si: &StorageIndex, shnum: u16, lease: Lease) -> Result<(), StoreError> {
+        self.check_failing()?;
+        let leases = match self.shares.get_mut(&(*si, shnum)) {
+            Some(share) => &mut share.leases,
+            None => {
+                &mut self
+                    .mutable
+                    .get_mut(&(*si, shnum))
+                    .ok_or(StoreError::NotFound)?
+                    .leases
+            }
+        };
+        merge_lease(leases, lease);
+        Ok(())
+    }
+
     fn leases(&self, si: &StorageIndex, shnum: u16) -> Result<Vec<Lease>, StoreError> {
-        self.shares
-            .get(&(*si, shnum))
-            .map(|s| s.leases.clone())
-            .ok_or(StoreError::NotFound)
+        let key = (*si, shnum);
+        match (self.shares.get(&key), self.mutable.get(&key)) {
+            (Some(s), _) => Ok(s.leases.clone()),
+            (None, Some(m)) => Ok(m.leases.clone()),
+            (None, None) => Err(StoreError::NotFound),
+        }
     }
 
     fn space_used(&self) -> u64 {
@@ -357,20 +611,41 @@ impl ShareStore for MemoryShareStore {
 
 /// Inspection and fault injection, for tests and the simulator.
 impl MemoryShareStore {
-    /// Every share held: storage index, share number, bytes held, and whether it is committed.
+    /// Every share held: storage index, share number, bytes held, and whether it is committed
+    /// (mutable shares count as committed; [`Self::mutable_shares`] tells them apart).
     pub fn all_shares(&self) -> Vec<(StorageIndex, u16, u64, bool)> {
-        self.shares
+        let mut out: Vec<_> = self
+            .shares
             .iter()
             .map(|((si, shnum), s)| {
                 let committed = matches!(s.state, ShareState::Committed);
                 (*si, *shnum, s.data.len() as u64, committed)
             })
+            .chain(
+                self.mutable
+                    .iter()
+                    .map(|((si, shnum), s)| (*si, *shnum, s.data.len() as u64, true)),
+            )
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Every mutable share held: storage index, share number, data length.
+    pub fn mutable_shares(&self) -> Vec<(StorageIndex, u16, u64)> {
+        self.mutable
+            .iter()
+            .map(|((si, shnum), s)| (*si, *shnum, s.data.len() as u64))
             .collect()
     }
 
-    /// The bytes of a share, committed or in progress.
+    /// The bytes of a share: immutable (committed or in progress) or the data of a mutable one.
     pub fn share_bytes(&self, si: &StorageIndex, shnum: u16) -> Option<&[u8]> {
-        self.shares.get(&(*si, shnum)).map(|s| s.data.as_slice())
+        let key = (*si, shnum);
+        self.shares
+            .get(&key)
+            .map(|s| s.data.as_slice())
+            .or_else(|| self.mutable.get(&key).map(|s| s.data.as_slice()))
     }
 
     /// Number of in-progress shares.
@@ -381,12 +656,15 @@ impl MemoryShareStore {
             .count()
     }
 
-    /// Flips bits of one byte of a share (XOR with `mask`); false if there is no such byte.
+    /// Flips bits of one byte of a share, immutable or mutable (XOR with `mask`); false if there
+    /// is no such byte.
     pub fn corrupt_share(&mut self, si: &StorageIndex, shnum: u16, offset: u64, mask: u8) -> bool {
-        let byte = self
-            .shares
-            .get_mut(&(*si, shnum))
-            .and_then(|s| s.data.get_mut(usize::try_from(offset).ok()?));
+        let key = (*si, shnum);
+        let data = match self.shares.get_mut(&key) {
+            Some(s) => Some(&mut s.data),
+            None => self.mutable.get_mut(&key).map(|s| &mut s.data),
+        };
+        let byte = data.and_then(|d| d.get_mut(usize::try_from(offset).ok()?));
         match byte {
             Some(b) => {
                 *b ^= mask;
@@ -396,11 +674,17 @@ impl MemoryShareStore {
         }
     }
 
-    /// Loses a share (committed or in progress) as a failing disk would; false if absent.
+    /// Loses a share (immutable committed or in progress, or mutable) as a failing disk would;
+    /// false if absent.
     pub fn delete_share(&mut self, si: &StorageIndex, shnum: u16) -> bool {
-        match self.shares.remove(&(*si, shnum)) {
+        let key = (*si, shnum);
+        if let Some(s) = self.shares.remove(&key) {
+            self.used -= s.charged();
+            return true;
+        }
+        match self.mutable.remove(&key) {
             Some(s) => {
-                self.used -= s.charged();
+                self.used -= s.data.len() as u64;
                 true
             }
             None => false,

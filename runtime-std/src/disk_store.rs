@@ -4,19 +4,35 @@
 //! Layout under the storage directory:
 //!
 //! ```text
-//! shares/<p>/<SI>/<shnum>             committed shares
+//! shares/<p>/<SI>/<shnum>             committed immutable shares and mutable shares
 //! shares/incoming/<p>/<SI>/<shnum>    uploads in progress
-//! leases.db (+ -wal, -shm)            leases of committed shares
+//! shares/incoming/<p>/<SI>/<shnum>.mutable   a new mutable share being written
+//! leases.db (+ -wal, -shm)            leases of committed and mutable shares
 //! lock                                held (flock) while a store has the directory open
 //! ```
 //!
 //! `<SI>` is the 26-character base32 storage index, `<p>` its first two characters, `<shnum>`
 //! the share number in decimal, as in Tahoe (spec §8.4).
 //!
-//! **A share file holds the share data only**: the same bytes as the data area of Tahoe's
-//! immutable container, without its 12-byte header or trailing lease records, because leases
-//! live in SQLite. Such files are not readable by Tahoe's server as they stand (a converter
+//! **An immutable share file holds the share data only**: the same bytes as the data area of
+//! Tahoe's immutable container, without its 12-byte header or trailing lease records, because
+//! leases live in SQLite. Such files are not readable by Tahoe's server as they stand (a converter
 //! would add the container header).
+//!
+//! **A mutable share file is Tahoe's mutable container** (spec §8.7), v2 for the files we create:
+//! 32-byte magic, the 20-byte node id that recorded the write enabler, the 32-byte write
+//! enabler, data length and extra-lease offset (`u64` big-endian), four 92-byte lease slots, the
+//! data at offset 468, then the extra-lease block (a `u32` count and its leases). Our leases live
+//! in SQLite, so the lease slots we write are zero and the extra-lease count is 0; lease records
+//! in containers copied from Tahoe are kept (moved along when the data grows) but not honoured.
+//! The two kinds share the directory tree and are told apart by the magic: an immutable share
+//! starts with its version (0, 0, 0, 1 or 2), and an upload whose bytes would begin with the
+//! mutable magic is refused at commit. A storage index holds shares of one kind only.
+//!
+//! A mutable write changes an existing share in place and fsyncs it, as Tahoe does: a crash in
+//! the middle may leave that share torn (the client's signature check catches it and a repair
+//! rewrites it), never a share of another index. A new mutable share is written whole under
+//! `incoming/`, fsynced and renamed into place; creating or deleting one fsyncs its directory.
 //!
 //! Crash safety: an upload is written under `incoming/`; [`ShareStore::commit_share`] truncates
 //! it to its length, fsyncs it, records its leases (SQLite, synchronous), renames it into place
@@ -25,7 +41,8 @@
 //! `incoming/` is deleted when the store is opened again, and lease rows of shares that never
 //! landed are pruned then. `commit_share` returns only once the share is durable.
 //!
-//! Space: used = bytes of committed shares + allocations of uploads in progress. New
+//! Space: used = bytes of committed share files (mutable containers count whole) + allocations
+//! of uploads in progress. New
 //! allocations must fit both the optional configured capacity and the filesystem's free space
 //! less `reserved_space` (less the not-yet-written part of open allocations); otherwise
 //! `create_share` fails with [`StoreError::NoSpace`].
@@ -45,11 +62,153 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use lafs_core::base32;
-use lafs_core::store::{Lease, ShareInfo, ShareStore, StoreError};
+use lafs_core::store::{
+    plan_mutable_changes, EnablerRecord, Lease, MutableShareChange, MutableShareInfo, ShareInfo,
+    ShareStore, StoreError,
+};
 use lafs_core::time::Instant;
 use lafs_core::wire::StorageIndex;
 
 use crate::leases::{hash_secret, merge_lease, LeaseDb, StoredLease};
+
+/// Magic of Tahoe's mutable container v1 (read, never created).
+const MUTABLE_MAGIC_V1: &[u8; 32] = b"Tahoe mutable container v1\n\x75\x09\x44\x03\x8e";
+/// Magic of Tahoe's mutable container v2 (its last 5 bytes are a tagged hash, spec §8.7).
+const MUTABLE_MAGIC_V2: &[u8; 32] = b"Tahoe mutable container v2\n\xc3\x55\x21\x99\x25";
+/// Magic, node id, write enabler, data length, extra-lease offset.
+const MUTABLE_HEADER_LEN: usize = 100;
+/// Where a mutable container's data starts: the header and four 92-byte lease slots.
+const MUTABLE_DATA_OFFSET: u64 = 468;
+const DATA_LENGTH_FIELD: u64 = 84;
+/// Size of an empty extra-lease block (its `u32` count).
+const EMPTY_LEASE_BLOCK: u64 = 4;
+const MUTABLE_LEASE_LEN: u64 = 92;
+
+fn is_mutable_magic(bytes: &[u8]) -> bool {
+    bytes.len() >= 32 && (&bytes[..32] == MUTABLE_MAGIC_V1 || &bytes[..32] == MUTABLE_MAGIC_V2)
+}
+
+/// The fixed header of a mutable container.
+#[derive(Clone, Copy, Debug)]
+struct MutableHeader {
+    enabler: EnablerRecord,
+    data_len: u64,
+    extra_lease_offset: u64,
+}
+
+impl MutableHeader {
+    fn parse(bytes: &[u8; MUTABLE_HEADER_LEN]) -> Self {
+        let mut node_id = [0u8; 20];
+        node_id.copy_from_slice(&bytes[32..52]);
+        let mut write_enabler = [0u8; 32];
+        write_enabler.copy_from_slice(&bytes[52..84]);
+        let be = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_be_bytes(b)
+        };
+        MutableHeader {
+            enabler: EnablerRecord {
+                write_enabler,
+                node_id,
+            },
+            data_len: be(84),
+            extra_lease_offset: be(92),
+        }
+    }
+
+    /// A new v2 header for `data_len` bytes with the extra-lease block right after the data.
+    fn encode_new(enabler: &EnablerRecord, data_len: u64) -> [u8; MUTABLE_HEADER_LEN] {
+        let mut out = [0u8; MUTABLE_HEADER_LEN];
+        out[..32].copy_from_slice(MUTABLE_MAGIC_V2);
+        out[32..52].copy_from_slice(&enabler.node_id);
+        out[52..84].copy_from_slice(&enabler.write_enabler);
+        out[84..92].copy_from_slice(&data_len.to_be_bytes());
+        out[92..100].copy_from_slice(&(MUTABLE_DATA_OFFSET + data_len).to_be_bytes());
+        out
+    }
+}
+
+/// What a share file holds, judged by its first bytes.
+enum ShareFile {
+    Immutable,
+    Mutable(MutableHeader),
+}
+
+/// Reads enough of a share file of `file_len` bytes to tell its kind, and a mutable
+/// container's header (checked against the file's length).
+fn sniff(file: &File, path: &Path, file_len: u64) -> Result<ShareFile, StoreError> {
+    if file_len < 32 {
+        return Ok(ShareFile::Immutable);
+    }
+    let mut magic = [0u8; 32];
+    file.read_exact_at(&mut magic, 0)
+        .map_err(|e| io_error("reading share", path, e))?;
+    if !is_mutable_magic(&magic) {
+        return Ok(ShareFile::Immutable);
+    }
+    let damaged = |what: &str| {
+        StoreError::Io(format!(
+            "{}: damaged mutable container: {what}",
+            path.display()
+        ))
+    };
+    if file_len < MUTABLE_DATA_OFFSET {
+        return Err(damaged("shorter than its header and lease slots"));
+    }
+    let mut bytes = [0u8; MUTABLE_HEADER_LEN];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| io_error("reading share", path, e))?;
+    let header = MutableHeader::parse(&bytes);
+    if MUTABLE_DATA_OFFSET
+        .checked_add(header.data_len)
+        .is_none_or(|end| end > file_len)
+    {
+        return Err(damaged("its data length reaches past the end of the file"));
+    }
+    Ok(ShareFile::Mutable(header))
+}
+
+/// Opens a share file for reading with its length; `None` if there is none.
+fn open_share(path: &Path) -> Result<Option<(File, u64)>, StoreError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("opening share", path, e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| io_error("reading metadata of", path, e))?
+        .len();
+    Ok(Some((file, len)))
+}
+
+/// The extra-lease block of a container (its count and records), to move along when the data
+/// changes size. A block that cannot be valid (behind the data, or past the end of the file)
+/// holds no lease we could use: it reads as empty.
+fn read_lease_block(
+    file: &File,
+    path: &Path,
+    header: &MutableHeader,
+    file_len: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let empty = vec![0u8; EMPTY_LEASE_BLOCK as usize];
+    let at = header.extra_lease_offset;
+    if at < MUTABLE_DATA_OFFSET + header.data_len || at.saturating_add(4) > file_len {
+        return Ok(empty);
+    }
+    let mut count = [0u8; 4];
+    file.read_exact_at(&mut count, at)
+        .map_err(|e| io_error("reading leases of", path, e))?;
+    let len = 4 + u64::from(u32::from_be_bytes(count)) * MUTABLE_LEASE_LEN;
+    if at + len > file_len {
+        return Ok(empty);
+    }
+    let mut block = vec![0u8; len as usize];
+    file.read_exact_at(&mut block, at)
+        .map_err(|e| io_error("reading leases of", path, e))?;
+    Ok(block)
+}
 
 /// Tunables of a [`DiskShareStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +312,18 @@ fn create_dirs_durably(base: &Path, dir: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Fsyncs `dir`, or its nearest existing ancestor up to `stop` if it was removed.
+fn sync_nearest_dir(dir: &Path, stop: &Path) -> Result<(), StoreError> {
+    let mut current = dir;
+    while !current.is_dir() && current != stop {
+        match current.parent() {
+            Some(p) => current = p,
+            None => break,
+        }
+    }
+    sync_dir(current)
 }
 
 /// Removes `dir` and then its parents up to (not including) `stop`, while they are empty.
@@ -306,19 +477,16 @@ impl DiskShareStore {
         self.uploads.len()
     }
 
-    /// Cancels the leases on shares of `si` whose cancel secret is `cancel_secret`. A committed
-    /// share left with no lease is deleted, as in Tahoe. `NotFound` if no lease matched. Uploads
+    /// Cancels the leases on shares of `si` whose cancel secret is `cancel_secret`. A committed or
+    /// mutable share left with no lease is deleted, as in Tahoe. `NotFound` if no lease matched. Uploads
     /// in progress are not affected.
     pub fn cancel_lease(
         &mut self,
         si: &StorageIndex,
         cancel_secret: &[u8; 32],
     ) -> Result<CancelReport, StoreError> {
-        let before: BTreeMap<u16, u64> = self
-            .list_shares(si)?
-            .into_iter()
-            .map(|s| (s.shnum, s.length))
-            .collect();
+        // Mutable or immutable: the file bytes a deletion frees.
+        let before: BTreeMap<u16, u64> = list_bucket(&self.bucket(si))?.into_iter().collect();
         let mut report = CancelReport::default();
         let mut cancelled = 0;
         for (shnum, left) in self.db.cancel(si, &hash_secret(cancel_secret))? {
@@ -404,6 +572,151 @@ impl DiskShareStore {
         Ok(by_capacity.min(by_disk))
     }
 
+    /// The share files of `si` (committed immutable and mutable): number, file length, kind.
+    fn bucket_files(&self, si: &StorageIndex) -> Result<Vec<(u16, u64, ShareFile)>, StoreError> {
+        let bucket = self.bucket(si);
+        let mut out = Vec::new();
+        for (shnum, _) in list_bucket(&bucket)? {
+            let path = bucket.join(shnum.to_string());
+            // Gone since the listing: not a share any more.
+            let Some((file, len)) = open_share(&path)? else {
+                continue;
+            };
+            out.push((shnum, len, sniff(&file, &path, len)?));
+        }
+        Ok(out)
+    }
+
+    /// Applies one share's change of a mutable write (space already checked).
+    fn apply_mutable_change(
+        &mut self,
+        si: &StorageIndex,
+        enabler: &EnablerRecord,
+        change: &MutableShareChange<'_>,
+    ) -> Result<(), StoreError> {
+        let path = self.share_path(si, change.shnum);
+        let existing = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => {
+                let len = file
+                    .metadata()
+                    .map_err(|e| io_error("reading metadata of", &path, e))?
+                    .len();
+                match sniff(&file, &path, len)? {
+                    ShareFile::Mutable(header) => Some((file, len, header)),
+                    ShareFile::Immutable => {
+                        return Err(StoreError::KindConflict(
+                            "the storage index holds immutable shares; a mutable share cannot \
+                             join them"
+                                .into(),
+                        ))
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(io_error("opening share", &path, e)),
+        };
+        if change.new_length == Some(0) {
+            if let Some((file, len, _)) = existing {
+                drop(file);
+                self.delete_committed(si, change.shnum, len)?;
+                sync_nearest_dir(&self.bucket(si), &self.shares)?;
+            }
+            return Ok(());
+        }
+        let before = existing.as_ref().map(|(_, _, h)| h.data_len);
+        // The length the writes reach, then the one new_length leaves.
+        let reach = change
+            .writes
+            .iter()
+            .map(|w| w.offset.saturating_add(w.data.len() as u64))
+            .fold(before.unwrap_or(0), u64::max);
+        let after = change
+            .length_after(before, self.config.max_share_size)?
+            .unwrap_or(0);
+        let write_data = |file: &File, path: &Path| -> Result<(), StoreError> {
+            for w in change.writes {
+                if !w.data.is_empty() {
+                    file.write_all_at(&w.data, MUTABLE_DATA_OFFSET + w.offset)
+                        .map_err(|e| io_error("writing share", path, e))?;
+                }
+            }
+            Ok(())
+        };
+        match existing {
+            Some((file, file_len, header)) => {
+                let old = header.data_len;
+                let new_file_len = if reach == old && after == old {
+                    // Same size: the bytes only.
+                    write_data(&file, &path)?;
+                    file_len
+                } else {
+                    let block = read_lease_block(&file, &path, &header, file_len)?;
+                    let at = MUTABLE_DATA_OFFSET + after;
+                    let mut fields = [0u8; 16];
+                    fields[..8].copy_from_slice(&after.to_be_bytes());
+                    fields[8..].copy_from_slice(&at.to_be_bytes());
+                    // Cut what lies past the data (the lease block, stale bytes of an earlier
+                    // truncation) so that growing exposes zeros, as Tahoe's zero-fill does.
+                    file.set_len(MUTABLE_DATA_OFFSET + old)
+                        .and_then(|()| file.set_len(MUTABLE_DATA_OFFSET + reach))
+                        .map_err(|e| io_error("resizing share", &path, e))?;
+                    write_data(&file, &path)?;
+                    file.set_len(at)
+                        .and_then(|()| file.write_all_at(&block, at))
+                        .and_then(|()| file.write_all_at(&fields, DATA_LENGTH_FIELD))
+                        .map_err(|e| io_error("writing share", &path, e))?;
+                    at + block.len() as u64
+                };
+                file.sync_all()
+                    .map_err(|e| io_error("syncing share", &path, e))?;
+                self.committed_bytes =
+                    self.committed_bytes - file_len.min(self.committed_bytes) + new_file_len;
+            }
+            None => {
+                let dir = self.incoming_bucket(si);
+                fs::create_dir_all(&dir).map_err(|e| io_error("creating directory", &dir, e))?;
+                let tmp = dir.join(format!("{}.mutable", change.shnum));
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)
+                    .map_err(|e| io_error("creating share", &tmp, e))?;
+                let at = MUTABLE_DATA_OFFSET + after;
+                let built = file
+                    .write_all_at(&MutableHeader::encode_new(enabler, after), 0)
+                    .and_then(|()| file.set_len(MUTABLE_DATA_OFFSET + reach))
+                    .map_err(|e| io_error("writing share", &tmp, e))
+                    .and_then(|()| write_data(&file, &tmp))
+                    .and_then(|()| {
+                        file.set_len(at)
+                            .and_then(|()| file.write_all_at(&[0; 4], at))
+                            .and_then(|()| file.sync_all())
+                            .map_err(|e| io_error("writing share", &tmp, e))
+                    });
+                drop(file);
+                let bucket = self.bucket(si);
+                let placed = built
+                    .and_then(|()| create_dirs_durably(&self.shares, &bucket))
+                    .and_then(|()| {
+                        fs::rename(&tmp, &path)
+                            .map_err(|e| io_error("renaming share into", &path, e))
+                    });
+                if let Err(e) = placed {
+                    // Best effort: incoming/ is wiped at the next open anyway.
+                    let _ = fs::remove_file(&tmp);
+                    remove_empty_dirs(&dir, &self.incoming);
+                    return Err(e);
+                }
+                self.committed_bytes += at + EMPTY_LEASE_BLOCK;
+                remove_empty_dirs(&dir, &self.incoming);
+                sync_dir(&bucket)?;
+            }
+        }
+        Ok(())
+    }
+
     fn upload(&self, si: &StorageIndex, shnum: u16) -> Result<&Upload, StoreError> {
         self.uploads.get(&(*si, shnum)).ok_or(StoreError::NotFound)
     }
@@ -448,9 +761,11 @@ fn list_bucket(dir: &Path) -> Result<Vec<(u16, u64)>, StoreError> {
 
 impl ShareStore for DiskShareStore {
     fn list_shares(&self, si: &StorageIndex) -> Result<Vec<ShareInfo>, StoreError> {
-        Ok(list_bucket(&self.bucket(si))?
+        Ok(self
+            .bucket_files(si)?
             .into_iter()
-            .map(|(shnum, length)| ShareInfo { shnum, length })
+            .filter(|(_, _, kind)| matches!(kind, ShareFile::Immutable))
+            .map(|(shnum, length, _)| ShareInfo { shnum, length })
             .collect())
     }
 
@@ -462,15 +777,12 @@ impl ShareStore for DiskShareStore {
         length: u64,
     ) -> Result<Vec<u8>, StoreError> {
         let path = self.share_path(si, shnum);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(StoreError::NotFound),
-            Err(e) => return Err(io_error("opening share", &path, e)),
+        let Some((file, len)) = open_share(&path)? else {
+            return Err(StoreError::NotFound);
         };
-        let len = file
-            .metadata()
-            .map_err(|e| io_error("reading metadata of", &path, e))?
-            .len();
+        if let ShareFile::Mutable(_) = sniff(&file, &path, len)? {
+            return Err(StoreError::NotFound);
+        }
         let start = offset.min(len);
         let end = offset.saturating_add(length).min(len).max(start);
         let Ok(count) = usize::try_from(end - start) else {
@@ -495,6 +807,16 @@ impl ShareStore for DiskShareStore {
     ) -> Result<(), StoreError> {
         if self.uploads.contains_key(&(*si, shnum)) || self.committed_len(si, shnum)?.is_some() {
             return Err(StoreError::AlreadyExists);
+        }
+        if self
+            .bucket_files(si)?
+            .iter()
+            .any(|(_, _, kind)| matches!(kind, ShareFile::Mutable(_)))
+        {
+            return Err(StoreError::KindConflict(
+                "the storage index holds mutable shares; an immutable share cannot join them"
+                    .into(),
+            ));
         }
         if allocated_size > self.config.max_share_size {
             return Err(StoreError::TooLarge {
@@ -578,6 +900,19 @@ impl ShareStore for DiskShareStore {
         }
         let from = upload.path.clone();
         let leases = upload.leases.clone();
+        if length >= 32 {
+            let mut magic = [0u8; 32];
+            File::open(&from)
+                .and_then(|f| f.read_exact_at(&mut magic, 0))
+                .map_err(|e| io_error("reading upload", &from, e))?;
+            if is_mutable_magic(&magic) {
+                return Err(StoreError::KindConflict(
+                    "the share begins with the mutable container magic, so it could not be told \
+                     apart from a mutable share (no valid immutable share does)"
+                        .into(),
+                ));
+            }
+        }
         // 1. The data, at exactly `length` bytes (gaps and the tail read as zeros), on disk.
         OpenOptions::new()
             .write(true)
@@ -619,6 +954,108 @@ impl ShareStore for DiskShareStore {
         };
         remove_empty_dirs(&self.incoming_bucket(si), &self.incoming);
         result
+    }
+
+    fn list_mutable_shares(&self, si: &StorageIndex) -> Result<Vec<MutableShareInfo>, StoreError> {
+        Ok(self
+            .bucket_files(si)?
+            .into_iter()
+            .filter_map(|(shnum, _, kind)| match kind {
+                ShareFile::Mutable(h) => Some(MutableShareInfo {
+                    shnum,
+                    length: h.data_len,
+                    enabler: h.enabler,
+                }),
+                ShareFile::Immutable => None,
+            })
+            .collect())
+    }
+
+    fn read_mutable_share(
+        &self,
+        si: &StorageIndex,
+        shnum: u16,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let path = self.share_path(si, shnum);
+        let Some((file, len)) = open_share(&path)? else {
+            return Err(StoreError::NotFound);
+        };
+        let ShareFile::Mutable(header) = sniff(&file, &path, len)? else {
+            return Err(StoreError::NotFound);
+        };
+        let start = offset.min(header.data_len);
+        let end = offset
+            .saturating_add(length)
+            .min(header.data_len)
+            .max(start);
+        let Ok(count) = usize::try_from(end - start) else {
+            return Err(StoreError::Io(format!(
+                "{}: a read of {} bytes does not fit in memory",
+                path.display(),
+                end - start
+            )));
+        };
+        let mut buf = vec![0u8; count];
+        file.read_exact_at(&mut buf, MUTABLE_DATA_OFFSET + start)
+            .map_err(|e| io_error("reading share", &path, e))?;
+        Ok(buf)
+    }
+
+    fn write_mutable_shares(
+        &mut self,
+        si: &StorageIndex,
+        enabler: &EnablerRecord,
+        changes: &[MutableShareChange<'_>],
+    ) -> Result<(), StoreError> {
+        let conflict = || {
+            StoreError::KindConflict(
+                "the storage index holds immutable shares; a mutable share cannot join them".into(),
+            )
+        };
+        if self
+            .uploads
+            .range((*si, 0)..=(*si, u16::MAX))
+            .next()
+            .is_some()
+        {
+            return Err(conflict());
+        }
+        let mut before = BTreeMap::new();
+        let mut file_lens = BTreeMap::new();
+        for (shnum, file_len, kind) in self.bucket_files(si)? {
+            let ShareFile::Mutable(header) = kind else {
+                return Err(conflict());
+            };
+            before.insert(shnum, header.data_len);
+            file_lens.insert(shnum, file_len);
+        }
+        let plan = plan_mutable_changes(&before, changes, self.config.max_share_size)?;
+        // File bytes after minus before; an existing container keeps its lease block, whose size
+        // the file length less the data tells closely enough.
+        let (mut grow, mut shrink) = (0u64, 0u64);
+        for (shnum, (old, new)) in &plan {
+            let old_file = file_lens.get(shnum).copied().unwrap_or(0);
+            let overhead = match old {
+                Some(old) => old_file.saturating_sub(*old),
+                None => MUTABLE_DATA_OFFSET + EMPTY_LEASE_BLOCK,
+            };
+            let new_file = new.map_or(0, |n| n.saturating_add(overhead));
+            grow = grow.saturating_add(new_file.saturating_sub(old_file));
+            shrink = shrink.saturating_add(old_file.saturating_sub(new_file));
+        }
+        let needed = grow.saturating_sub(shrink);
+        if needed > 0 {
+            let available = self.available()?;
+            if needed > available {
+                return Err(StoreError::NoSpace { needed, available });
+            }
+        }
+        for change in changes {
+            self.apply_mutable_change(si, enabler, change)?;
+        }
+        Ok(())
     }
 
     fn add_lease(&mut self, si: &StorageIndex, shnum: u16, lease: Lease) -> Result<(), StoreError> {
