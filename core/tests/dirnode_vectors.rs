@@ -250,3 +250,54 @@ fn edits_match_tahoe() {
         assert_eq!(dir.pack(), want, "{start}: final table");
     }
 }
+
+mod mutated {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tahoe_table(id: &str) -> (Vec<u8>, Access) {
+        let v = vectors();
+        let case = v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone();
+        (
+            hex::decode(case["packed_hex"].as_str().unwrap()).unwrap(),
+            access_of(&case),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Corrupting Tahoe's bytes (flip, cut, insert) never panics; what does unpack is stable:
+        /// packing it and reading that back gives the same children.
+        #[test]
+        fn corrupted_tables_error_or_stay_consistent(
+            id in prop::sample::select(vec!["every-kind", "unknown-caps", "metadata", "immutable"]),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..4),
+        ) {
+            let (mut bytes, access) = tahoe_table(id);
+            for (at, kind, byte) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at.index(bytes.len());
+                match kind {
+                    0 => bytes[i] ^= byte | 1,
+                    1 => bytes.truncate(i),
+                    _ => bytes.insert(i, byte),
+                }
+            }
+            for access in [access, Access::ReadOnly] {
+                if let Ok(dir) = Directory::unpack(&bytes, access) {
+                    let again = Directory::unpack(&dir.pack(), access).unwrap();
+                    prop_assert_eq!(describe(&again), describe(&dir));
+                }
+            }
+        }
+    }
+}

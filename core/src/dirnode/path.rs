@@ -120,6 +120,51 @@ mod tests {
     }
 
     #[test]
+    fn walk_finds_children_and_says_where_to_descend() {
+        use crate::dirnode::{Access, ChildCap};
+        let dir_cap = Cap::parse(
+            "URI:DIR2-RO:e3mdrzfwhoq42hy5ubcz6rp3o4:ybyibhnp3vvwuq2vaw2ckjmesgkklfs6ghxleztqidihjyofgw7q",
+        )
+        .unwrap();
+        let mut d = Directory::new(Access::ReadWrite { writekey: [1; 16] });
+        d.add("sub", ChildCap::from_cap(dir_cap.clone()), None, false, 1.0)
+            .unwrap();
+        d.add(
+            "f",
+            ChildCap::from_cap(Cap::parse("URI:LIT:nbswy3dp").unwrap()),
+            None,
+            false,
+            1.0,
+        )
+        .unwrap();
+
+        assert_eq!(d.walk(&[]).unwrap(), Step::Here);
+        let path = split_path("sub/x/y").unwrap();
+        let Step::Descend { name, cap, rest } = d.walk(&path).unwrap() else {
+            panic!("expected to descend")
+        };
+        assert_eq!((name, rest), ("sub", &path[1..]));
+        assert_eq!(&Cap::Directory(cap.clone()), &dir_cap);
+        let path = split_path("f").unwrap();
+        assert!(matches!(
+            d.walk(&path).unwrap(),
+            Step::Found { name: "f", .. }
+        ));
+        let path = split_path("f/deeper").unwrap();
+        assert_eq!(
+            d.walk(&path).unwrap_err(),
+            PathError::NotADirectory { name: "f".into() }
+        );
+        let path = split_path("nope/x").unwrap();
+        assert_eq!(
+            d.walk(&path).unwrap_err(),
+            PathError::NoSuchChild {
+                name: "nope".into()
+            }
+        );
+    }
+
+    #[test]
     fn new_names_are_single_components() {
         assert_eq!(check_new_name("x\u{30a}").unwrap(), "x\u{30a}");
         assert_eq!(check_new_name("A\u{30a}").unwrap(), "\u{c5}");

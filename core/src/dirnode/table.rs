@@ -323,4 +323,133 @@ mod tests {
         want.extend(entry("e\u{301}".as_bytes(), CHK.as_bytes(), b"", b"{}"));
         assert_eq!(d.pack(), want);
     }
+
+    mod props {
+        use super::*;
+        use crate::cap::Cap;
+        use crate::dirnode::json::JsonValue;
+        use proptest::prelude::*;
+
+        fn arb_cap() -> impl Strategy<Value = ChildCap> {
+            (0u8..7, any::<[u8; 16]>(), any::<[u8; 32]>(), 0u64..1 << 40).prop_map(
+                |(kind, k, h, size)| {
+                    let cap = match kind {
+                        0 => Cap::ChkRead {
+                            key: k,
+                            ueb_hash: h,
+                            needed: 3,
+                            total: 10,
+                            size: size + 56,
+                        },
+                        1 => Cap::Lit { data: k.to_vec() },
+                        2 => Cap::SskWrite {
+                            writekey: k,
+                            fingerprint: h,
+                        },
+                        3 => Cap::MdmfRead {
+                            readkey: k,
+                            fingerprint: h,
+                        },
+                        4 => Cap::directory(Cap::SskWrite {
+                            writekey: k,
+                            fingerprint: h,
+                        })
+                        .unwrap(),
+                        5 => Cap::directory(Cap::SskVerify {
+                            storage_index: k,
+                            fingerprint: h,
+                        })
+                        .unwrap(),
+                        _ => {
+                            let future = format!("x-future:{}", crate::base32::encode(&k));
+                            return ChildCap::from_caps(
+                                Some(future.as_bytes()),
+                                Some(b"x-future-ro"),
+                                false,
+                            )
+                            .unwrap();
+                        }
+                    };
+                    ChildCap::from_cap(cap)
+                },
+            )
+        }
+
+        fn arb_json() -> impl Strategy<Value = JsonValue> {
+            let leaf = prop_oneof![
+                Just(JsonValue::Null),
+                any::<bool>().prop_map(JsonValue::Bool),
+                any::<i64>().prop_map(JsonValue::Int),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(JsonValue::Float),
+                "\\PC{0,8}".prop_map(JsonValue::String),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(JsonValue::Array),
+                    proptest::collection::vec(("\\PC{0,6}", inner), 0..4)
+                        .prop_map(|kv| JsonValue::Object(kv.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn arb_children() -> impl Strategy<Value = Vec<(String, Child)>> {
+            proptest::collection::btree_map(
+                "[^/]{1,12}".prop_filter("not . or ..", |n| n != "." && n != ".."),
+                (
+                    arb_cap(),
+                    proptest::collection::vec(("\\PC{0,6}", arb_json()), 0..4),
+                ),
+                0..12,
+            )
+            .prop_map(|m| {
+                let mut seen = std::collections::BTreeSet::new();
+                m.into_iter()
+                    .filter(|(n, _)| seen.insert(normalize(n).into_owned()))
+                    .map(|(n, (cap, md))| {
+                        let metadata = md.into_iter().collect();
+                        (n, Child { cap, metadata })
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn unpack_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                for access in [Access::ReadWrite { writekey: WK }, Access::ReadOnly, Access::Immutable] {
+                    let _ = Directory::unpack(&bytes, access);
+                }
+            }
+
+            #[test]
+            fn pack_unpack_round_trips(children in arb_children()) {
+                let access = Access::ReadWrite { writekey: WK };
+                let dir = Directory::with_children(access, children).unwrap();
+                let bytes = dir.pack();
+                let back = Directory::unpack(&bytes, access).unwrap();
+                prop_assert!(back.skipped().is_empty());
+                let a: Vec<_> = dir.list().collect();
+                let b: Vec<_> = back.list().collect();
+                prop_assert_eq!(a, b);
+                // and a fresh pack of what was read gives the same bytes
+                let again = Directory::with_children(
+                    access,
+                    back.list().map(|(n, c)| (n.to_string(), c.clone())),
+                )
+                .unwrap();
+                prop_assert_eq!(again.pack(), bytes.clone());
+                // the read-only view sees the same children minus write caps
+                let ro = Directory::unpack(&bytes, Access::ReadOnly).unwrap();
+                prop_assert_eq!(ro.len(), dir.len());
+                for (name, child) in ro.list() {
+                    prop_assert_eq!(child.cap.write_uri(), None);
+                    prop_assert_eq!(child.cap.read_uri(), dir.get(name).unwrap().cap.read_uri());
+                }
+            }
+        }
+    }
 }
