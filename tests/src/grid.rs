@@ -5,11 +5,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use lafs_core::cap::Cap;
+use lafs_core::crypto::rsa_keys::MutableKey;
 use lafs_core::immutable::download::{
     ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
 };
 use lafs_core::immutable::encode::convergent_key;
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent, UploadResult};
+use lafs_core::mutable::layout::MutableFormat;
+use lafs_core::mutable::{
+    FileKeys, Publish, PublishConfig, PublishError, PublishEvent, PublishResult, Retrieve,
+    RetrieveConfig, RetrieveError, RetrieveEvent, RetrieveResult, ServerMap,
+};
 use lafs_core::op::ClientOp;
 use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::server::{ConnectionId, ServerConfig, StorageServer};
@@ -269,6 +275,103 @@ impl Grid {
             result
         });
         (result.map(|()| out), run, events)
+    }
+}
+
+impl Grid {
+    /// Create a mutable file holding `data`.
+    pub fn create_mutable(
+        &mut self,
+        format: MutableFormat,
+        key: MutableKey,
+        data: &[u8],
+    ) -> (Result<PublishResult, PublishError>, Run) {
+        let mut op = Publish::create(
+            self.now,
+            PublishConfig::default(),
+            format,
+            key,
+            data.to_vec(),
+            &self.descriptors,
+            LEASE_SECRET,
+            [data.len() as u8; 32],
+        );
+        self.drive(&mut op, |_| 0, |_, _, ev| Some(publish_outcome(ev)))
+    }
+
+    /// Replace a mutable file's contents, with a servermap from an earlier operation or cold.
+    pub fn update_mutable(
+        &mut self,
+        cap: &Cap,
+        data: &[u8],
+        map: Option<ServerMap>,
+    ) -> (Result<PublishResult, PublishError>, Run) {
+        let keys = FileKeys::from_cap(cap).expect("mutable cap");
+        let mut op = Publish::update(
+            self.now,
+            PublishConfig::default(),
+            keys,
+            data.to_vec(),
+            &self.descriptors,
+            map,
+            LEASE_SECRET,
+            [data.len() as u8 ^ 0x5a; 32],
+        );
+        self.drive(&mut op, |_| 0, |_, _, ev| Some(publish_outcome(ev)))
+    }
+
+    /// Read a mutable file (or `range` of it); returns the bytes, the run, and every event.
+    #[allow(clippy::type_complexity)]
+    pub fn retrieve(
+        &mut self,
+        cap: &Cap,
+        range: Option<(u64, u64)>,
+    ) -> (
+        Result<(Vec<u8>, RetrieveResult), RetrieveError>,
+        Run,
+        Vec<RetrieveEvent>,
+    ) {
+        let keys = FileKeys::from_cap(cap).expect("mutable cap");
+        let mut op = Retrieve::new(
+            self.now,
+            RetrieveConfig::default(),
+            keys,
+            &self.descriptors,
+            range,
+        );
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        let start = range.map_or(0, |r| r.0);
+        let (result, run) = self.drive(
+            &mut op,
+            |_| 0,
+            |_, _, ev| {
+                let result = match &ev {
+                    RetrieveEvent::Data { offset, bytes } => {
+                        assert_eq!(
+                            *offset as usize,
+                            start as usize + out.len(),
+                            "data arrives in order"
+                        );
+                        out.extend_from_slice(bytes);
+                        None
+                    }
+                    RetrieveEvent::Done(r) => Some(Ok((**r).clone())),
+                    RetrieveEvent::Failed(e) => Some(Err(e.clone())),
+                    RetrieveEvent::CorruptShare { .. } => None,
+                };
+                events.push(ev);
+                result
+            },
+        );
+        (result.map(|r| (out, r)), run, events)
+    }
+}
+
+fn publish_outcome(ev: PublishEvent) -> Result<PublishResult, PublishError> {
+    match ev {
+        PublishEvent::Done(r) => Ok(*r),
+        PublishEvent::Failed(e) => Err(e),
     }
 }
 

@@ -516,6 +516,7 @@ pub fn next_multiple(x: u64, m: u64) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read Tahoe's share files; the library does no I/O
 mod tests {
     use super::*;
 

@@ -53,6 +53,19 @@ pub struct SignedHeader {
 /// Checks the header at the start of `head` (bytes from offset 0 of the share) against the cap's
 /// public-key fingerprint. `Truncated` says how many leading bytes are needed.
 pub fn check_header(head: &[u8], fingerprint: &[u8; 32]) -> Result<SignedHeader, ShareError> {
+    check_header_cached(head, fingerprint, None)
+}
+
+/// (signed prefix, signature) pairs already verified under the cap's key: shares of one version
+/// carry the same pair, so one RSA verification serves them all.
+pub type SignatureCache = std::collections::BTreeSet<(Vec<u8>, Vec<u8>)>;
+
+/// [`check_header`], skipping the RSA check for pairs in `cache` and adding new good ones.
+pub fn check_header_cached(
+    head: &[u8],
+    fingerprint: &[u8; 32],
+    cache: Option<&mut SignatureCache>,
+) -> Result<SignedHeader, ShareError> {
     let (prefix, offsets) = match parse_header(head) {
         Err(LayoutError::TooShort { needed, got }) => {
             return Err(ShareError::Truncated {
@@ -75,7 +88,14 @@ pub fn check_header(head: &[u8], fingerprint: &[u8; 32]) -> Result<SignedHeader,
     if ssk_pubkey_fingerprint(vk) != *fingerprint {
         return Err(ShareError::WrongKey);
     }
-    verify_signature(vk, sig, &prefix.signed_bytes())?;
+    let signed = prefix.signed_bytes();
+    let cache_key = (signed, sig.to_vec());
+    if !cache.as_ref().is_some_and(|c| c.contains(&cache_key)) {
+        verify_signature(vk, sig, &cache_key.0)?;
+        if let Some(c) = cache {
+            c.insert(cache_key);
+        }
+    }
     Ok(SignedHeader {
         prefix,
         offsets,
@@ -313,6 +333,7 @@ pub fn decode_segment(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read Tahoe's share files; the library does no I/O
 mod tests {
     use super::*;
     use crate::cap::Cap;
