@@ -666,3 +666,447 @@ fn commit_cost_per_share_is_reported() {
         times[times.len() - 1]
     );
 }
+
+// ---- mutable shares ----
+
+use lafs_core::store::{EnablerRecord, MutableShareChange, MutableShareInfo};
+use lafs_core::wire::{DataVector, MutableShareWrite, TestVector};
+
+const WE: [u8; 32] = [0xee; 32];
+const NODE: [u8; 20] = [0x42; 20];
+const RECORD: EnablerRecord = EnablerRecord {
+    write_enabler: WE,
+    node_id: NODE,
+};
+const MUTABLE_V2_MAGIC: &[u8; 32] = b"Tahoe mutable container v2\n\xc3\x55\x21\x99\x25";
+
+fn dv(offset: u64, data: &[u8]) -> DataVector {
+    DataVector {
+        offset,
+        data: data.to_vec(),
+    }
+}
+
+/// Applies one share's writes (and new length) to a mutable share of `si`.
+fn mwrite(
+    store: &mut DiskShareStore,
+    si: &StorageIndex,
+    shnum: u16,
+    writes: &[DataVector],
+    new_length: Option<u64>,
+) -> Result<(), StoreError> {
+    store.write_mutable_shares(
+        si,
+        &RECORD,
+        &[MutableShareChange {
+            shnum,
+            writes,
+            new_length,
+        }],
+    )
+}
+
+fn mdata(store: &DiskShareStore, si: &StorageIndex, shnum: u16) -> Vec<u8> {
+    store
+        .read_mutable_share(si, shnum, 0, u64::MAX)
+        .expect("read the mutable share")
+}
+
+fn mserver(store: DiskShareStore) -> StorageServer<DiskShareStore> {
+    StorageServer::new(
+        store,
+        ServerConfig {
+            node_id: NODE,
+            ..ServerConfig::default()
+        },
+    )
+}
+
+fn slot_write(
+    server: &mut StorageServer<DiskShareStore>,
+    we: [u8; 32],
+    shares: Vec<MutableShareWrite>,
+    read_ranges: Vec<ReadRange>,
+) -> Response {
+    server.handle_request(
+        Instant(1_000),
+        ConnectionId(1),
+        Request::MutableWrite {
+            storage_index: SI,
+            write_enabler: we,
+            lease: LeaseSecrets {
+                renew: [1; 32],
+                cancel: [2; 32],
+            },
+            shares,
+            read_ranges,
+        },
+    )
+}
+
+fn share_write(
+    shnum: u16,
+    expect: Option<&[u8]>,
+    data: &[u8],
+    new_length: Option<u64>,
+) -> MutableShareWrite {
+    MutableShareWrite {
+        shnum,
+        tests: expect
+            .map(|e| TestVector {
+                offset: 0,
+                length: e.len().max(1) as u64,
+                specimen: e.to_vec(),
+            })
+            .into_iter()
+            .collect(),
+        writes: vec![dv(0, data)],
+        new_length,
+    }
+}
+
+#[test]
+fn mutable_shares_are_tahoe_v2_containers_with_empty_lease_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    mwrite(&mut s, &SI, 3, &[dv(0, b"hello mutable")], None).unwrap();
+    let raw = std::fs::read(s.share_path(&SI, 3)).unwrap();
+    assert_eq!(raw.len(), 468 + 13 + 4);
+    assert_eq!(&raw[..32], MUTABLE_V2_MAGIC);
+    assert_eq!(&raw[32..52], &NODE);
+    assert_eq!(&raw[52..84], &WE);
+    assert_eq!(raw[84..92], 13u64.to_be_bytes());
+    assert_eq!(raw[92..100], (468u64 + 13).to_be_bytes());
+    assert!(
+        raw[100..468].iter().all(|&b| b == 0),
+        "lease slots stay empty"
+    );
+    assert_eq!(&raw[468..481], b"hello mutable");
+    assert_eq!(&raw[481..], &[0, 0, 0, 0]);
+    assert_eq!(
+        s.list_mutable_shares(&SI).unwrap(),
+        vec![MutableShareInfo {
+            shnum: 3,
+            length: 13,
+            enabler: RECORD
+        }]
+    );
+    assert_eq!(s.space_used(), raw.len() as u64);
+    assert_eq!(incoming_entries(dir.path()), 0);
+}
+
+#[test]
+fn mutable_writes_zero_fill_truncate_regrow_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    mwrite(&mut s, &SI, 0, &[dv(4, b"xy")], None).unwrap();
+    assert_eq!(mdata(&s, &SI, 0), b"\0\0\0\0xy");
+    // In place, same size.
+    mwrite(&mut s, &SI, 0, &[dv(0, b"ab")], None).unwrap();
+    assert_eq!(mdata(&s, &SI, 0), b"ab\0\0xy");
+    // Writes in order, then a truncation; a longer new_length is ignored.
+    mwrite(&mut s, &SI, 0, &[dv(0, b"abcdefgh"), dv(2, b"C")], Some(5)).unwrap();
+    assert_eq!(mdata(&s, &SI, 0), b"abCde");
+    mwrite(&mut s, &SI, 0, &[], Some(50)).unwrap();
+    assert_eq!(mdata(&s, &SI, 0), b"abCde");
+    // Growing again exposes zeros where the truncated bytes were.
+    mwrite(&mut s, &SI, 0, &[dv(7, b"!")], None).unwrap();
+    assert_eq!(mdata(&s, &SI, 0), b"abCde\0\0!");
+    assert_eq!(s.read_mutable_share(&SI, 0, 6, 100).unwrap(), b"\0!");
+    assert_eq!(s.read_mutable_share(&SI, 0, 60, 1).unwrap(), b"");
+    let file_len = std::fs::metadata(s.share_path(&SI, 0)).unwrap().len();
+    assert_eq!(file_len, 468 + 8 + 4);
+    assert_eq!(s.space_used(), file_len);
+    // A second share, then both deleted: the bucket directory goes too.
+    mwrite(&mut s, &SI, 1, &[dv(0, b"one")], None).unwrap();
+    mwrite(&mut s, &SI, 0, &[dv(0, b"zz")], Some(0)).unwrap();
+    assert_eq!(
+        s.read_mutable_share(&SI, 0, 0, 1),
+        Err(StoreError::NotFound)
+    );
+    mwrite(&mut s, &SI, 1, &[], Some(0)).unwrap();
+    assert_eq!(s.list_mutable_shares(&SI).unwrap(), vec![]);
+    assert!(!s.share_path(&SI, 1).parent().unwrap().exists());
+    assert_eq!(s.space_used(), 0);
+    // Deleting what is not there creates nothing.
+    mwrite(&mut s, &SI, 9, &[dv(0, b"x")], Some(0)).unwrap();
+    assert_eq!(s.list_mutable_shares(&SI).unwrap(), vec![]);
+}
+
+#[test]
+fn a_mutable_write_that_does_not_fit_changes_nothing_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), with_capacity(1_000, 100));
+    mwrite(&mut s, &SI, 0, &[dv(0, b"0123456789")], None).unwrap();
+    let path = s.share_path(&SI, 0);
+    let before = std::fs::read(&path).unwrap();
+    let used = s.space_used();
+    assert!(matches!(
+        mwrite(&mut s, &SI, 0, &[dv(95, b"0123456789")], None),
+        Err(StoreError::TooLarge { .. })
+    ));
+    // Two new containers of 472 + 50 bytes do not fit in the 518 bytes left.
+    let two = [
+        MutableShareChange {
+            shnum: 1,
+            writes: &[dv(0, &[1; 50])],
+            new_length: None,
+        },
+        MutableShareChange {
+            shnum: 2,
+            writes: &[dv(0, &[2; 50])],
+            new_length: None,
+        },
+    ];
+    assert!(matches!(
+        s.write_mutable_shares(&SI, &RECORD, &two),
+        Err(StoreError::NoSpace { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(s.list_mutable_shares(&SI).unwrap().len(), 1);
+    assert_eq!(s.space_used(), used);
+}
+
+#[test]
+fn mutable_and_immutable_shares_are_kept_apart_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    let imm: StorageIndex = [1; 16];
+    put(&mut s, &imm, 0, &[0, 0, 0, 2, 9, 9], lease(1, 10));
+    assert!(matches!(
+        mwrite(&mut s, &imm, 1, &[dv(0, b"m")], None),
+        Err(StoreError::KindConflict(_))
+    ));
+    assert_eq!(s.list_mutable_shares(&imm).unwrap(), vec![]);
+    assert_eq!(
+        s.read_mutable_share(&imm, 0, 0, 1),
+        Err(StoreError::NotFound)
+    );
+    mwrite(&mut s, &SI, 0, &[dv(0, b"mutable")], None).unwrap();
+    assert_eq!(s.list_shares(&SI).unwrap(), vec![]);
+    assert_eq!(s.read_share(&SI, 0, 0, 10), Err(StoreError::NotFound));
+    assert!(matches!(
+        s.create_share(&SI, 1, 10, lease(1, 10)),
+        Err(StoreError::KindConflict(_))
+    ));
+    // An upload that would look like a mutable container is refused at commit.
+    let sneaky: StorageIndex = [2; 16];
+    s.create_share(&sneaky, 0, 40, lease(1, 10)).unwrap();
+    s.write_share(&sneaky, 0, 0, MUTABLE_V2_MAGIC).unwrap();
+    assert!(matches!(
+        s.commit_share(&sneaky, 0, 40),
+        Err(StoreError::KindConflict(_))
+    ));
+    assert_eq!(s.list_shares(&sneaky).unwrap(), vec![]);
+}
+
+#[test]
+fn slots_enablers_data_and_leases_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = mserver(open(dir.path(), config()));
+    let r = slot_write(
+        &mut server,
+        WE,
+        vec![
+            share_write(0, Some(b""), b"zero-v1", None),
+            share_write(5, Some(b""), b"five-v1", None),
+        ],
+        vec![],
+    );
+    assert_eq!(
+        r,
+        Response::MutableWrite {
+            applied: true,
+            reads: vec![]
+        }
+    );
+    let used = server.store().space_used();
+    drop(server);
+    let mut server = mserver(open(dir.path(), config()));
+    assert_eq!(server.store().space_used(), used);
+    let held = server.store().list_mutable_shares(&SI).unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|h| (h.shnum, h.length, h.enabler))
+            .collect::<Vec<_>>(),
+        vec![(0, 7, RECORD), (5, 7, RECORD)]
+    );
+    assert_eq!(server.store().leases(&SI, 5).unwrap().len(), 1);
+    // The recorded enabler is still enforced, naming the node that recorded it.
+    match slot_write(
+        &mut server,
+        [9; 32],
+        vec![share_write(0, None, b"x", None)],
+        vec![],
+    ) {
+        Response::Error {
+            kind: lafs_core::wire::ErrorKind::BadWriteEnabler,
+            message,
+        } => assert!(
+            message.contains(&lafs_core::base32::encode(&NODE)),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Test-and-set: of two writers expecting v1, exactly one wins; the loser sees v2.
+    let a = slot_write(
+        &mut server,
+        WE,
+        vec![share_write(0, Some(b"zero-v1"), b"zero-v2A", None)],
+        vec![ReadRange {
+            offset: 0,
+            length: 100,
+        }],
+    );
+    let b = slot_write(
+        &mut server,
+        WE,
+        vec![share_write(0, Some(b"zero-v1"), b"zero-v2B", None)],
+        vec![ReadRange {
+            offset: 0,
+            length: 100,
+        }],
+    );
+    // The winner's reads were taken before its writes.
+    assert_eq!(
+        a,
+        Response::MutableWrite {
+            applied: true,
+            reads: vec![
+                ShareRead {
+                    shnum: 0,
+                    share_len: 7,
+                    chunks: vec![b"zero-v1".to_vec()]
+                },
+                ShareRead {
+                    shnum: 5,
+                    share_len: 7,
+                    chunks: vec![b"five-v1".to_vec()]
+                },
+            ]
+        }
+    );
+    assert!(matches!(
+        &b,
+        Response::MutableWrite { applied: false, reads } if reads[0].chunks[0] == b"zero-v2A"
+    ));
+    drop(server);
+    let s = open(dir.path(), config());
+    assert_eq!(mdata(&s, &SI, 0), b"zero-v2A");
+}
+
+#[test]
+fn add_lease_and_cancel_work_on_mutable_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = mserver(open(dir.path(), config()));
+    slot_write(
+        &mut server,
+        WE,
+        vec![share_write(0, None, b"data", None)],
+        vec![],
+    );
+    let r = server.handle_request(
+        Instant(2_000),
+        ConnectionId(1),
+        Request::AddLease {
+            storage_index: SI,
+            lease: LeaseSecrets {
+                renew: [3; 32],
+                cancel: [4; 32],
+            },
+        },
+    );
+    assert_eq!(r, Response::Done);
+    assert_eq!(server.store().leases(&SI, 0).unwrap().len(), 2);
+    let s = server.store_mut();
+    s.cancel_lease(&SI, &[4; 32]).unwrap();
+    let report = s.cancel_lease(&SI, &[2; 32]).unwrap();
+    assert_eq!(report.shares_deleted, 1);
+    assert_eq!(s.list_mutable_shares(&SI).unwrap(), vec![]);
+    assert_eq!(s.space_used(), 0);
+}
+
+/// The SDMF and MDMF share files Tahoe 1.20 wrote, copied into our tree, read as Tahoe wrote
+/// them; and a write that grows one moves its extra-lease block as Tahoe would.
+#[test]
+fn tahoe_written_mutable_containers_are_read_and_written() {
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/tahoe-shares");
+    let cases = [
+        ("sdmf-2000-b", "273trqb3phgwy44aep47sxkzuy"),
+        ("mdmf-300000-bar", "47kidcetkhzlw2eies3v7k2c2e"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (case, si_b32) in cases {
+        let si: StorageIndex = lafs_core::base32::decode_array(si_b32).unwrap();
+        for server in std::fs::read_dir(vectors.join(case)).unwrap() {
+            let server = server.unwrap().path();
+            // One store per Tahoe server, as the shares were spread.
+            let root = dir.path().join(case).join(server.file_name().unwrap());
+            let bucket = root.join("shares").join(&si_b32[..2]).join(si_b32);
+            std::fs::create_dir_all(&bucket).unwrap();
+            for share in std::fs::read_dir(&server).unwrap() {
+                let share = share.unwrap().path();
+                let name = share.file_name().unwrap().to_owned();
+                std::fs::copy(&share, bucket.join(&name)).unwrap();
+                let shnum: u16 = name.to_str().unwrap().parse().unwrap();
+                files.push((root.clone(), si, shnum, std::fs::read(&share).unwrap()));
+            }
+        }
+    }
+    assert!(files.len() >= 20, "{} files", files.len());
+    // Each store opened once: reopening races with the crash test's child processes, which
+    // may briefly hold a duplicate of the directory lock between fork and exec.
+    let roots: std::collections::BTreeSet<_> = files.iter().map(|f| f.0.clone()).collect();
+    for root in roots {
+        let s = open(&root, config());
+        for (_, si, shnum, raw) in files.iter().filter(|f| f.0 == root) {
+            let data_len = u64::from_be_bytes(raw[84..92].try_into().unwrap());
+            let held = s.list_mutable_shares(si).unwrap();
+            let info = held
+                .iter()
+                .find(|h| h.shnum == *shnum)
+                .unwrap_or_else(|| panic!("{root:?} share {shnum}: only {held:?}"));
+            assert_eq!(info.length, data_len);
+            assert_eq!(&info.enabler.node_id[..], &raw[32..52]);
+            assert_eq!(&info.enabler.write_enabler[..], &raw[52..84]);
+            assert_eq!(
+                mdata(&s, si, *shnum),
+                &raw[468..468 + data_len as usize],
+                "{root:?} share {shnum}"
+            );
+            assert_eq!(s.list_shares(si).unwrap(), vec![]);
+        }
+    }
+    // Grow one share: the data lands, Tahoe's lease slots stay, and the extra-lease block moves
+    // to just after the new data.
+    let (root, si, shnum, raw) = &files[0];
+    let mut s = open(root, config());
+    let data_len = u64::from_be_bytes(raw[84..92].try_into().unwrap());
+    let enabler = EnablerRecord {
+        write_enabler: raw[52..84].try_into().unwrap(),
+        node_id: raw[32..52].try_into().unwrap(),
+    };
+    s.write_mutable_shares(
+        si,
+        &enabler,
+        &[MutableShareChange {
+            shnum: *shnum,
+            writes: &[dv(data_len + 10, b"tail")],
+            new_length: None,
+        }],
+    )
+    .unwrap();
+    let new_len = data_len + 14;
+    let after = std::fs::read(s.share_path(si, *shnum)).unwrap();
+    assert_eq!(&after[..84], &raw[..84]);
+    assert_eq!(after[84..92], new_len.to_be_bytes());
+    assert_eq!(after[92..100], (468 + new_len).to_be_bytes());
+    assert_eq!(&after[100..468], &raw[100..468]);
+    let old_block_at = u64::from_be_bytes(raw[92..100].try_into().unwrap()) as usize;
+    assert_eq!(&after[468 + new_len as usize..], &raw[old_block_at..]);
+    let mut want = raw[468..468 + data_len as usize].to_vec();
+    want.extend_from_slice(&[0; 10]);
+    want.extend_from_slice(b"tail");
+    assert_eq!(mdata(&s, si, *shnum), want);
+}
