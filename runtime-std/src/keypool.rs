@@ -444,16 +444,25 @@ mod tests {
     fn rsa_pool_gives_distinct_valid_keys_and_a_warm_take_is_fast() {
         let mut pool = KeyPool::rsa(2);
         wait_until_full(&pool, 2);
-        let started = Instant::now();
-        let first = pool.next_key().unwrap();
-        let warm_take = started.elapsed();
-        // Generous bound for a shared machine; the measured figure is in microseconds.
+        let mut fingerprints = BTreeSet::new();
+        let mut fastest_warm_take = Duration::MAX;
+        for _ in 0..2 {
+            let started = Instant::now();
+            let key = pool.next_key().unwrap();
+            fastest_warm_take = fastest_warm_take.min(started.elapsed());
+            assert!(
+                fingerprints.insert(key.fingerprint()),
+                "key handed out twice"
+            );
+        }
+        assert_eq!(pool.stats().waits, 0, "a take from a full pool waited");
+        // Generation takes hundreds of milliseconds here; a warm take is a queue pop. The
+        // fastest of two keeps a busy shared machine from failing the test.
         assert!(
-            warm_take < Duration::from_millis(1),
-            "warm take took {warm_take:?}"
+            fastest_warm_take < Duration::from_millis(1),
+            "warm take took {fastest_warm_take:?}"
         );
-        let mut fingerprints = BTreeSet::from([first.fingerprint()]);
-        for _ in 0..3 {
+        for _ in 0..2 {
             let key = pool.take().unwrap();
             assert!(
                 fingerprints.insert(key.fingerprint()),
@@ -462,6 +471,8 @@ mod tests {
         }
         let stats = pool.stats();
         assert_eq!(stats.taken, 4);
+        assert!(stats.generated >= 4);
         assert!(stats.mean_generation_time().is_some());
+        pool.shutdown();
     }
 }

@@ -48,7 +48,7 @@ impl<K: KeySource + ?Sized> KeySource for Box<K> {
 
 /// A deterministic source over a fixed list of PEM or DER keys, handed out in order and never
 /// twice, so a simulation seed or a test always gets the same keys (and so the same caps).
-#[derive(Clone)]
+/// Deliberately not `Clone`: a copy would hand out the same keys again.
 pub struct FixtureKeys {
     blobs: Vec<Vec<u8>>,
     next: usize,
@@ -97,7 +97,7 @@ impl KeySource for FixtureKeys {
             .blobs
             .get_mut(index)
             .ok_or(KeySourceError::Exhausted { handed_out: index })?;
-        // Taking the bytes out means a clone of this source made later cannot replay them.
+        // The bytes are not needed again: a key is handed out once.
         let bytes = std::mem::take(blob);
         self.next += 1;
         MutableKey::from_bytes(&bytes).map_err(|source| KeySourceError::BadKey { index, source })
