@@ -99,14 +99,17 @@ impl MutableShareChange<'_> {
     }
 }
 
-/// The data length of each share a list of changes touches, before and after (`None`: absent),
-/// applying the changes in order; `before` gives the lengths of the shares that exist.
+/// Share number -> its data length before and after a list of changes (`None`: absent).
+pub type LengthPlan = BTreeMap<u16, (Option<u64>, Option<u64>)>;
+
+/// The data length of each share a list of changes touches, before and after, applying the
+/// changes in order; `before` gives the lengths of the shares that exist.
 pub fn plan_mutable_changes(
     before: &BTreeMap<u16, u64>,
     changes: &[MutableShareChange<'_>],
     max_share_size: u64,
-) -> Result<BTreeMap<u16, (Option<u64>, Option<u64>)>, StoreError> {
-    let mut plan: BTreeMap<u16, (Option<u64>, Option<u64>)> = BTreeMap::new();
+) -> Result<LengthPlan, StoreError> {
+    let mut plan = LengthPlan::new();
     for c in changes {
         let old = before.get(&c.shnum).copied();
         let entry = plan.entry(c.shnum).or_insert((old, old));
