@@ -50,6 +50,38 @@
 //! list is empty) and never touches committed shares or other connections' uploads.
 //! `AdviseCorrupt` is recorded for the operator and answered `Done`.
 //!
+//! Mutable shares (slots, Tahoe's `slot_readv` and `slot_testv_and_readv_and_writev`) are kept
+//! apart from immutable ones: immutable requests never see them and mutable requests never see
+//! immutable shares; a storage index holds shares of one kind only (a mutable write to an index
+//! with immutable shares is `Error(BadRequest)`, an immutable allocation on a mutable index is
+//! refused with `StoreFailure`).
+//!
+//! `MutableRead` returns every mutable share held (or those in `shnums`), ascending, each with
+//! its current data length and the ranges cut at its end; an unknown index gives no shares, not
+//! an error. The response limit applies as for `ImmutableRead`.
+//!
+//! `MutableWrite` is judged in Tahoe's order, atomically with respect to other requests:
+//! - Share numbers must be below 256 and appear once (else `Error(BadRequest)`).
+//! - If the index holds mutable shares, the write enabler must equal the one recorded in *every*
+//!   one of them (compared in constant time), else `Error(BadWriteEnabler)` naming the base32
+//!   node id that recorded it; nothing is read or changed.
+//! - Every share's test vectors are evaluated (`length` bytes at `offset`, cut at the end; a
+//!   missing share reads as empty; equality only).
+//! - `read_ranges` are read from every existing share, before any write; a reply that would
+//!   exceed the response limit is `Error(ResponseTooLarge)` before anything changes.
+//! - Only if every test held are the writes applied, share by share: a missing share is created
+//!   recording the request's write enabler and the server's node id
+//!   ([`ServerConfig::node_id`](crate::server::ServerConfig::node_id)); data vectors apply in
+//!   order, a gap before a write past the end reads as zeros; then `new_length` truncates (a
+//!   longer one is ignored) and `Some(0)` deletes the share (never creating it). A write that
+//!   would exceed the maximum share size or the free space is `Error(NoSpace)` and changes
+//!   nothing.
+//! - After applied writes, the request's lease is added or renewed on every mutable share of the
+//!   index. The reply is `MutableWrite { applied, reads }`; a store failure is
+//!   `Error(StoreFailure)`.
+//!
+//! `AddLease` and `AdviseCorrupt` apply to mutable shares as to committed immutable ones.
+//!
 //! # Encoding
 //!
 //! See [`frame`] for the 14-byte frame header. Payloads start with a one-byte message tag;
