@@ -62,7 +62,7 @@ fn described(list: &Value) -> Vec<Described> {
 }
 
 fn describe(dir: &Directory) -> Vec<Described> {
-    let text = |b: Option<Vec<u8>>| b.map(|b| String::from_utf8(b).unwrap());
+    let text = |b: Option<Vec<u8>>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
     dir.list()
         .map(|(name, child)| {
             (

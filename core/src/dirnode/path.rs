@@ -20,6 +20,8 @@ pub enum PathError {
     EmptyComponent { path: String },
     #[error("path {path:?} has a {component:?} component; paths are resolved without . or ..")]
     DotComponent { path: String, component: String },
+    #[error("name {name:?} contains '/', which separates path components")]
+    SlashInName { name: String },
     #[error("no child named {name:?}")]
     NoSuchChild { name: String },
     #[error("{name:?} is not a directory, so the path cannot continue below it")]
@@ -98,9 +100,15 @@ impl Directory {
 /// Checks a name for a new link: non-empty, no `/`, not `.` or `..` (such a child could never be
 /// reached by a path). Returns its NFC form.
 pub fn check_new_name(name: &str) -> Result<String, PathError> {
-    match split_path(name)?.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => Err(PathError::EmptyComponent {
+    if name.contains('/') {
+        return Err(PathError::SlashInName {
+            name: name.to_string(),
+        });
+    }
+    let mut components = split_path(name)?;
+    match components.pop() {
+        Some(one) => Ok(one),
+        None => Err(PathError::EmptyComponent {
             path: name.to_string(),
         }),
     }
@@ -171,5 +179,9 @@ mod tests {
         for bad in ["", "a/b", ".", ".."] {
             assert!(check_new_name(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            check_new_name("a/b"),
+            Err(PathError::SlashInName { name: "a/b".into() })
+        );
     }
 }
