@@ -30,6 +30,9 @@ use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::time::Instant;
 use lafs_core::wire::Request;
 
+mod mutable;
+pub use mutable::{MutableReadReport, MutableWriteReport};
+
 use super::connection::{install, Connection, Input};
 use super::server::lock;
 use crate::clock;
@@ -154,6 +157,12 @@ pub enum ClientError {
     Unreachable(Vec<(SocketAddr, String)>),
     #[error("{0} caps cannot be downloaded as immutable files")]
     NotImmutableFile(&'static str),
+    #[error("{0}")]
+    NotMutableFile(String),
+    #[error("mutable write failed: {0}")]
+    Publish(#[from] lafs_core::mutable::PublishError),
+    #[error("mutable read failed: {0}")]
+    Retrieve(#[from] lafs_core::mutable::RetrieveError),
     #[error("the {0} stalled with nothing in flight and no timer (a lafs-core bug)")]
     Stalled(&'static str),
 }

@@ -13,7 +13,7 @@ mod connection;
 pub mod server;
 
 pub use client::{
-    ClientConfig, ClientError, DownloadReport, GridClient, ReadSeek, ServerEntry, Stage,
-    TransferProgress, TransferStats, UploadReport,
+    ClientConfig, ClientError, DownloadReport, GridClient, MutableReadReport, MutableWriteReport,
+    ReadSeek, ServerEntry, Stage, TransferProgress, TransferStats, UploadReport,
 };
 pub use server::{serve, ServerHandle};
