@@ -824,4 +824,161 @@ mod tests {
         assert_eq!(s.all_shares(), vec![(SI, 0, 3, true)]);
         assert_eq!(s.in_progress_count(), 0);
     }
+
+    const REC: EnablerRecord = EnablerRecord {
+        write_enabler: [5; 32],
+        node_id: [6; 20],
+    };
+
+    fn dv(offset: u64, data: &[u8]) -> DataVector {
+        DataVector {
+            offset,
+            data: data.to_vec(),
+        }
+    }
+
+    fn change<'a>(
+        shnum: u16,
+        writes: &'a [DataVector],
+        new_length: Option<u64>,
+    ) -> MutableShareChange<'a> {
+        MutableShareChange {
+            shnum,
+            writes,
+            new_length,
+        }
+    }
+
+    #[test]
+    fn length_after_follows_tahoes_rules() {
+        let w = [dv(10, b"ab"), dv(2, b"c")];
+        assert_eq!(change(0, &w, None).length_after(None, 100), Ok(Some(12)));
+        assert_eq!(
+            change(0, &w, None).length_after(Some(20), 100),
+            Ok(Some(20))
+        );
+        assert_eq!(
+            change(0, &w, Some(5)).length_after(Some(20), 100),
+            Ok(Some(5))
+        );
+        assert_eq!(
+            change(0, &w, Some(50)).length_after(Some(20), 100),
+            Ok(Some(20))
+        );
+        assert_eq!(change(0, &w, Some(0)).length_after(Some(20), 100), Ok(None));
+        assert_eq!(change(0, &[], None).length_after(None, 100), Ok(Some(0)));
+        assert_eq!(
+            change(0, &w, None).length_after(None, 11),
+            Err(StoreError::TooLarge { size: 12, max: 11 })
+        );
+        let far = [dv(u64::MAX, b"x")];
+        assert!(matches!(
+            change(0, &far, None).length_after(None, u64::MAX),
+            Err(StoreError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn mutable_shares_record_the_enabler_of_their_creation() {
+        let mut s = MemoryShareStore::new(1000, 100);
+        s.write_mutable_shares(&SI, &REC, &[change(1, &[dv(0, b"one")], None)])
+            .unwrap();
+        let other = EnablerRecord {
+            write_enabler: [9; 32],
+            node_id: [9; 20],
+        };
+        // Existing shares keep theirs; new ones get the record passed in.
+        s.write_mutable_shares(
+            &SI,
+            &other,
+            &[
+                change(1, &[dv(3, b"!")], None),
+                change(2, &[dv(0, b"two")], None),
+            ],
+        )
+        .unwrap();
+        let held = s.list_mutable_shares(&SI).unwrap();
+        assert_eq!(
+            held,
+            vec![
+                MutableShareInfo {
+                    shnum: 1,
+                    length: 4,
+                    enabler: REC
+                },
+                MutableShareInfo {
+                    shnum: 2,
+                    length: 3,
+                    enabler: other
+                },
+            ]
+        );
+        assert_eq!(s.read_mutable_share(&SI, 1, 0, 100).unwrap(), b"one!");
+        assert_eq!(s.read_mutable_share(&SI, 1, 2, 1).unwrap(), b"e");
+        assert_eq!(s.read_mutable_share(&SI, 1, 9, 1).unwrap(), b"");
+        assert_eq!(
+            s.read_mutable_share(&SI, 3, 0, 1),
+            Err(StoreError::NotFound)
+        );
+        // Immutable calls do not see them.
+        assert_eq!(s.list_shares(&SI).unwrap(), vec![]);
+        assert_eq!(s.read_share(&SI, 1, 0, 1), Err(StoreError::NotFound));
+        assert_eq!(s.space_used(), 7);
+    }
+
+    #[test]
+    fn a_storage_index_holds_one_kind_of_share() {
+        let mut s = MemoryShareStore::new(1000, 100);
+        s.create_share(&SI, 0, 3, lease(1, 0)).unwrap();
+        // Even an upload in progress claims the index for immutable shares.
+        assert!(matches!(
+            s.write_mutable_shares(&SI, &REC, &[change(1, &[dv(0, b"m")], None)]),
+            Err(StoreError::KindConflict(_))
+        ));
+        let other: StorageIndex = [8; 16];
+        s.write_mutable_shares(&other, &REC, &[change(0, &[dv(0, b"m")], None)])
+            .unwrap();
+        assert!(matches!(
+            s.create_share(&other, 1, 3, lease(1, 0)),
+            Err(StoreError::KindConflict(_))
+        ));
+        assert_eq!(s.space_used(), 4);
+    }
+
+    #[test]
+    fn fault_injection_reaches_mutable_shares() {
+        let mut s = MemoryShareStore::new(1000, 100);
+        s.write_mutable_shares(&SI, &REC, &[change(0, &[dv(0, b"abc")], None)])
+            .unwrap();
+        s.add_lease(&SI, 0, lease(1, 10)).unwrap();
+        assert_eq!(s.leases(&SI, 0).unwrap(), vec![lease(1, 10)]);
+        assert_eq!(s.all_shares(), vec![(SI, 0, 3, true)]);
+        assert_eq!(s.mutable_shares(), vec![(SI, 0, 3)]);
+        assert!(s.corrupt_share(&SI, 0, 1, 0x01));
+        assert_eq!(s.share_bytes(&SI, 0), Some(&b"acc"[..]));
+        s.set_failing(true);
+        assert!(matches!(
+            s.read_mutable_share(&SI, 0, 0, 3),
+            Err(StoreError::Io(_))
+        ));
+        assert!(matches!(
+            s.write_mutable_shares(&SI, &REC, &[change(0, &[dv(0, b"x")], None)]),
+            Err(StoreError::Io(_))
+        ));
+        s.set_failing(false);
+        // A full disk refuses growth but not a rewrite in place.
+        s.set_capacity(3);
+        assert!(matches!(
+            s.write_mutable_shares(&SI, &REC, &[change(0, &[dv(3, b"d")], None)]),
+            Err(StoreError::NoSpace {
+                needed: 1,
+                available: 0
+            })
+        ));
+        s.write_mutable_shares(&SI, &REC, &[change(0, &[dv(0, b"xyz")], None)])
+            .unwrap();
+        assert!(s.delete_share(&SI, 0));
+        assert_eq!(s.space_used(), 0);
+        assert_eq!(s.list_mutable_shares(&SI).unwrap(), vec![]);
+    }
 }
