@@ -279,16 +279,27 @@ impl Grid {
 }
 
 impl Grid {
-    /// Create a mutable file holding `data`.
+    /// Create a mutable file holding `data`, 3-of-10.
     pub fn create_mutable(
         &mut self,
         format: MutableFormat,
         key: MutableKey,
         data: &[u8],
     ) -> (Result<PublishResult, PublishError>, Run) {
+        self.create_mutable_with(format, key, data, PublishConfig::default())
+    }
+
+    /// Create a mutable file holding `data` with the given encoding.
+    pub fn create_mutable_with(
+        &mut self,
+        format: MutableFormat,
+        key: MutableKey,
+        data: &[u8],
+        config: PublishConfig,
+    ) -> (Result<PublishResult, PublishError>, Run) {
         let mut op = Publish::create(
             self.now,
-            PublishConfig::default(),
+            config,
             format,
             key,
             data.to_vec(),
