@@ -645,32 +645,39 @@ impl DiskShareStore {
         match existing {
             Some((file, file_len, header)) => {
                 let old = header.data_len;
-                let new_file_len = if reach == old && after == old {
+                let result = if reach == old && after == old {
                     // Same size: the bytes only.
-                    write_data(&file, &path)?;
-                    file_len
+                    write_data(&file, &path)
                 } else {
-                    let block = read_lease_block(&file, &path, &header, file_len)?;
+                    // Every step keeps the file at least as long as the header's data length,
+                    // so a crash part way leaves a readable (if torn) share, never a damaged one.
                     let at = MUTABLE_DATA_OFFSET + after;
                     let mut fields = [0u8; 16];
                     fields[..8].copy_from_slice(&after.to_be_bytes());
                     fields[8..].copy_from_slice(&at.to_be_bytes());
-                    // Cut what lies past the data (the lease block, stale bytes of an earlier
-                    // truncation) so that growing exposes zeros, as Tahoe's zero-fill does.
-                    file.set_len(MUTABLE_DATA_OFFSET + old)
-                        .and_then(|()| file.set_len(MUTABLE_DATA_OFFSET + reach))
-                        .map_err(|e| io_error("resizing share", &path, e))?;
-                    write_data(&file, &path)?;
-                    file.set_len(at)
-                        .and_then(|()| file.write_all_at(&block, at))
-                        .and_then(|()| file.write_all_at(&fields, DATA_LENGTH_FIELD))
-                        .map_err(|e| io_error("writing share", &path, e))?;
-                    at + block.len() as u64
+                    read_lease_block(&file, &path, &header, file_len).and_then(|block| {
+                        // Cut what lies past the data (the lease block, stale bytes of an
+                        // earlier truncation) so that growing exposes zeros, as Tahoe's
+                        // zero-fill does.
+                        file.set_len(MUTABLE_DATA_OFFSET + old)
+                            .and_then(|()| file.set_len(MUTABLE_DATA_OFFSET + reach))
+                            .map_err(|e| io_error("resizing share", &path, e))?;
+                        write_data(&file, &path)?;
+                        file.write_all_at(&fields, DATA_LENGTH_FIELD)
+                            .and_then(|()| file.set_len(at))
+                            .and_then(|()| file.write_all_at(&block, at))
+                            .map_err(|e| io_error("writing share", &path, e))
+                    })
                 };
-                file.sync_all()
-                    .map_err(|e| io_error("syncing share", &path, e))?;
+                let result = result.and_then(|()| {
+                    file.sync_all()
+                        .map_err(|e| io_error("syncing share", &path, e))
+                });
+                // Count what the file holds now, even after a failure part way.
+                let new_file_len = file.metadata().map_or(file_len, |m| m.len());
                 self.committed_bytes =
                     self.committed_bytes - file_len.min(self.committed_bytes) + new_file_len;
+                result?;
             }
             None => {
                 let dir = self.incoming_bucket(si);
