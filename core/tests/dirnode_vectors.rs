@@ -301,3 +301,26 @@ mod mutated {
         }
     }
 }
+
+#[test]
+fn floats_are_written_as_python_repr() {
+    let v = vectors();
+    let list = v["float_reprs"].as_array().unwrap();
+    assert!(list.len() >= 1000);
+    for pair in list {
+        let bits: [u8; 8] = hex::decode(pair[0].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let f = f64::from_le_bytes(bits);
+        let want = pair[1].as_str().unwrap();
+        assert_eq!(
+            lafs_core::dirnode::JsonValue::Float(f).to_python_json(),
+            want
+        );
+        let back = lafs_core::dirnode::JsonValue::parse(want.as_bytes()).unwrap();
+        assert!(
+            matches!(back, lafs_core::dirnode::JsonValue::Float(g) if g.to_bits() == f.to_bits())
+        );
+    }
+}

@@ -251,6 +251,7 @@ pub fn write_python_float(out: &mut String, f: f64) {
     let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let digits = break_tie_to_even(f.abs(), digits, exp);
     let decpt = exp + 1; // position of the decimal point relative to the first digit
     if f.is_sign_negative() {
         out.push('-');
@@ -283,6 +284,49 @@ pub fn write_python_float(out: &mut String, f: f64) {
             exp.unsigned_abs()
         );
     }
+}
+
+/// When the float lies exactly halfway between two shortest candidates, Python (David Gay's
+/// dtoa) picks the one with an even last digit, where Rust's shortest formatting rounds up.
+/// A tie needs an exact decimal expansion of `digits.len() + 1` digits ending in 5, which a
+/// 40-digit rendering screens for cheaply and an 800-digit one (every f64's exact expansion has
+/// at most 767 significant digits) confirms.
+fn break_tie_to_even(f: f64, digits: String, exp: i32) -> String {
+    let n = digits.len();
+    if digits.as_bytes()[n - 1] % 2 == 0 {
+        return digits; // in a tie Python's choice is the even one, which this already is
+    }
+    let tie_below = |precision: usize| -> Option<String> {
+        let s = format!("{f:.precision$e}");
+        let (m, e) = s.split_once('e')?;
+        let m: String = m.chars().filter(|c| *c != '.').collect();
+        let tie = e.parse::<i32>().ok()? == exp
+            && m.len() > n
+            && m.as_bytes()[n] == b'5'
+            && m[n + 1..].bytes().all(|b| b == b'0');
+        tie.then(|| m[..n].to_string())
+    };
+    if tie_below(40).is_none() {
+        return digits;
+    }
+    let Some(below) = tie_below(800) else {
+        return digits;
+    };
+    if below != digits {
+        return below; // Rust rounded up to the odd candidate; the even one is below
+    }
+    // Rust rounded down to the odd candidate: the even one is one unit up (unless that carries
+    // into a new digit, which cannot be a same-length tie partner).
+    let mut up = below.into_bytes();
+    for b in up.iter_mut().rev() {
+        if *b == b'9' {
+            *b = b'0';
+        } else {
+            *b += 1;
+            return String::from_utf8(up).unwrap_or(digits);
+        }
+    }
+    digits
 }
 
 // ---- reading ----
@@ -559,6 +603,10 @@ mod tests {
             (1.5e16, "1.5e+16"),
             (123456789012345678.0, "1.2345678901234568e+17"),
             (1_246_663_897.433_627, "1246663897.433627"),
+            // exactly halfway between ...191.2 and ...191.3: Python rounds to even
+            (659_484_268_996_191.25, "659484268996191.2"),
+            (0.5, "0.5"),
+            (2.5, "2.5"),
             (1246663897.430218, "1246663897.430218"),
             (1e100, "1e+100"),
             (5e-324, "5e-324"),
