@@ -19,7 +19,7 @@ use super::layout::{MutableFormat, Prefix};
 use super::requests::Requests;
 use super::retrieve::DEFAULT_INITIAL_READ;
 use super::servermap::{FileKeys, MapQuery, ServerMap};
-use super::share::{check_header, encode_version, EncodedVersion, ShareError};
+use super::share::{encode_version, own_share_header, EncodedVersion, ShareError};
 use crate::cap::Cap;
 use crate::crypto::drbg::Drbg;
 use crate::crypto::rsa_keys::MutableKey;
@@ -474,7 +474,7 @@ impl Publish {
         let keep = self.config.initial_read as usize;
         for &(server, shnum) in &self.placed {
             let share = &encoded.shares[usize::from(shnum)];
-            if let Ok(header) = check_header(share, &self.keys.fingerprint) {
+            if let Ok(header) = own_share_header(share) {
                 self.map.record_written(server, shnum, share, header, keep);
             }
         }
