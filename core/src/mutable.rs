@@ -2,6 +2,7 @@
 //! retrieve and publish state machines.
 
 pub mod layout;
+pub mod modify;
 pub mod publish;
 mod requests;
 pub mod retrieve;
@@ -9,6 +10,7 @@ pub mod servermap;
 pub mod share;
 
 pub use layout::{LayoutError, MutableFormat, Offsets, Prefix, Span};
+pub use modify::Modify;
 pub use publish::{Publish, PublishConfig, PublishError, PublishEvent, PublishResult};
 pub use retrieve::{Retrieve, RetrieveConfig, RetrieveError, RetrieveEvent, RetrieveResult};
 pub use servermap::{FileKeys, ServerMap};

@@ -331,6 +331,29 @@ impl Grid {
         self.drive(&mut op, |_| 0, |_, _, ev| Some(publish_outcome(ev)))
     }
 
+    /// Overwrite `data.len()` bytes of an MDMF file at `offset`, in place.
+    pub fn modify_mutable(
+        &mut self,
+        cap: &Cap,
+        offset: u64,
+        data: &[u8],
+        map: Option<ServerMap>,
+    ) -> (Result<PublishResult, PublishError>, Run) {
+        let keys = FileKeys::from_cap(cap).expect("mutable cap");
+        let mut op = lafs_core::mutable::Modify::new(
+            self.now,
+            PublishConfig::default(),
+            keys,
+            offset,
+            data.to_vec(),
+            &self.descriptors,
+            map,
+            LEASE_SECRET,
+            [offset as u8 ^ 0x33; 32],
+        );
+        self.drive(&mut op, |_| 0, |_, _, ev| Some(publish_outcome(ev)))
+    }
+
     /// Read a mutable file (or `range` of it); returns the bytes, the run, and every event.
     #[allow(clippy::type_complexity)]
     pub fn retrieve(

@@ -381,3 +381,51 @@ fn lost_servers_and_missing_files() {
     let (r, _) = grid.update_mutable(&other, b"x", None);
     assert!(matches!(r, Err(PublishError::NotFound { .. })), "{r:?}");
 }
+
+#[test]
+fn mdmf_in_place_writes_touch_only_their_segments() {
+    let mut grid = Grid::new(10);
+    let mut data = test_data(1_000_000, 12);
+    let made = grid
+        .create_mutable(MutableFormat::Mdmf, keys().next_key().unwrap(), &data)
+        .0
+        .unwrap();
+    let si = si_of(&made.cap);
+    let seg = made.version.segment_size;
+    let before: Vec<Vec<u8>> = made
+        .placed
+        .iter()
+        .map(|(s, n)| grid.store_mut(s).share_bytes(&si, *n).unwrap().to_vec())
+        .collect();
+    // Overwrite 5000 bytes straddling the boundary of segments 3 and 4, cold.
+    let offset = 4 * seg - 2000;
+    let patch = vec![0xEE; 5000];
+    let (r, run) = grid.modify_mutable(&made.cap, offset, &patch, None);
+    let r = r.unwrap();
+    assert_eq!(r.version.seqnum, 2);
+    assert_eq!(run.rounds, 3, "map, hashes + boundary blocks, write");
+    data[offset as usize..offset as usize + 5000].copy_from_slice(&patch);
+    assert_eq!(grid.retrieve(&made.cap, None).0.unwrap().0, data);
+    // Only the two segments' blocks changed in each share (besides header, hashes, signature).
+    let (_, header) = (0, made.map.shares.values().next().unwrap().header.clone());
+    for ((server, shnum), old) in made.placed.iter().zip(&before) {
+        let new = grid.store_mut(server).share_bytes(&si, *shnum).unwrap();
+        assert_eq!(new.len(), old.len());
+        for s in 0..made.version.num_segments() {
+            let span = header.offsets.block(&made.version, s);
+            let (a, b) = (span.offset as usize, span.end() as usize);
+            let changed = old[a..b] != new[a..b];
+            assert_eq!(changed, s == 3 || s == 4, "share {shnum} segment {s}");
+        }
+    }
+    // A warm in-place write is two round trips (hashes, write); one inside a segment works too.
+    let (r2, run) = grid.modify_mutable(&made.cap, 10, b"hello", Some(r.map));
+    r2.unwrap();
+    assert_eq!(run.rounds, 2);
+    data[10..15].copy_from_slice(b"hello");
+    assert_eq!(grid.retrieve(&made.cap, None).0.unwrap().0, data);
+    // Growing the file this way is refused with a clear error and changes nothing.
+    let (r3, _) = grid.modify_mutable(&made.cap, 999_999, b"xy", None);
+    assert!(r3.is_err());
+    assert_eq!(grid.retrieve(&made.cap, None).0.unwrap().0, data);
+}
