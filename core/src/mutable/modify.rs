@@ -38,9 +38,20 @@ fn unsupported(what: &'static str) -> PublishError {
     PublishError::Encode(ShareError::Unsupported(what))
 }
 
+/// A holder's share hash chain, block hash tree, and boundary blocks by segment.
+#[derive(Debug)]
+struct Fetched {
+    chain: Vec<u8>,
+    tree: Vec<u8>,
+    blocks: BTreeMap<u64, Vec<u8>>,
+}
+
+/// A read request: which share, and what each range is (a boundary segment's block, or hashes).
+type Asked = ((ServerId, u16), Vec<(Option<u64>, Span)>);
+
 #[derive(Debug)]
 enum Phase {
-    Mapping(MapQuery),
+    Mapping(Box<MapQuery>),
     Reading,
     Writing,
     Done,
@@ -60,8 +71,8 @@ pub struct Modify {
     /// Segments the write touches, first and last.
     segments: (u64, u64),
     /// Per holder: (chain bytes, tree bytes, boundary blocks by segment).
-    fetched: BTreeMap<(ServerId, u16), (Vec<u8>, Vec<u8>, BTreeMap<u64, Vec<u8>>)>,
-    asked: BTreeMap<RequestId, ((ServerId, u16), Vec<(Option<u64>, Span)>)>,
+    fetched: BTreeMap<(ServerId, u16), Fetched>,
+    asked: BTreeMap<RequestId, Asked>,
     writes: BTreeMap<RequestId, (ServerId, Vec<u16>)>,
     placed: Vec<(ServerId, u16)>,
     conflict: bool,
@@ -132,7 +143,7 @@ impl Modify {
                 let mut q = MapQuery::new(m.keys.clone(), config.initial_read);
                 let servers = m.servers.clone();
                 q.start(now, &servers, &mut m.reqs);
-                m.phase = Phase::Mapping(q);
+                m.phase = Phase::Mapping(Box::new(q));
             }
         }
         m
@@ -345,7 +356,14 @@ impl Modify {
                 _ => {}
             }
         }
-        self.fetched.insert(key, (chain, tree, blocks));
+        self.fetched.insert(
+            key,
+            Fetched {
+                chain,
+                tree,
+                blocks,
+            },
+        );
     }
 
     /// Builds the new version from the verified old hashes and sends the writes.
@@ -360,8 +378,8 @@ impl Modify {
         }
         // Verify every holder's hashes; keep the leaves of the good ones.
         let mut leaves: BTreeMap<(ServerId, u16), Vec<Hash>> = BTreeMap::new();
-        for (key, (chain, tree, _)) in &self.fetched {
-            if let Ok(l) = check_share_hashes(&v, key.1, chain, tree) {
+        for (key, f) in &self.fetched {
+            if let Ok(l) = check_share_hashes(&v, key.1, &f.chain, &f.tree) {
                 leaves.insert(*key, l);
             }
         }
@@ -383,8 +401,8 @@ impl Modify {
             }
             let mut blocks: Vec<(usize, Vec<u8>)> = Vec::new();
             let mut salt = [0u8; SALT_LEN];
-            for (key, (_, _, bl)) in &self.fetched {
-                let (Some(entry), Some(l)) = (bl.get(&s), leaves.get(key)) else {
+            for (key, f) in &self.fetched {
+                let (Some(entry), Some(l)) = (f.blocks.get(&s), leaves.get(key)) else {
                     continue;
                 };
                 if let Some((sa, b)) = split_block(&v, entry) {
