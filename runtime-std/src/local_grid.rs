@@ -84,7 +84,12 @@ impl RunningServer {
             message: e.to_string(),
         })?;
         let listener = TcpListener::bind(listen).map_err(LocalGridError::Listen)?;
-        let handle = serve(listener, StorageServer::new(store, ServerConfig::default()));
+        // Mutable shares record the id clients derive write enablers from.
+        let server_config = ServerConfig {
+            node_id: lafs_core::op::derivation_node_id(&node.identity.node_id),
+            ..ServerConfig::default()
+        };
+        let handle = serve(listener, StorageServer::new(store, server_config));
         Ok(RunningServer { node, handle })
     }
 
