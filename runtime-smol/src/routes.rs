@@ -9,6 +9,9 @@
 //! operation that has ended drops its routes with [`RouteTable::forget_op`]; late answers go
 //! nowhere.
 
+// Under loom only the tests use this module.
+#![cfg_attr(loom, allow(dead_code))]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use lafs_core::op::RequestId;
