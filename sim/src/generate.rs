@@ -5,6 +5,7 @@
 //! mix leaves every seed's workload as it was.
 
 use lafs_core::immutable::EncodingParams;
+use lafs_core::mutable::layout::{MutableFormat, MDMF_MAX_SEGMENT_SIZE};
 use lafs_core::time::{Duration, Instant};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -26,6 +27,9 @@ pub struct WorkloadConfig {
     pub mean_gap: Duration,
     /// Inject faults (at a rate drawn per seed; some seeds stay fault-free).
     pub faults: bool,
+    /// Mutable-file operations per run (creates, updates, concurrent updates, reads), on top
+    /// of `ops`; 0 for an immutable-only workload.
+    pub mutable_ops: usize,
 }
 
 impl Default for WorkloadConfig {
@@ -36,6 +40,7 @@ impl Default for WorkloadConfig {
             max_size: 1 << 20,
             mean_gap: Duration::from_millis(100),
             faults: true,
+            mutable_ops: 12,
         }
     }
 }
@@ -123,6 +128,14 @@ pub fn random_plan(seed: u64, cfg: &WorkloadConfig) -> Plan {
         t += exponential(&mut work, cfg.mean_gap.0 as f64);
     }
 
+    let span = t;
+    ops.extend(mutable_ops(seed, cfg, clients, span));
+    // Start order (stable: the immutable ops keep theirs).
+    ops.sort_by_key(|o| match o.start {
+        Start::At(t) => t,
+        Start::AfterPrevious => Instant(0),
+    });
+
     let mut faults = Vec::new();
     if cfg.faults {
         let mut f = sub_rng(seed, Concern::Faults);
@@ -152,6 +165,111 @@ pub fn random_plan(seed: u64, cfg: &WorkloadConfig) -> Plan {
         ops,
         faults,
     }
+}
+
+/// Mutable files per run at most (each spends one of the 64 fixture keys).
+const MUTABLE_FILES: usize = 3;
+
+/// A size for a new version of a file in `format`: SDMF up to 48 KiB; MDMF small, or (one in
+/// three) over one 128 KiB segment, up to three segments.
+fn mutable_size(m: &mut ChaCha8Rng, format: MutableFormat) -> u64 {
+    match format {
+        MutableFormat::Sdmf => log_uniform(m, 1, 48 * 1024).max(1),
+        MutableFormat::Mdmf if m.gen_bool(1.0 / 3.0) => {
+            m.gen_range(MDMF_MAX_SEGMENT_SIZE + 1..=3 * MDMF_MAX_SEGMENT_SIZE)
+        }
+        MutableFormat::Mdmf => log_uniform(m, 1, 64 * 1024).max(1),
+    }
+}
+
+/// The mutable part of a workload, from its own random stream over about `span` microseconds:
+/// each file is created first; then reads (MDMF ones sometimes of a range), single updates
+/// (with the writer's last map, or cold) and bursts of two or three updates of one file from
+/// different clients within a few milliseconds, with stale maps, sometimes with a read among
+/// them.
+fn mutable_ops(seed: u64, cfg: &WorkloadConfig, clients: usize, span: f64) -> Vec<PlannedOp> {
+    let mut out = Vec::new();
+    if cfg.mutable_ops == 0 {
+        return out;
+    }
+    let mut m = sub_rng(seed, Concern::Mutable);
+    let files = m.gen_range(1..=MUTABLE_FILES.min(cfg.mutable_ops));
+    let mut formats = Vec::new();
+    let mut largest = Vec::new();
+    let mean_gap = (span / cfg.mutable_ops as f64).max(1_000.0);
+    let mut t = m.gen_range(0.0..=mean_gap);
+    let at = |t: f64| Start::At(Instant(t as u64));
+    for file in 0..files {
+        let format = if m.gen_bool(0.5) {
+            MutableFormat::Sdmf
+        } else {
+            MutableFormat::Mdmf
+        };
+        let size = mutable_size(&mut m, format);
+        formats.push(format);
+        largest.push(size);
+        out.push(PlannedOp {
+            start: at(t),
+            client: m.gen_range(0..clients),
+            spec: OpSpec::MutableCreate { file, format, size },
+        });
+        t += exponential(&mut m, mean_gap);
+    }
+    while out.len() < cfg.mutable_ops {
+        let file = m.gen_range(0..files);
+        let format = formats[file];
+        let roll: f64 = m.gen();
+        if roll < 0.4 {
+            let range = (format == MutableFormat::Mdmf && m.gen_bool(0.5)).then(|| {
+                // Some ranges start or end past the end of the file.
+                let offset = m.gen_range(0..=largest[file] + 100);
+                (offset, m.gen_range(1..=largest[file].max(1)))
+            });
+            out.push(PlannedOp {
+                start: at(t),
+                client: m.gen_range(0..clients),
+                spec: OpSpec::MutableRead { file, range },
+            });
+        } else if roll < 0.7 {
+            let size = mutable_size(&mut m, format);
+            largest[file] = largest[file].max(size);
+            out.push(PlannedOp {
+                start: at(t),
+                client: m.gen_range(0..clients),
+                spec: OpSpec::MutableUpdate {
+                    file,
+                    size,
+                    warm: m.gen_bool(0.6),
+                },
+            });
+        } else {
+            // Concurrent writers: distinct clients where there are enough.
+            let writers = m.gen_range(2..=3usize);
+            let first = m.gen_range(0..clients);
+            for w in 0..writers {
+                let size = mutable_size(&mut m, format);
+                largest[file] = largest[file].max(size);
+                out.push(PlannedOp {
+                    start: at(t + m.gen_range(0.0..5_000.0)),
+                    client: (first + w) % clients,
+                    spec: OpSpec::MutableUpdate {
+                        file,
+                        size,
+                        warm: m.gen_bool(0.7),
+                    },
+                });
+            }
+            if m.gen_bool(0.5) {
+                out.push(PlannedOp {
+                    start: at(t + m.gen_range(0.0..50_000.0)),
+                    client: m.gen_range(0..clients),
+                    spec: OpSpec::MutableRead { file, range: None },
+                });
+            }
+        }
+        t += exponential(&mut m, mean_gap);
+    }
+    out
 }
 
 fn random_fault(f: &mut ChaCha8Rng, clients: usize, servers: usize) -> Fault {
@@ -208,6 +326,7 @@ fn random_fault(f: &mut ChaCha8Rng, clients: usize, servers: usize) -> Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn plans_are_a_function_of_the_seed() {
@@ -228,5 +347,66 @@ mod tests {
         );
         assert_eq!((with.ops, with.files), (without.ops, without.files));
         assert!(without.faults.is_empty());
+    }
+
+    #[test]
+    fn mutable_workloads_create_first_and_race_writers() {
+        let cfg = WorkloadConfig::default();
+        let mut creates = 0;
+        let mut multi_segment = 0;
+        let mut races = 0;
+        let mut ranges = 0;
+        for seed in 0..50 {
+            let plan = random_plan(seed, &cfg);
+            let mut created = BTreeMap::new();
+            let mut updates: Vec<(Instant, usize)> = Vec::new();
+            for op in &plan.ops {
+                let Start::At(t) = op.start else { continue };
+                match op.spec {
+                    OpSpec::MutableCreate { file, format, size } => {
+                        creates += 1;
+                        assert!(created.insert(file, t).is_none(), "seed {seed}");
+                        if format == MutableFormat::Mdmf && size > MDMF_MAX_SEGMENT_SIZE {
+                            multi_segment += 1;
+                        }
+                    }
+                    OpSpec::MutableUpdate { file, .. } => {
+                        assert!(created.get(&file).is_some_and(|c| *c <= t), "seed {seed}");
+                        updates.push((t, file));
+                    }
+                    OpSpec::MutableRead { file, range } => {
+                        assert!(created.get(&file).is_some_and(|c| *c <= t), "seed {seed}");
+                        ranges += usize::from(range.is_some());
+                    }
+                    _ => {}
+                }
+            }
+            assert!(created.len() <= MUTABLE_FILES);
+            races += updates
+                .windows(2)
+                .filter(|w| w[0].1 == w[1].1 && w[1].0 .0 - w[0].0 .0 < 5_000)
+                .count();
+            // The immutable workload is what it was without mutable ops.
+            let without = random_plan(
+                seed,
+                &WorkloadConfig {
+                    mutable_ops: 0,
+                    ..cfg.clone()
+                },
+            );
+            let immutable: Vec<_> = plan
+                .ops
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o.spec,
+                        OpSpec::Upload { .. } | OpSpec::Download { .. } | OpSpec::DownloadAny
+                    )
+                })
+                .copied()
+                .collect();
+            assert_eq!(immutable, without.ops);
+        }
+        assert!(creates >= 50 && multi_segment > 0 && races > 10 && ranges > 0);
     }
 }

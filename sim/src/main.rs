@@ -60,6 +60,9 @@ struct WorkloadArgs {
     /// Largest file size in bytes.
     #[arg(long, default_value_t = WorkloadConfig::default().max_size)]
     max_size: u64,
+    /// Mutable-file operations per run (creates, updates, racing updates, reads); 0 for none.
+    #[arg(long, default_value_t = WorkloadConfig::default().mutable_ops)]
+    mutable_ops: usize,
     /// Run without injected faults.
     #[arg(long)]
     no_faults: bool,
@@ -72,6 +75,7 @@ impl WorkloadArgs {
             mean_size: self.mean_size,
             max_size: self.max_size.max(1),
             faults: !self.no_faults,
+            mutable_ops: self.mutable_ops,
             ..WorkloadConfig::default()
         }
     }
@@ -84,6 +88,7 @@ impl Default for WorkloadArgs {
             ops: d.ops,
             mean_size: d.mean_size,
             max_size: d.max_size,
+            mutable_ops: d.mutable_ops,
             no_faults: false,
         }
     }
@@ -172,10 +177,11 @@ fn sweep(seeds: Option<String>, cfg: &WorkloadConfig) -> ExitCode {
     bar.finish_and_clear();
     let secs = watch.seconds();
     println!(
-        "lafs-sim sweep of seeds {}..{} ({} ops/run, mean size {} B, faults {})",
+        "lafs-sim sweep of seeds {}..{} ({} ops/run + {} mutable, mean size {} B, faults {})",
         range.start,
         range.end,
         cfg.ops,
+        cfg.mutable_ops,
         cfg.mean_size,
         if cfg.faults { "on" } else { "off" }
     );

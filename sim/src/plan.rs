@@ -4,6 +4,7 @@
 //! generated from a seed ([`crate::generate`]); both run through the same engine.
 
 use lafs_core::immutable::EncodingParams;
+use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::time::{Duration, Instant};
 
 use crate::net::NetConfig;
@@ -64,6 +65,28 @@ pub enum OpSpec {
     /// Download a file picked (by the workload RNG) among those acknowledged so far; skipped
     /// if there is none.
     DownloadAny,
+    /// Create mutable file number `file` (mutable files are numbered apart from immutable ones)
+    /// holding `size` fresh bytes, signed with the run's next fixture key. Skipped if the file
+    /// was created already or the fixture keys are used up.
+    MutableCreate {
+        file: usize,
+        format: MutableFormat,
+        size: u64,
+    },
+    /// Publish a new version of `size` fresh bytes. `warm`: reuse the servermap of this
+    /// client's last operation on the file (possibly stale: another writer may have published
+    /// since), else map the servers first. Skipped until a create of the file was acknowledged.
+    MutableUpdate {
+        file: usize,
+        size: u64,
+        warm: bool,
+    },
+    /// Read the mutable file: whole, or `range` = (offset, length). Skipped until a create of
+    /// the file was acknowledged.
+    MutableRead {
+        file: usize,
+        range: Option<(u64, u64)>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

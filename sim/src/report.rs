@@ -54,6 +54,40 @@ pub enum Violation {
     },
     /// The run did not settle within the event budget.
     Runaway { events: u64 },
+    /// A mutable read released bytes that are not exactly (the requested range of) one version
+    /// some publish wrote: a mix of versions, or bytes nobody wrote.
+    TornRead {
+        op: usize,
+        file: usize,
+        seqnum: u64,
+        detail: String,
+    },
+    /// A mutable read returned a version older than one acknowledged before the read started,
+    /// although at least k good shares of the acknowledged version sat on servers the read
+    /// heard from.
+    LostWrite {
+        op: usize,
+        file: usize,
+        got_seqnum: u64,
+        acked_seqnum: u64,
+        good_shares: usize,
+    },
+    /// A publish was acknowledged but a share it claims to have placed holds neither its
+    /// version nor a newer one (and no fault deleted or corrupted it).
+    MutableAckedShareMissing {
+        op: usize,
+        file: usize,
+        server: usize,
+        shnum: u16,
+    },
+    /// After healing every fault, a mutable file whose newest acknowledged version kept at
+    /// least k good shares could not be read.
+    MutableUnretrievable {
+        file: usize,
+        acked_seqnum: u64,
+        good_shares: usize,
+        error: String,
+    },
 }
 
 impl fmt::Display for Violation {
@@ -120,6 +154,48 @@ impl fmt::Display for Violation {
                 "op {op}: download of intact file {file} failed before any fault: {error}"
             ),
             Violation::Runaway { events } => write!(f, "run did not settle after {events} events"),
+            Violation::TornRead {
+                op,
+                file,
+                seqnum,
+                detail,
+            } => write!(
+                f,
+                "op {op}: read of mutable file {file} (version {seqnum}) is not one written \
+                 version: {detail}"
+            ),
+            Violation::LostWrite {
+                op,
+                file,
+                got_seqnum,
+                acked_seqnum,
+                good_shares,
+            } => write!(
+                f,
+                "op {op}: read of mutable file {file} returned version {got_seqnum}, older than \
+                 acknowledged version {acked_seqnum} with {good_shares} good shares on servers \
+                 that answered"
+            ),
+            Violation::MutableAckedShareMissing {
+                op,
+                file,
+                server,
+                shnum,
+            } => write!(
+                f,
+                "op {op}: publish of mutable file {file} acknowledged share {shnum} on server \
+                 {server}, which holds neither that version nor a newer one"
+            ),
+            Violation::MutableUnretrievable {
+                file,
+                acked_seqnum,
+                good_shares,
+                error,
+            } => write!(
+                f,
+                "mutable file {file}: version {acked_seqnum} acknowledged, {good_shares} good \
+                 shares survive, but a fault-free read failed: {error}"
+            ),
         }
     }
 }
@@ -129,8 +205,12 @@ impl fmt::Display for Violation {
 pub enum OpKind {
     Upload,
     Download,
-    /// A fault-free download at the end of a run.
+    /// A fault-free download (or mutable read) at the end of a run.
     FinalCheck,
+    /// A mutable create or update.
+    Publish,
+    /// A mutable read (whole or a range).
+    Retrieve,
 }
 
 /// How one operation went.
@@ -165,8 +245,20 @@ pub struct RunReport {
     pub final_checks: u64,
     /// Acknowledged files that lost too many shares to be checked (expected under faults).
     pub unrecoverable_files: u64,
-    /// `CorruptShare` events: integrity failures the downloads caught.
+    /// `CorruptShare` events: integrity failures the downloads and mutable reads caught.
     pub corrupt_shares_detected: u64,
+    /// Mutable publishes (creates and updates) acknowledged / failed.
+    pub publishes_ok: u64,
+    pub publishes_failed: u64,
+    /// Of the failed publishes, those that lost a race with another writer (`Conflict`).
+    pub conflicts: u64,
+    /// Updates that started while another publish of the same file was running.
+    pub concurrent_publishes: u64,
+    /// Mutable reads (final checks included) that finished / failed.
+    pub retrieves_ok: u64,
+    pub retrieves_failed: u64,
+    /// Mutable operations skipped: the file was not created (yet), or no fixture key was left.
+    pub mutable_skipped: u64,
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
     pub violations: Vec<Violation>,
@@ -202,9 +294,18 @@ impl Violation {
 }
 
 impl RunReport {
-    /// Operations run (uploads, downloads and final checks).
+    /// Operations run (uploads, downloads, mutable publishes and reads, final checks).
     pub fn operations(&self) -> u64 {
-        self.uploads_ok + self.uploads_failed + self.downloads_ok + self.downloads_failed
+        self.uploads_ok
+            + self.uploads_failed
+            + self.downloads_ok
+            + self.downloads_failed
+            + self.mutable_operations()
+    }
+
+    /// Mutable publishes and reads run (final checks included).
+    pub fn mutable_operations(&self) -> u64 {
+        self.publishes_ok + self.publishes_failed + self.retrieves_ok + self.retrieves_failed
     }
 
     pub fn faults_injected(&self) -> u64 {

@@ -21,6 +21,9 @@ pub enum Concern {
     Data = 4,
     /// The shape of the grid: servers, link latencies, bandwidths, capacities.
     Grid = 5,
+    /// Which mutable-file operations run, when, on what sizes (apart from `Workload`, so adding
+    /// them left every seed's immutable workload as it was).
+    Mutable = 6,
 }
 
 /// The RNG of `concern` for the run with this `seed`.

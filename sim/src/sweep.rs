@@ -24,6 +24,9 @@ pub fn repro_command(seed: u64, cfg: &WorkloadConfig) -> String {
     if cfg.max_size != d.max_size {
         cmd += &format!(" --max-size {}", cfg.max_size);
     }
+    if cfg.mutable_ops != d.mutable_ops {
+        cmd += &format!(" --mutable-ops {}", cfg.mutable_ops);
+    }
     if !cfg.faults {
         cmd += " --no-faults";
     }
@@ -42,6 +45,13 @@ pub struct SweepSummary {
     pub final_checks: u64,
     pub unrecoverable_files: u64,
     pub corrupt_shares_detected: u64,
+    pub publishes_ok: u64,
+    pub publishes_failed: u64,
+    pub conflicts: u64,
+    pub concurrent_publishes: u64,
+    pub retrieves_ok: u64,
+    pub retrieves_failed: u64,
+    pub mutable_skipped: u64,
     pub faults: BTreeMap<&'static str, u64>,
     pub events: u64,
     pub virtual_micros: u64,
@@ -67,6 +77,13 @@ impl SweepSummary {
         self.final_checks += r.final_checks;
         self.unrecoverable_files += r.unrecoverable_files;
         self.corrupt_shares_detected += r.corrupt_shares_detected;
+        self.publishes_ok += r.publishes_ok;
+        self.publishes_failed += r.publishes_failed;
+        self.conflicts += r.conflicts;
+        self.concurrent_publishes += r.concurrent_publishes;
+        self.retrieves_ok += r.retrieves_ok;
+        self.retrieves_failed += r.retrieves_failed;
+        self.mutable_skipped += r.mutable_skipped;
         for (k, v) in &r.faults {
             *self.faults.entry(k).or_default() += v;
         }
@@ -79,7 +96,7 @@ impl SweepSummary {
             match t.kind {
                 OpKind::Upload => self.upload_latency.push(sample),
                 OpKind::Download => self.download_latency.push(sample),
-                OpKind::FinalCheck => {}
+                OpKind::FinalCheck | OpKind::Publish | OpKind::Retrieve => {}
             }
         }
         for (k, v) in &r.failure_reasons {
@@ -129,6 +146,26 @@ impl SweepSummary {
             (
                 "  final fault-free checks".into(),
                 self.final_checks.to_string(),
+            ),
+            (
+                "  mutable publishes ok / failed".into(),
+                format!("{} / {}", self.publishes_ok, self.publishes_failed),
+            ),
+            (
+                "    conflicts (uncoordinated writes)".into(),
+                self.conflicts.to_string(),
+            ),
+            (
+                "    updates racing another publish".into(),
+                self.concurrent_publishes.to_string(),
+            ),
+            (
+                "  mutable reads ok / failed".into(),
+                format!("{} / {}", self.retrieves_ok, self.retrieves_failed),
+            ),
+            (
+                "  mutable ops skipped".into(),
+                self.mutable_skipped.to_string(),
             ),
             (
                 "files below k good shares".into(),

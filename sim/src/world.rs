@@ -11,9 +11,16 @@ use std::sync::Arc;
 
 use lafs_core::cap::Cap;
 use lafs_core::codec::CodecKind;
+use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
+use lafs_core::hashtree::Hash;
 use lafs_core::immutable::download::{ChkFile, Download, DownloadConfig, DownloadEvent};
 use lafs_core::immutable::encode::convergent_key;
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadEvent};
+use lafs_core::mutable::layout::{parse_header, MutableFormat};
+use lafs_core::mutable::{
+    FileKeys, Publish, PublishConfig, PublishError, PublishEvent, PublishResult, Retrieve,
+    RetrieveConfig, RetrieveEvent, RetrieveResult, ServerMap,
+};
 use lafs_core::op::{RequestId, Transmit};
 use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::server::{ConnectionId, ServerConfig, StorageServer};
@@ -24,6 +31,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::keys::fixture_keys;
 use crate::net::{Dir, Network};
 use crate::plan::{Fault, OpSpec, Plan, SimParams, Start};
 use crate::queue::EventQueue;
@@ -33,6 +41,9 @@ use crate::trace::Trace;
 
 const CONVERGENCE_SECRET: &[u8] = b"lafs-sim convergence secret.....";
 const LEASE_SECRET: &[u8] = b"lafs-sim lease secret...........";
+/// Mixed into the seed for the contents of mutable versions and for publish randomness.
+const MUTABLE_CONTENT_SALT: u64 = 0x6d75_7461_626c_6531;
+const PUBLISH_SEED_SALT: u64 = 0x7075_626c_6973_6831;
 /// A run that has not settled after this many events is reported, not waited for.
 const EVENT_BUDGET: u64 = 20_000_000;
 
@@ -91,12 +102,16 @@ enum Machine {
     Idle,
     Upload(Box<Upload>),
     Download(Box<Download>),
+    Publish(Box<Publish>),
+    Retrieve(Box<Retrieve>),
 }
 
 #[derive(Debug)]
 enum MachineEvent {
     Upload(UploadEvent),
     Download(DownloadEvent),
+    Publish(PublishEvent),
+    Retrieve(RetrieveEvent),
 }
 
 impl Machine {
@@ -105,6 +120,8 @@ impl Machine {
             Machine::Idle => None,
             Machine::Upload(m) => m.poll_transmit(),
             Machine::Download(m) => m.poll_transmit(),
+            Machine::Publish(m) => m.poll_transmit(),
+            Machine::Retrieve(m) => m.poll_transmit(),
         }
     }
     fn poll_event(&mut self) -> Option<MachineEvent> {
@@ -112,6 +129,8 @@ impl Machine {
             Machine::Idle => None,
             Machine::Upload(m) => m.poll_event().map(MachineEvent::Upload),
             Machine::Download(m) => m.poll_event().map(MachineEvent::Download),
+            Machine::Publish(m) => m.poll_event().map(MachineEvent::Publish),
+            Machine::Retrieve(m) => m.poll_event().map(MachineEvent::Retrieve),
         }
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -119,6 +138,8 @@ impl Machine {
             Machine::Idle => None,
             Machine::Upload(m) => m.poll_timeout(),
             Machine::Download(m) => m.poll_timeout(),
+            Machine::Publish(m) => m.poll_timeout(),
+            Machine::Retrieve(m) => m.poll_timeout(),
         }
     }
     fn handle_input(&mut self, now: Instant, from: ServerId, id: RequestId, r: Response) {
@@ -126,6 +147,8 @@ impl Machine {
             Machine::Idle => {}
             Machine::Upload(m) => m.handle_input(now, from, id, r),
             Machine::Download(m) => m.handle_input(now, from, id, r),
+            Machine::Publish(m) => m.handle_input(now, from, id, r),
+            Machine::Retrieve(m) => m.handle_input(now, from, id, r),
         }
     }
     fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
@@ -133,6 +156,8 @@ impl Machine {
             Machine::Idle => {}
             Machine::Upload(m) => m.handle_server_lost(now, server),
             Machine::Download(m) => m.handle_server_lost(now, server),
+            Machine::Publish(m) => m.handle_server_lost(now, server),
+            Machine::Retrieve(m) => m.handle_server_lost(now, server),
         }
     }
     fn handle_timeout(&mut self, now: Instant) {
@@ -140,6 +165,8 @@ impl Machine {
             Machine::Idle => {}
             Machine::Upload(m) => m.handle_timeout(now),
             Machine::Download(m) => m.handle_timeout(now),
+            Machine::Publish(m) => m.handle_timeout(now),
+            Machine::Retrieve(m) => m.handle_timeout(now),
         }
     }
     fn cancel(&mut self, now: Instant) {
@@ -147,6 +174,8 @@ impl Machine {
             Machine::Idle => {}
             Machine::Upload(m) => m.cancel(now),
             Machine::Download(m) => m.cancel(),
+            // Mutable operations have nothing to abort: dropping them is enough.
+            Machine::Publish(_) | Machine::Retrieve(_) => {}
         }
     }
 }
@@ -168,6 +197,72 @@ struct OpState {
     delivered: u64,
     /// Summary of the last event the machine emitted (for hang reports).
     last_event: String,
+    /// Bytes moved (mutable ops; immutable ones report their file's size).
+    size: Option<u64>,
+    /// Publishes: the index of the contents they write in their file's `attempts`.
+    attempt: Option<usize>,
+    /// Mutable reads: the plaintext released so far.
+    read: Vec<u8>,
+    /// Mutable reads: the newest version acknowledged before the read started.
+    floor: Option<Acked>,
+    /// Mutable reads: faults injected before the read started, and whether a disk was failing
+    /// then (a read that overlaps faults may legitimately fall back to an older version).
+    faults_at_start: u64,
+    disk_errors_at_start: bool,
+}
+
+impl OpState {
+    fn new(client: usize, start: Start, spec: OpSpec, kind: OpKind) -> OpState {
+        OpState {
+            client,
+            start,
+            spec,
+            kind,
+            file: None,
+            machine: Machine::Idle,
+            started: None,
+            finished: None,
+            timer_at: None,
+            used: BTreeSet::new(),
+            delivered: 0,
+            last_event: String::new(),
+            size: None,
+            attempt: None,
+            read: Vec::new(),
+            floor: None,
+            faults_at_start: 0,
+            disk_errors_at_start: false,
+        }
+    }
+}
+
+/// An acknowledged mutable version.
+#[derive(Clone, Debug)]
+struct Acked {
+    seqnum: u64,
+    root: Hash,
+    k: u8,
+}
+
+/// What the simulator knows of one mutable file (numbered apart from immutable files).
+#[derive(Debug, Default)]
+struct MutableState {
+    /// Set when a create starts (the key is spent then).
+    keys: Option<FileKeys>,
+    /// A create was acknowledged: updates and reads may run.
+    created: bool,
+    /// The contents of every publish attempted, acknowledged or not: a publish that failed
+    /// (a lost race, too few servers) may still have left whole versions on some servers.
+    attempts: Vec<Arc<[u8]>>,
+    /// Versions whose contents are known: (seqnum, root hash) -> index in `attempts`. From
+    /// acknowledged publishes, and from whole reads of an unacknowledged one.
+    versions: BTreeMap<(u64, Hash), usize>,
+    /// Acknowledged versions, in acknowledgement order.
+    acked: Vec<Acked>,
+    /// Each client's servermap from its last successful operation on the file.
+    maps: BTreeMap<usize, ServerMap>,
+    /// Publishes of this file now running.
+    publishing: usize,
 }
 
 #[derive(Debug)]
@@ -212,6 +307,9 @@ pub struct Sim {
     descriptors: Vec<ServerDescriptor>,
     server_ix: BTreeMap<ServerId, usize>,
     files: Vec<FileState>,
+    mfiles: Vec<MutableState>,
+    /// The run's RSA keys for mutable files (fixed, so runs replay).
+    keys: FixtureKeys,
     ops: Vec<OpState>,
     /// Shares whose bytes a fault changed: (server, storage index, share number).
     corrupted: BTreeSet<(usize, StorageIndex, u16)>,
@@ -273,6 +371,8 @@ impl Sim {
                     cap: None,
                 })
                 .collect(),
+            mfiles: Vec::new(),
+            keys: fixture_keys(),
             ops: Vec::new(),
             corrupted: BTreeSet::new(),
             deleted: BTreeSet::new(),
@@ -286,23 +386,14 @@ impl Sim {
             trace: Trace::new(keep_trace),
         };
         for (i, op) in plan.ops.iter().enumerate() {
-            sim.ops.push(OpState {
-                client: op.client,
-                start: op.start,
-                spec: op.spec,
-                kind: match op.spec {
-                    OpSpec::Upload { .. } => OpKind::Upload,
-                    _ => OpKind::Download,
-                },
-                file: None,
-                machine: Machine::Idle,
-                started: None,
-                finished: None,
-                timer_at: None,
-                used: BTreeSet::new(),
-                delivered: 0,
-                last_event: String::new(),
-            });
+            let kind = match op.spec {
+                OpSpec::Upload { .. } => OpKind::Upload,
+                OpSpec::MutableCreate { .. } | OpSpec::MutableUpdate { .. } => OpKind::Publish,
+                OpSpec::MutableRead { .. } => OpKind::Retrieve,
+                OpSpec::Download { .. } | OpSpec::DownloadAny => OpKind::Download,
+            };
+            sim.ops
+                .push(OpState::new(op.client, op.start, op.spec, kind));
             match op.start {
                 Start::At(t) => sim.queue.push(t, Ev::Start(i)),
                 Start::AfterPrevious if i == 0 => sim.queue.push(Instant(0), Ev::Start(i)),
@@ -480,8 +571,21 @@ impl Sim {
         self.ops[op].started = Some(now);
         let deadline = now + self.params.op_deadline;
         self.queue.push(deadline, Ev::Deadline { op });
+        match self.ops[op].spec {
+            OpSpec::MutableCreate { file, format, size } => {
+                return self.start_create(op, file, format, size)
+            }
+            OpSpec::MutableUpdate { file, size, warm } => {
+                return self.start_update(op, file, size, warm)
+            }
+            OpSpec::MutableRead { file, range } => return self.start_read(op, file, range),
+            OpSpec::Upload { .. } | OpSpec::Download { .. } | OpSpec::DownloadAny => {}
+        }
         let file = match self.ops[op].spec {
             OpSpec::Upload { file } | OpSpec::Download { file } => Some(file),
+            OpSpec::MutableCreate { .. }
+            | OpSpec::MutableUpdate { .. }
+            | OpSpec::MutableRead { .. } => None,
             OpSpec::DownloadAny => {
                 let acked: Vec<usize> = (0..self.files.len())
                     .filter(|&f| self.files[f].cap.is_some())
@@ -495,6 +599,7 @@ impl Sim {
         };
         self.ops[op].file = Some(file);
         match self.ops[op].kind {
+            OpKind::Publish | OpKind::Retrieve => {}
             OpKind::Upload => {
                 let data = self.file_data(file);
                 let p = self.params.encoding;
@@ -752,6 +857,8 @@ impl Sim {
                 }
                 DownloadEvent::ServerProblem { .. } => {}
             },
+            MachineEvent::Publish(ev) => self.on_publish_event(op, file, ev),
+            MachineEvent::Retrieve(ev) => self.on_retrieve_event(op, file, ev),
         }
     }
 
@@ -798,6 +905,376 @@ impl Sim {
         }
     }
 
+    // ---- mutable files ----
+
+    fn skip_mutable(&mut self, op: usize) {
+        self.report.mutable_skipped += 1;
+        self.end_op(op, false);
+    }
+
+    fn publish_config(&self) -> PublishConfig {
+        let p = self.params.encoding;
+        PublishConfig {
+            k: u8::try_from(p.k).unwrap_or(u8::MAX),
+            n: u8::try_from(p.n).unwrap_or(u8::MAX),
+            request_timeout: self.params.request_timeout,
+            ..PublishConfig::default()
+        }
+    }
+
+    /// Fresh contents for a new publish of mutable `file`: returns their index in `attempts`.
+    fn new_attempt(&mut self, op: usize, file: usize, size: u64) -> (usize, Vec<u8>, [u8; 32]) {
+        let m = &mut self.mfiles[file];
+        let attempt = m.attempts.len();
+        let tag = ((file as u64) << 32) | attempt as u64;
+        let contents = file_bytes(self.seed ^ MUTABLE_CONTENT_SALT, tag, size as usize);
+        m.attempts.push(Arc::from(contents.as_slice()));
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&file_bytes(self.seed ^ PUBLISH_SEED_SALT, tag, 32));
+        let o = &mut self.ops[op];
+        o.file = Some(file);
+        o.attempt = Some(attempt);
+        o.size = Some(size);
+        m.publishing += 1;
+        (attempt, contents, seed)
+    }
+
+    fn start_create(&mut self, op: usize, file: usize, format: MutableFormat, size: u64) {
+        if self.mfiles.len() <= file {
+            self.mfiles.resize_with(file + 1, MutableState::default);
+        }
+        if self.mfiles[file].keys.is_some() {
+            return self.skip_mutable(op);
+        }
+        let Ok(key) = self.keys.next_key() else {
+            return self.skip_mutable(op);
+        };
+        self.mfiles[file].keys = Some(FileKeys::from_key(format, &key));
+        let (_, contents, seed) = self.new_attempt(op, file, size);
+        let p = Publish::create(
+            self.now,
+            self.publish_config(),
+            format,
+            key,
+            contents,
+            &self.descriptors,
+            LEASE_SECRET,
+            seed,
+        );
+        self.ops[op].machine = Machine::Publish(Box::new(p));
+        self.drain(op);
+    }
+
+    /// The keys of mutable `file`, once a create of it was acknowledged.
+    fn created_keys(&self, file: usize) -> Option<FileKeys> {
+        let m = self.mfiles.get(file)?;
+        if m.created {
+            m.keys.clone()
+        } else {
+            None
+        }
+    }
+
+    fn start_update(&mut self, op: usize, file: usize, size: u64, warm: bool) {
+        let Some(keys) = self.created_keys(file) else {
+            return self.skip_mutable(op);
+        };
+        let client = self.ops[op].client;
+        let map = if warm {
+            self.mfiles[file].maps.get(&client).cloned()
+        } else {
+            None
+        };
+        if self.mfiles[file].publishing > 0 {
+            self.report.concurrent_publishes += 1;
+        }
+        let (_, contents, seed) = self.new_attempt(op, file, size);
+        let p = Publish::update(
+            self.now,
+            self.publish_config(),
+            keys,
+            contents,
+            &self.descriptors,
+            map,
+            LEASE_SECRET,
+            seed,
+        );
+        self.ops[op].machine = Machine::Publish(Box::new(p));
+        self.drain(op);
+    }
+
+    fn start_read(&mut self, op: usize, file: usize, range: Option<(u64, u64)>) {
+        let Some(keys) = self.created_keys(file) else {
+            return self.skip_mutable(op);
+        };
+        let now = self.now;
+        let floor = self.newest_acked(file);
+        let faults = self.report.faults_injected();
+        let disk_errors = self.servers.iter().any(|s| s.disk_errors_until > now);
+        let o = &mut self.ops[op];
+        o.file = Some(file);
+        o.floor = floor;
+        o.faults_at_start = faults;
+        o.disk_errors_at_start = disk_errors;
+        let config = RetrieveConfig {
+            request_timeout: self.params.request_timeout,
+            ..RetrieveConfig::default()
+        };
+        let r = Retrieve::new(now, config, keys, &self.descriptors, range);
+        self.ops[op].machine = Machine::Retrieve(Box::new(r));
+        self.drain(op);
+    }
+
+    /// The acknowledged version of mutable `file` with the highest sequence number.
+    fn newest_acked(&self, file: usize) -> Option<Acked> {
+        self.mfiles
+            .get(file)?
+            .acked
+            .iter()
+            .max_by_key(|a| a.seqnum)
+            .cloned()
+    }
+
+    /// Distinct share numbers of `version` of mutable `file` held intact (never corrupted by a
+    /// fault) on `among` servers (all if `None`).
+    fn good_mutable_shares(
+        &self,
+        file: usize,
+        version: &Acked,
+        among: Option<&BTreeSet<usize>>,
+    ) -> usize {
+        let Some(si) = self.mfiles[file].keys.as_ref().map(|k| k.storage_index) else {
+            return 0;
+        };
+        let mut good = BTreeSet::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            if among.is_some_and(|set| !set.contains(&i)) {
+                continue;
+            }
+            let store = s.server.store();
+            for (share_si, shnum, _) in store.mutable_shares() {
+                if share_si != si || self.corrupted.contains(&(i, si, shnum)) {
+                    continue;
+                }
+                let Some(bytes) = store.share_bytes(&si, shnum) else {
+                    continue;
+                };
+                if let Ok((prefix, _)) = parse_header(bytes) {
+                    if prefix.seqnum == version.seqnum && prefix.root_hash == version.root {
+                        good.insert(shnum);
+                    }
+                }
+            }
+        }
+        good.len()
+    }
+
+    fn on_publish_event(&mut self, op: usize, file: usize, ev: PublishEvent) {
+        match ev {
+            PublishEvent::Done(result) => {
+                self.report.publishes_ok += 1;
+                let result: PublishResult = *result;
+                let v = &result.version;
+                let client = self.ops[op].client;
+                let m = &mut self.mfiles[file];
+                if let Some(attempt) = self.ops[op].attempt {
+                    m.versions.insert((v.seqnum, v.root_hash), attempt);
+                }
+                m.acked.push(Acked {
+                    seqnum: v.seqnum,
+                    root: v.root_hash,
+                    k: v.k,
+                });
+                m.created = true;
+                self.check_publish_ack(op, file, &result);
+                self.mfiles[file].maps.insert(client, result.map);
+                self.end_op(op, true);
+            }
+            PublishEvent::Failed(e) => {
+                self.report.publishes_failed += 1;
+                if matches!(e, PublishError::Conflict { .. }) {
+                    self.report.conflicts += 1;
+                }
+                self.failure_reason("publish", &e.to_string());
+                // The loser of a race must re-read: its map is stale.
+                let client = self.ops[op].client;
+                self.mfiles[file].maps.remove(&client);
+                self.end_op(op, false);
+            }
+        }
+    }
+
+    /// Every share an acknowledged publish claims must hold its version, or a newer one a
+    /// later writer (who saw ours) put there, unless a fault deleted or corrupted it.
+    fn check_publish_ack(&mut self, op: usize, file: usize, result: &PublishResult) {
+        let Some(si) = self.mfiles[file].keys.as_ref().map(|k| k.storage_index) else {
+            return;
+        };
+        let v = &result.version;
+        for (id, shnum) in &result.placed {
+            let Some(&server) = self.server_ix.get(id) else {
+                continue;
+            };
+            let key = (server, si, *shnum);
+            if self.deleted.contains(&key) || self.corrupted.contains(&key) {
+                continue;
+            }
+            let held = self.servers[server].server.store().share_bytes(&si, *shnum);
+            let ok = held
+                .and_then(|b| parse_header(b).ok())
+                .is_some_and(|(p, _)| {
+                    p.seqnum > v.seqnum || (p.seqnum == v.seqnum && p.root_hash == v.root_hash)
+                });
+            if !ok {
+                self.report
+                    .violations
+                    .push(Violation::MutableAckedShareMissing {
+                        op,
+                        file,
+                        server,
+                        shnum: *shnum,
+                    });
+            }
+        }
+    }
+
+    fn on_retrieve_event(&mut self, op: usize, file: usize, ev: RetrieveEvent) {
+        match ev {
+            RetrieveEvent::Data { offset, bytes } => {
+                let start = match self.ops[op].spec {
+                    OpSpec::MutableRead {
+                        range: Some((o, _)),
+                        ..
+                    } => o,
+                    _ => 0,
+                };
+                let o = &mut self.ops[op];
+                let expected = start + o.read.len() as u64;
+                if offset != expected && o.delivered == 0 {
+                    // Reported once per read; `delivered` marks it.
+                    o.delivered = 1;
+                    self.report.violations.push(Violation::TornRead {
+                        op,
+                        file,
+                        seqnum: 0,
+                        detail: format!("data at offset {offset}, expected {expected}"),
+                    });
+                }
+                let o = &mut self.ops[op];
+                o.read.extend_from_slice(&bytes);
+            }
+            RetrieveEvent::CorruptShare { .. } => self.report.corrupt_shares_detected += 1,
+            RetrieveEvent::Done(result) => {
+                self.report.retrieves_ok += 1;
+                let result: RetrieveResult = *result;
+                self.verify_read(op, file, &result);
+                self.ops[op].size = Some(self.ops[op].read.len() as u64);
+                if self.ops[op].kind == OpKind::Retrieve {
+                    let client = self.ops[op].client;
+                    self.mfiles[file].maps.insert(client, result.map);
+                }
+                self.end_op(op, true);
+            }
+            RetrieveEvent::Failed(e) => {
+                self.report.retrieves_failed += 1;
+                self.failure_reason("mutable read", &e.to_string());
+                if self.ops[op].kind == OpKind::FinalCheck {
+                    if let Some(newest) = self.newest_acked(file) {
+                        let good = self.good_mutable_shares(file, &newest, None);
+                        if good >= usize::from(newest.k) {
+                            self.report
+                                .violations
+                                .push(Violation::MutableUnretrievable {
+                                    file,
+                                    acked_seqnum: newest.seqnum,
+                                    good_shares: good,
+                                    error: e.to_string(),
+                                });
+                        }
+                    }
+                }
+                self.end_op(op, false);
+            }
+        }
+    }
+
+    /// A finished read must have released exactly (the asked range of) one version some
+    /// publish wrote, and no version older than one acknowledged before it started while that
+    /// one kept k good shares on the servers the read heard from.
+    fn verify_read(&mut self, op: usize, file: usize, result: &RetrieveResult) {
+        let v = &result.version;
+        let len = v.data_length;
+        let (a, b) = match self.ops[op].spec {
+            OpSpec::MutableRead {
+                range: Some((o, l)),
+                ..
+            } => (o.min(len), o.saturating_add(l).min(len)),
+            _ => (0, len),
+        };
+        let whole = (a, b) == (0, len);
+        let got = &self.ops[op].read;
+        let m = &self.mfiles[file];
+        let fits = |c: &[u8]| {
+            c.len() as u64 == len && c.get(a as usize..b as usize) == Some(got.as_slice())
+        };
+        let known = m.versions.get(&(v.seqnum, v.root_hash)).copied();
+        let matched = match known {
+            Some(i) => m.attempts.get(i).is_some_and(|c| fits(c)).then_some(i),
+            None => m.attempts.iter().position(|c| fits(c)),
+        };
+        match matched {
+            Some(i) if known.is_none() && whole => {
+                // An unacknowledged version, now identified: later reads must agree.
+                self.mfiles[file]
+                    .versions
+                    .insert((v.seqnum, v.root_hash), i);
+            }
+            Some(_) => {}
+            None => {
+                let detail = if known.is_some() {
+                    format!("bytes {a}..{b} differ from what that version was published with")
+                } else {
+                    format!(
+                        "{} bytes for {a}..{b} of a {len}-byte version match no publish",
+                        got.len()
+                    )
+                };
+                self.report.violations.push(Violation::TornRead {
+                    op,
+                    file,
+                    seqnum: v.seqnum,
+                    detail,
+                });
+            }
+        }
+        // No acknowledged write lost.
+        let Some(floor) = self.ops[op].floor.clone() else {
+            return;
+        };
+        let quiet = self.report.faults_injected() == self.ops[op].faults_at_start
+            && !self.ops[op].disk_errors_at_start;
+        if v.seqnum >= floor.seqnum || !quiet {
+            return;
+        }
+        let heard: BTreeSet<usize> = result
+            .map
+            .answered
+            .iter()
+            .filter(|id| !result.map.failed.contains(id))
+            .filter_map(|id| self.server_ix.get(id).copied())
+            .collect();
+        let good = self.good_mutable_shares(file, &floor, Some(&heard));
+        if good >= usize::from(floor.k) {
+            self.report.violations.push(Violation::LostWrite {
+                op,
+                file,
+                got_seqnum: v.seqnum,
+                acked_seqnum: floor.seqnum,
+                good_shares: good,
+            });
+        }
+    }
+
     fn failure_reason(&mut self, what: &str, error: &str) {
         // The words before the first digit or colon name the kind of failure.
         let head: String = error
@@ -817,10 +1294,19 @@ impl Sim {
         o.finished = Some(now);
         o.timer_at = None;
         let file = o.file.unwrap_or(0);
+        if o.attempt.is_some() {
+            if let Some(m) = self.mfiles.get_mut(file) {
+                m.publishing = m.publishing.saturating_sub(1);
+            }
+        }
+        let size = match o.size {
+            Some(size) => size,
+            None => self.files.get(file).map_or(0, |f| f.size),
+        };
         self.report.timings.push(OpTiming {
             kind: o.kind,
             file,
-            size: self.files.get(file).map_or(0, |f| f.size),
+            size,
             start: o.started.unwrap_or(now),
             end: now,
             ok,
@@ -1032,20 +1518,30 @@ impl Sim {
                 continue;
             }
             let op = self.ops.len();
-            self.ops.push(OpState {
-                client: 0,
-                start: Start::At(self.now),
-                spec: OpSpec::Download { file },
-                kind: OpKind::FinalCheck,
-                file: None,
-                machine: Machine::Idle,
-                started: None,
-                finished: None,
-                timer_at: None,
-                used: BTreeSet::new(),
-                delivered: 0,
-                last_event: String::new(),
-            });
+            self.ops.push(OpState::new(
+                0,
+                Start::At(self.now),
+                OpSpec::Download { file },
+                OpKind::FinalCheck,
+            ));
+            self.report.final_checks += 1;
+            self.queue.push(self.now, Ev::Start(op));
+        }
+        for file in 0..self.mfiles.len() {
+            let Some(newest) = self.newest_acked(file) else {
+                continue;
+            };
+            if self.good_mutable_shares(file, &newest, None) < usize::from(newest.k) {
+                self.report.unrecoverable_files += 1;
+                continue;
+            }
+            let op = self.ops.len();
+            self.ops.push(OpState::new(
+                0,
+                Start::At(self.now),
+                OpSpec::MutableRead { file, range: None },
+                OpKind::FinalCheck,
+            ));
             self.report.final_checks += 1;
             self.queue.push(self.now, Ev::Start(op));
         }
@@ -1175,5 +1671,24 @@ fn event_summary(ev: &MachineEvent) -> String {
             format!("download data {}+{}", offset, bytes.len())
         }
         MachineEvent::Download(e) => format!("download {e:?}"),
+        MachineEvent::Publish(PublishEvent::Done(r)) => format!(
+            "publish done, version {} ({} shares placed)",
+            r.version.seqnum,
+            r.placed.len()
+        ),
+        MachineEvent::Publish(PublishEvent::Failed(e)) => format!("publish failed: {e}"),
+        MachineEvent::Retrieve(RetrieveEvent::Data { offset, bytes }) => {
+            format!("retrieve data {}+{}", offset, bytes.len())
+        }
+        MachineEvent::Retrieve(RetrieveEvent::CorruptShare {
+            server,
+            shnum,
+            error,
+        }) => format!("retrieve: corrupt share {shnum} on {server:?}: {error}"),
+        MachineEvent::Retrieve(RetrieveEvent::Done(r)) => format!(
+            "retrieve done, version {} ({} bytes)",
+            r.version.seqnum, r.version.data_length
+        ),
+        MachineEvent::Retrieve(RetrieveEvent::Failed(e)) => format!("retrieve failed: {e}"),
     }
 }
