@@ -67,7 +67,7 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 
 /// A store for one server: fsynced disk shares under `dir`, or memory.
 enum AnyStore {
-    Disk(DiskShareStore),
+    Disk(Box<DiskShareStore>),
     Memory(MemoryShareStore),
 }
 
@@ -79,7 +79,9 @@ fn store(memory: bool, dir: &std::path::Path) -> AnyStore {
             reserved_space: 0,
             ..DiskStoreConfig::default()
         };
-        AnyStore::Disk(DiskShareStore::open(dir, config).expect("disk store"))
+        AnyStore::Disk(Box::new(
+            DiskShareStore::open(dir, config).expect("disk store"),
+        ))
     }
 }
 
@@ -113,7 +115,7 @@ fn run_std(o: &Options, dir: &std::path::Path) -> Figures {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let handle = match store(o.memory, &dir.join(format!("std-{i}"))) {
             AnyStore::Disk(s) => {
-                std_net::serve(listener, StorageServer::new(s, ServerConfig::default()))
+                std_net::serve(listener, StorageServer::new(*s, ServerConfig::default()))
             }
             AnyStore::Memory(s) => {
                 std_net::serve(listener, StorageServer::new(s, ServerConfig::default()))
@@ -196,7 +198,7 @@ fn run_smol(o: &Options, dir: &std::path::Path) -> Figures {
     let mut entries = Vec::new();
     for i in 0..SERVERS {
         let (addr, stop, thread) = match store(o.memory, &dir.join(format!("smol-{i}"))) {
-            AnyStore::Disk(s) => smol_server(s),
+            AnyStore::Disk(s) => smol_server(*s),
             AnyStore::Memory(s) => smol_server(s),
         };
         entries.push(lafs_runtime_smol::ServerEntry {
@@ -208,10 +210,16 @@ fn run_smol(o: &Options, dir: &std::path::Path) -> Figures {
     }
     let mut config = lafs_runtime_smol::ClientConfig::new(b"parity".to_vec(), b"lease".to_vec());
     config.upload = params();
-    let client = lafs_runtime_smol::GridClient::new(entries, config);
-    let figures = smol::block_on(async {
+    let client = std::sync::Arc::new(lafs_runtime_smol::GridClient::new(entries, config));
+    // The workload runs as a task on smol's executor, next to the connections' reader tasks
+    // (answers then reach the operation without crossing threads).
+    let small = o.small;
+    let mb = o.mb;
+    let workload = std::sync::Arc::clone(&client);
+    let figures = smol::block_on(smol::spawn(async move {
+        let client = workload;
         let (mut up, mut down) = (Vec::new(), Vec::new());
-        for i in 0..o.small {
+        for i in 0..small {
             let bytes = data(1000, i as u64);
             let t = Instant::now();
             let cap = client.upload_bytes(&bytes).await.expect("upload").cap;
@@ -221,7 +229,7 @@ fn run_smol(o: &Options, dir: &std::path::Path) -> Figures {
             down.push(t.elapsed().as_secs_f64() * 1e3);
             assert!(out == bytes);
         }
-        let big = data((o.mb * 1_000_000) as usize, 99);
+        let big = data((mb * 1_000_000) as usize, 99);
         let t = Instant::now();
         let cap = client.upload_bytes(&big).await.expect("upload").cap;
         let up_s = t.elapsed().as_secs_f64();
@@ -236,7 +244,7 @@ fn run_smol(o: &Options, dir: &std::path::Path) -> Figures {
             up_mbps: mbps(big.len() as u64, up_s),
             down_mbps: mbps(big.len() as u64, down_s),
         }
-    });
+    }));
     drop(client);
     for (stop, thread) in running {
         drop(stop);
@@ -279,7 +287,8 @@ fn main() {
     println!();
     println!("| measure | runtime-std | runtime-smol | smol vs std |");
     println!("|---|---|---|---|");
-    let rows: [(&str, fn(&Figures) -> f64, bool, &str); 4] = [
+    type Row = (&'static str, fn(&Figures) -> f64, bool, &'static str);
+    let rows: [Row; 4] = [
         ("1 kB upload latency p50", |f| f.up_p50, true, "ms"),
         ("1 kB download latency p50", |f| f.down_p50, true, "ms"),
         ("upload throughput", |f| f.up_mbps, false, "MB/s"),
