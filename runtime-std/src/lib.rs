@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod debug;
+pub mod dirs;
 pub mod disk_store;
 pub mod keypool;
 pub mod leases;
