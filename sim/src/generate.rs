@@ -196,6 +196,7 @@ fn mutable_ops(seed: u64, cfg: &WorkloadConfig, clients: usize, span: f64) -> Ve
     let files = m.gen_range(1..=MUTABLE_FILES.min(cfg.mutable_ops));
     let mut formats = Vec::new();
     let mut largest = Vec::new();
+    let mut created_at = Vec::new();
     let mean_gap = (span / cfg.mutable_ops as f64).max(1_000.0);
     let mut t = m.gen_range(0.0..=mean_gap);
     let at = |t: f64| Start::At(Instant(t as u64));
@@ -208,6 +209,7 @@ fn mutable_ops(seed: u64, cfg: &WorkloadConfig, clients: usize, span: f64) -> Ve
         let size = mutable_size(&mut m, format);
         formats.push(format);
         largest.push(size);
+        created_at.push(t);
         out.push(PlannedOp {
             start: at(t),
             client: m.gen_range(0..clients),
@@ -216,7 +218,9 @@ fn mutable_ops(seed: u64, cfg: &WorkloadConfig, clients: usize, span: f64) -> Ve
         t += exponential(&mut m, mean_gap);
     }
     while out.len() < cfg.mutable_ops {
-        let file = m.gen_range(0..files);
+        // Mostly files whose create had time to finish (later ones are skipped if not).
+        let ready = created_at.iter().filter(|&&c| c + 300_000.0 <= t).count();
+        let file = m.gen_range(0..ready.max(1));
         let format = formats[file];
         let roll: f64 = m.gen();
         if roll < 0.4 {

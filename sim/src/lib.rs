@@ -1,7 +1,7 @@
 //! lafs-sim: deterministic simulation of a lafs grid in virtual time.
 //!
-//! Real lafs-core state machines (immutable `Upload`/`Download` on the client side,
-//! `StorageServer` over `MemoryShareStore` on the server side) exchange messages through a
+//! Real lafs-core state machines (immutable `Upload`/`Download` and mutable `Publish`/`Retrieve`
+//! on the client side, `StorageServer` over `MemoryShareStore` on the server side) exchange messages through a
 //! modelled network (latency, jitter, one FIFO uplink per node, ordered connections, resets,
 //! partitions, stalls) while seeded faults crash servers, fill disks, corrupt and lose shares.
 //! One seed drives everything, so `SIM_SEED=N` replays a run exactly.
@@ -15,13 +15,27 @@
 //! - [`world`]: the engine, the drain rule, fault injection and the invariant checks;
 //! - [`report`], [`trace`]: what a run found, and its event trace;
 //! - [`sweep`]: many seeds; [`seeds`]: `SIM_SEED` / `SIM_SEEDS` parsing;
-//! - [`dsl`]: the old Tahoe DSL performance experiment.
+//! - [`dsl`]: the old Tahoe DSL performance experiment;
+//! - [`keys`]: the fixed RSA keys mutable files are created with (no key generation in a run).
+//!
+//! Operation kinds in the seeded workloads: immutable uploads, re-uploads and downloads; mutable
+//! creates (SDMF, MDMF small and multi-segment), updates with the writer's last servermap
+//! (warm, possibly stale) or cold, bursts of two or three writers updating one file within a
+//! few milliseconds (the losers get `Conflict`), and whole or ranged (MDMF) reads, some in the
+//! middle of a race. The mutable part comes from its own random stream, so it left every seed's
+//! immutable workload as it was.
 //!
 //! Invariants checked on every run: downloads only ever release the uploaded bytes, in order;
 //! an acknowledged upload is happy and its shares are committed where it says; every operation
 //! ends before its deadline (a hang is reported with the op's `poll_timeout`); a download of an
 //! intact file before any fault succeeds; and, after healing every fault, each acknowledged
-//! file with at least k good shares left downloads correctly. Violations that match a known,
+//! file with at least k good shares left downloads correctly. For mutable files: a read
+//! releases exactly (the asked range of) one version some publish wrote, acknowledged or not
+//! (a publish that lost a race may still have landed whole shares) — never a mix; a read that
+//! started after version V was acknowledged, and ran while no fault struck, returns V or a newer
+//! version whenever k good shares of V sat on the servers it heard from; every share an
+//! acknowledged publish claims holds its version or a newer one; and, after healing, each file
+//! whose newest acknowledged version kept k good shares reads back. Violations that match a known,
 //! still-open lafs-core bug are reported apart ([`Violation::known_core_bug`]).
 //!
 //! Run it: `cargo run -p lafs-sim --release -- sweep --seeds 0..1000`, replay one seed with

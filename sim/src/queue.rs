@@ -66,6 +66,11 @@ impl<E> EventQueue<E> {
         self.heap.pop().map(|e| (e.at, e.seq, e.event))
     }
 
+    /// When the earliest event is due.
+    pub fn next_at(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.at)
+    }
+
     pub fn len(&self) -> usize {
         self.heap.len()
     }

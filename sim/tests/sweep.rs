@@ -38,6 +38,12 @@ fn sweep() {
         eprintln!("known lafs-core bug ({bug}): seeds {hit:?}");
     }
     assert!(summary.operations > 0);
+    if seeds.end - seeds.start >= 100 {
+        // Mutable files are part of every sweep: publishes, lost races, reads.
+        assert!(summary.publishes_ok > 0, "{}", summary.table());
+        assert!(summary.conflicts > 0, "{}", summary.table());
+        assert!(summary.retrieves_ok > 0, "{}", summary.table());
+    }
     if !summary.failures.is_empty() {
         let lines: Vec<String> = summary
             .failures
@@ -65,6 +71,11 @@ fn one_seed_twice_gives_the_same_trace() {
         // Tracing lines or not does not change the run.
         assert_eq!(Sim::run(&plan), a, "seed {seed}");
         assert!(a.events > 100);
+        // The replayed runs include mutable publishes and reads.
+        assert!(
+            a.publishes_ok > 0 && a.retrieves_ok > 0,
+            "seed {seed}: {a:?}"
+        );
     }
 }
 
