@@ -181,7 +181,7 @@ fn least_squares(points: &[(f64, f64)]) -> (f64, f64) {
     (my - slope * mx, slope)
 }
 
-/// Options of `lafs bench`.
+/// Options of `lafs bench`. (The mutable-file and directory rows are in `bench_mutable`.)
 #[derive(Clone, Copy, Debug)]
 pub struct BenchOptions {
     pub small_files: usize,
@@ -346,7 +346,7 @@ fn run_in(dir: &Path, o: BenchOptions, out: &mut dyn std::io::Write) -> Result<(
     for r in rows {
         writeln!(out, "{r}").map_err(io)?;
     }
-    Ok(())
+    crate::bench_mutable::run(&client, out)
 }
 
 fn met(ok: bool) -> &'static str {

@@ -7,6 +7,7 @@
 
 pub mod aliases;
 pub mod bench;
+pub mod bench_mutable;
 pub mod cli;
 pub mod clock;
 pub mod debug;
