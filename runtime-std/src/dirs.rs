@@ -459,6 +459,23 @@ impl<'a> DirClient<'a> {
         })
     }
 
+    /// The access to `dircap` and its child `name`, from the remembered state when there is
+    /// one (no round trip), else read. For checks before an edit only: the edit itself is
+    /// checked again against the state it publishes over, so a stale answer costs a retry at
+    /// most, never a wrong write.
+    fn peek_child(
+        &mut self,
+        dircap: &Cap,
+        dir_path: &[String],
+        name: &str,
+    ) -> Result<(Access, Option<Child>), DirError> {
+        if let Some(c) = self.cache.get(dircap) {
+            return Ok((c.dir.access(), c.dir.get(name).cloned()));
+        }
+        let dir = self.read(dircap, dir_path)?;
+        Ok((dir.access(), dir.get(name).cloned()))
+    }
+
     /// The directory holding the last name of `path`, and that name.
     fn parent(
         &mut self,
@@ -507,12 +524,15 @@ impl<'a> DirClient<'a> {
         parents: bool,
     ) -> Result<Cap, DirError> {
         let (parent, name) = self.parent(root, path, parents.then_some(format), "made")?;
-        // Refuse before spending a key when the name is taken.
-        if self
-            .read(&parent, &path[..path.len() - 1])?
-            .get(&name)
-            .is_some()
-        {
+        // Refuse before spending a key when the name is taken or the parent is read-only.
+        let (access, existing) = self.peek_child(&parent, &path[..path.len() - 1], &name)?;
+        if !matches!(access, Access::ReadWrite { .. }) {
+            return Err(DirError::ReadOnly {
+                path: show_path(&path[..path.len() - 1]),
+                kind: dir_cap(&parent, path)?.kind_name(),
+            });
+        }
+        if existing.is_some() {
             return Err(DirError::Exists {
                 path: show_path(path),
             });
@@ -549,14 +569,14 @@ impl<'a> DirClient<'a> {
             "replaced by a file",
         )?;
         // Check the link can be made before uploading anything.
-        let dir = self.read(&parent, &path[..path.len() - 1])?;
-        if !matches!(dir.access(), Access::ReadWrite { .. }) {
+        let (access, existing) = self.peek_child(&parent, &path[..path.len() - 1], &name)?;
+        if !matches!(access, Access::ReadWrite { .. }) {
             return Err(DirError::ReadOnly {
                 path: show_path(&path[..path.len() - 1]),
                 kind: dir_cap(&parent, path)?.kind_name(),
             });
         }
-        if let Some(existing) = dir.get(&name) {
+        if let Some(existing) = existing {
             let refused = match overwrite {
                 Overwrite::No => Some(EditError::ExistingChild { name: name.clone() }),
                 Overwrite::OnlyFiles if existing.cap.is_directory() => {

@@ -323,6 +323,20 @@ fn cached_edits_cost_one_round_trip() {
         assert_eq!(after.round_trips - before.round_trips, 1, "edit {i}");
         assert_eq!(after.reads, before.reads, "no read for a cached edit");
     }
+    // Upload + link into a remembered directory: the upload's round trip plus one publish.
+    let before = dirs.stats();
+    let data = vec![5u8; 5000];
+    dirs.put_file(
+        &root,
+        &path("uploaded.bin"),
+        data.len() as u64,
+        &mut std::io::Cursor::new(data),
+        Overwrite::No,
+        false,
+    )
+    .unwrap();
+    assert_eq!(dirs.stats().round_trips - before.round_trips, 2, "put_file");
+    dirs.unlink(&root, &path("uploaded.bin")).unwrap();
     // Cold: one read plus one publish.
     dirs.clear_cache();
     let before = dirs.stats();
