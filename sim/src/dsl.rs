@@ -80,6 +80,7 @@ impl DslSetup {
                 op_deadline: Duration::from_secs(3600),
                 server_capacity: 1 << 40,
                 final_check: false,
+                codec: lafs_core::codec::CodecKind::Zfec,
             },
             net: NetConfig::uniform(
                 1,

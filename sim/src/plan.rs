@@ -25,6 +25,8 @@ pub struct SimParams {
     /// Download each acknowledged file again at the end, fault-free, when enough good shares
     /// survive, and compare its bytes.
     pub final_check: bool,
+    /// The erasure code uploads use (downloads read it from each file's extension block).
+    pub codec: lafs_core::codec::CodecKind,
 }
 
 impl Default for SimParams {
@@ -41,6 +43,7 @@ impl Default for SimParams {
             op_deadline: Duration::from_secs(300),
             server_capacity: 1 << 40,
             final_check: true,
+            codec: lafs_core::codec::CodecKind::Zfec,
         }
     }
 }

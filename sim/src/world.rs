@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use lafs_core::cap::Cap;
-use lafs_core::codec::CodecKind;
 use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
 use lafs_core::hashtree::Hash;
 use lafs_core::immutable::download::{ChkFile, Download, DownloadConfig, DownloadEvent};
@@ -620,7 +619,7 @@ impl Sim {
                 });
                 let config = UploadConfig {
                     params: p,
-                    codec: CodecKind::Zfec,
+                    codec: self.params.codec,
                     window_bytes: self.params.window_bytes,
                     request_timeout: self.params.request_timeout,
                 };

@@ -142,6 +142,7 @@ impl Driver for SimDriver {
             encoding: setup.encoding,
             request_timeout: Duration::from_secs(5),
             final_check: false,
+            codec: setup.codec,
             ..SimParams::default()
         };
         let plan = Plan {
@@ -168,9 +169,9 @@ impl Driver for SimDriver {
         }
     }
 
-    /// The simulator's uploads always use zfec (`SimParams` has no codec choice yet).
-    fn supports(codec: CodecKind) -> bool {
-        codec == CodecKind::Zfec
+    /// Every codec: `SimParams::codec` picks the uploads' code.
+    fn supports(_codec: CodecKind) -> bool {
+        true
     }
 
     fn upload(&mut self, file: usize, size: u64) -> Result<Uploaded, String> {
