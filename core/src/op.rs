@@ -30,6 +30,37 @@ pub fn derivation_node_id(server: &ServerId) -> [u8; 20] {
     id
 }
 
+/// One client's lease secrets for one file, from which each server's lease secrets derive
+/// (Tahoe's client → file → bucket chain), so every operation renews the same leases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileLeaseSecrets {
+    renewal: [u8; 32],
+    cancel: [u8; 32],
+}
+
+impl FileLeaseSecrets {
+    /// From the node's lease secret (Tahoe's `private/secret`) and the file's storage index.
+    pub fn new(lease_secret: &[u8], storage_index: &[u8; 16]) -> FileLeaseSecrets {
+        use crate::crypto::{
+            client_cancel_secret, client_renewal_secret, file_cancel_secret, file_renewal_secret,
+        };
+        FileLeaseSecrets {
+            renewal: file_renewal_secret(&client_renewal_secret(lease_secret), storage_index),
+            cancel: file_cancel_secret(&client_cancel_secret(lease_secret), storage_index),
+        }
+    }
+
+    /// The lease secrets presented to `server`.
+    pub fn for_server(&self, server: &ServerId) -> crate::wire::LeaseSecrets {
+        use crate::crypto::{bucket_cancel_secret, bucket_renewal_secret};
+        let node = derivation_node_id(server);
+        crate::wire::LeaseSecrets {
+            renew: bucket_renewal_secret(&self.renewal, &node),
+            cancel: bucket_cancel_secret(&self.cancel, &node),
+        }
+    }
+}
+
 /// The calls every client operation shares, so one driver loop can run any of them.
 ///
 /// Operation-specific mutators (`provide_segment`, `cancel`) stay inherent methods; a driver

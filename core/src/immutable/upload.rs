@@ -23,20 +23,17 @@ use std::sync::Arc;
 
 use crate::cap::Cap;
 use crate::codec::{Codec, CodecError, CodecKind};
-use crate::crypto::{
-    bucket_cancel_secret, bucket_renewal_secret, client_cancel_secret, client_renewal_secret,
-    file_cancel_secret, file_renewal_secret, storage_index_from_key,
-};
+use crate::crypto::storage_index_from_key;
 use crate::immutable::encode::{ChkEncoder, EncodeError, EncodedFile};
 use crate::immutable::layout::ShareLayout;
 use crate::immutable::params::{EncodingParams, Geometry, ParamsError, LIT_THRESHOLD};
-use crate::op::{derivation_node_id, RequestId, Transmit};
+use crate::op::{FileLeaseSecrets, RequestId, Transmit};
 use crate::placement::{
     permuted_order, Assignment, Outcome, PlacementError, PlacementParams, Planner, RefusalReason,
     ServerDescriptor, ServerId, Status,
 };
 use crate::time::{Duration, Instant};
-use crate::wire::{LeaseSecrets, Request, Response, ShareWrite, ShareWriteOutcome, StorageIndex};
+use crate::wire::{Request, Response, ShareWrite, ShareWriteOutcome, StorageIndex};
 
 /// How an upload behaves; `Default` is Tahoe's 3-of-10, happy 7, 1 MiB segments, zfec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,8 +145,7 @@ pub struct Upload {
     key: [u8; 16],
     size: u64,
     storage_index: StorageIndex,
-    file_renewal: [u8; 32],
-    file_cancel: [u8; 32],
+    leases: FileLeaseSecrets,
     phase: Phase,
     geometry: Option<Geometry>,
     layout: Option<ShareLayout>,
@@ -189,8 +185,7 @@ impl Upload {
             key,
             size,
             storage_index,
-            file_renewal: file_renewal_secret(&client_renewal_secret(lease_secret), &storage_index),
-            file_cancel: file_cancel_secret(&client_cancel_secret(lease_secret), &storage_index),
+            leases: FileLeaseSecrets::new(lease_secret, &storage_index),
             phase: Phase::First,
             geometry: None,
             layout: None,
@@ -354,14 +349,6 @@ impl Upload {
 
     // ---- sending ----
 
-    fn lease_for(&self, server: &ServerId) -> LeaseSecrets {
-        let node = derivation_node_id(server);
-        LeaseSecrets {
-            renew: bucket_renewal_secret(&self.file_renewal, &node),
-            cancel: bucket_cancel_secret(&self.file_cancel, &node),
-        }
-    }
-
     fn send(&mut self, now: Instant, server: ServerId, writes: Vec<ShareWrite>, allocation: bool) {
         let layout = self.layout.expect("layout exists once encoding started");
         let bytes: u64 = writes.iter().map(|w| w.data.len() as u64).sum();
@@ -381,7 +368,7 @@ impl Upload {
         self.writers.entry(server).or_default().unacked += bytes;
         let request = Request::ImmutableWrite {
             storage_index: self.storage_index,
-            lease: self.lease_for(&server),
+            lease: self.leases.for_server(&server),
             allocated_size: layout.share_size(),
             total_shares: self.config.params.n as u16,
             writes,

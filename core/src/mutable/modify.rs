@@ -19,18 +19,14 @@ use super::share::{
 };
 use crate::codec::Codec;
 use crate::crypto::drbg::Drbg;
-use crate::crypto::{
-    bucket_cancel_secret, bucket_renewal_secret, client_cancel_secret, client_renewal_secret,
-    file_cancel_secret, file_renewal_secret, ssk_write_enabler,
-};
+use crate::crypto::ssk_write_enabler;
 use crate::hashtree::{Hash, HashTree};
 use crate::mutable::layout::encode_chain;
-use crate::op::{derivation_node_id, impl_client_op, RequestId};
+use crate::op::{derivation_node_id, impl_client_op, FileLeaseSecrets, RequestId};
 use crate::placement::{permuted_order, ServerDescriptor, ServerId};
 use crate::time::Instant;
 use crate::wire::{
-    DataVector, ErrorKind, LeaseSecrets, MutableShareWrite, ReadRange, Request, Response,
-    TestVector,
+    DataVector, ErrorKind, MutableShareWrite, ReadRange, Request, Response, TestVector,
 };
 
 /// Why an in-place write could not be made (besides the publish errors it shares).
@@ -80,8 +76,7 @@ pub struct Modify {
     new_shares: BTreeMap<(ServerId, u16), Vec<u8>>,
     new_version: Option<Prefix>,
     rng: Drbg,
-    file_renewal: [u8; 32],
-    file_cancel: [u8; 32],
+    leases: FileLeaseSecrets,
     events: VecDeque<PublishEvent>,
 }
 
@@ -117,8 +112,7 @@ impl Modify {
             new_shares: BTreeMap::new(),
             new_version: None,
             rng: Drbg::new(seed),
-            file_renewal: file_renewal_secret(&client_renewal_secret(lease_secret), &si),
-            file_cancel: file_cancel_secret(&client_cancel_secret(lease_secret), &si),
+            leases: FileLeaseSecrets::new(lease_secret, &si),
             events: VecDeque::new(),
             keys,
             offset,
@@ -537,10 +531,7 @@ impl Modify {
                 Request::MutableWrite {
                     storage_index: self.keys.storage_index,
                     write_enabler: ssk_write_enabler(&writekey, &node),
-                    lease: LeaseSecrets {
-                        renew: bucket_renewal_secret(&self.file_renewal, &node),
-                        cancel: bucket_cancel_secret(&self.file_cancel, &node),
-                    },
+                    lease: self.leases.for_server(&server),
                     shares,
                     read_ranges: vec![],
                 },

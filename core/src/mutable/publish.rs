@@ -23,16 +23,12 @@ use super::share::{encode_version, own_share_header, EncodedVersion, ShareError}
 use crate::cap::Cap;
 use crate::crypto::drbg::Drbg;
 use crate::crypto::rsa_keys::MutableKey;
-use crate::crypto::{
-    bucket_cancel_secret, bucket_renewal_secret, client_cancel_secret, client_renewal_secret,
-    file_cancel_secret, file_renewal_secret, ssk_write_enabler,
-};
-use crate::op::{derivation_node_id, impl_client_op, RequestId};
+use crate::crypto::ssk_write_enabler;
+use crate::op::{derivation_node_id, impl_client_op, FileLeaseSecrets, RequestId};
 use crate::placement::{permuted_order, ServerDescriptor, ServerId};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    DataVector, ErrorKind, LeaseSecrets, MutableShareWrite, ReadRange, Request, Response,
-    TestVector,
+    DataVector, ErrorKind, MutableShareWrite, ReadRange, Request, Response, TestVector,
 };
 
 #[derive(Clone, Debug)]
@@ -109,8 +105,7 @@ pub struct Publish {
     query: Option<MapQuery>,
     map: ServerMap,
     rng: Drbg,
-    file_renewal: [u8; 32],
-    file_cancel: [u8; 32],
+    leases: FileLeaseSecrets,
     encoded: Option<EncodedVersion>,
     writes: BTreeMap<RequestId, (ServerId, Vec<u16>)>,
     placed: Vec<(ServerId, u16)>,
@@ -197,8 +192,7 @@ impl Publish {
             query: None,
             map: ServerMap::default(),
             rng: Drbg::new(seed),
-            file_renewal: file_renewal_secret(&client_renewal_secret(lease_secret), &si),
-            file_cancel: file_cancel_secret(&client_cancel_secret(lease_secret), &si),
+            leases: FileLeaseSecrets::new(lease_secret, &si),
             encoded: None,
             writes: BTreeMap::new(),
             placed: Vec::new(),
@@ -314,14 +308,6 @@ impl Publish {
         self.write(now);
     }
 
-    fn lease_for(&self, server: &ServerId) -> LeaseSecrets {
-        let node = derivation_node_id(server);
-        LeaseSecrets {
-            renew: bucket_renewal_secret(&self.file_renewal, &node),
-            cancel: bucket_cancel_secret(&self.file_cancel, &node),
-        }
-    }
-
     /// Encodes the new version and sends every share holder its test-and-set write.
     fn write(&mut self, now: Instant) {
         let Some(key) = self.map.signing_key.clone() else {
@@ -432,7 +418,7 @@ impl Publish {
                 Request::MutableWrite {
                     storage_index: self.keys.storage_index,
                     write_enabler: ssk_write_enabler(&writekey, &derivation_node_id(&server)),
-                    lease: self.lease_for(&server),
+                    lease: self.leases.for_server(&server),
                     shares,
                     read_ranges: vec![ReadRange {
                         offset: 0,
