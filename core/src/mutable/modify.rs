@@ -15,7 +15,7 @@ use super::requests::Requests;
 use super::servermap::{FileKeys, MapQuery, ServerMap};
 use super::share::{
     block_leaf, check_share_hashes, codec, crypt_segment, decode_segment, own_share_header, sign,
-    split_block, ShareError,
+    verified_block, ShareError,
 };
 use crate::codec::Codec;
 use crate::crypto::drbg::Drbg;
@@ -399,11 +399,9 @@ impl Modify {
                 let (Some(entry), Some(l)) = (f.blocks.get(&s), leaves.get(key)) else {
                     continue;
                 };
-                if let Some((sa, b)) = split_block(&v, entry) {
-                    if Some(&block_leaf(v.format, &sa, b)) == l.get(s as usize) {
-                        salt = sa;
-                        blocks.push((usize::from(key.1), b.to_vec()));
-                    }
+                if let Some((sa, b)) = verified_block(&v, l, s, entry) {
+                    salt = sa;
+                    blocks.push((usize::from(key.1), b.to_vec()));
                 }
             }
             if blocks.is_empty() {

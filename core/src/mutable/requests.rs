@@ -61,11 +61,13 @@ impl Requests {
         }
     }
 
-    /// Stops waiting for the request just sent (advisories need no answer); it is still sent.
-    pub fn lost_quietly_last(&mut self) {
-        if let Some(id) = self.next_id.checked_sub(1) {
-            self.pending.remove(&id);
-        }
+    /// Sends a request that expects no answer (a corruption advisory): it gets an id but no
+    /// deadline, so it never holds the operation open.
+    pub fn notify(&mut self, to: ServerId, request: Request) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sent += 1;
+        self.outbox.push_back(Transmit { to, id, request });
     }
 
     /// Forgets everything in flight to `server`, returning those request ids.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::layout::{Prefix, Span};
 use super::requests::Requests;
 use super::servermap::{FileKeys, MapQuery, ServerMap};
-use super::share::{block_leaf, check_share_hashes, decode_segment, split_block, ShareError};
+use super::share::{check_share_hashes, decode_segment, verified_block, ShareError};
 use crate::hashtree::Hash;
 use crate::op::{impl_client_op, RequestId};
 use crate::placement::{permuted_order, ServerDescriptor, ServerId};
@@ -286,8 +286,7 @@ impl Retrieve {
         self.chosen.retain(|c| *c != key);
         self.shares.remove(&key);
         if let Some(error) = error {
-            self.reqs.send(
-                Instant(0),
+            self.reqs.notify(
                 key.0,
                 Request::AdviseCorrupt {
                     storage_index: self.keys.storage_index,
@@ -295,8 +294,6 @@ impl Retrieve {
                     reason: format!("mutable share failed verification: {error}"),
                 },
             );
-            // The advisory needs no answer; forget it so it does not hold the op open.
-            self.reqs.lost_quietly_last();
             self.events.push_back(RetrieveEvent::CorruptShare {
                 server: key.0,
                 shnum: key.1,
@@ -518,13 +515,8 @@ impl Retrieve {
                 .bytes_of(key, header.offsets.block(version, s))
                 .unwrap_or(&[])
                 .to_vec();
-            let leaf = self.shares[&key]
-                .leaves
-                .as_ref()
-                .and_then(|l| l.get(s as usize).copied());
-            let good = split_block(version, &entry)
-                .filter(|(sa, b)| Some(block_leaf(version.format, sa, b)) == leaf);
-            match good {
+            let leaves = self.shares[&key].leaves.as_deref().unwrap_or(&[]);
+            match verified_block(version, leaves, s, &entry) {
                 Some((sa, b)) => {
                     salt = sa;
                     blocks.push((usize::from(key.1), b.to_vec()));
