@@ -14,8 +14,8 @@ use super::publish::{PublishConfig, PublishError, PublishEvent, PublishResult};
 use super::requests::Requests;
 use super::servermap::{FileKeys, MapQuery, ServerMap};
 use super::share::{
-    block_leaf, check_share_hashes, codec, crypt_segment, decode_segment, own_share_header, sign,
-    verified_block, ShareError,
+    block_leaf, check_share_hashes, codec, crypt_segment, decode_segment, sign, verified_block,
+    ShareError,
 };
 use crate::codec::Codec;
 use crate::crypto::drbg::Drbg;
@@ -73,7 +73,8 @@ pub struct Modify {
     placed: Vec<(ServerId, u16)>,
     conflict: bool,
     error: Option<PublishError>,
-    new_shares: BTreeMap<(ServerId, u16), Vec<u8>>,
+    /// The new version's signature, for the warm map in the result.
+    new_signature: Vec<u8>,
     new_version: Option<Prefix>,
     rng: Drbg,
     leases: FileLeaseSecrets,
@@ -109,7 +110,7 @@ impl Modify {
             placed: Vec::new(),
             conflict: false,
             error: None,
-            new_shares: BTreeMap::new(),
+            new_signature: Vec::new(),
             new_version: None,
             rng: Drbg::new(seed),
             leases: FileLeaseSecrets::new(lease_secret, &si),
@@ -509,16 +510,6 @@ impl Modify {
                 writes,
                 new_length: None,
             });
-            // What the share will hold, for the warm map in the result.
-            let mut head = self.map.shares[key].head.clone();
-            let hb = offsets.header_bytes(&prefix);
-            head[..hb.len()].copy_from_slice(&hb);
-            if let Some(dst) =
-                head.get_mut(offsets.signature.offset as usize..offsets.signature.end() as usize)
-            {
-                dst.copy_from_slice(&signature);
-            }
-            self.new_shares.insert(*key, head);
         }
         for (server, shares) in by_server {
             let node = derivation_node_id(&server);
@@ -537,6 +528,7 @@ impl Modify {
             self.writes.insert(id, (server, shnums));
         }
         self.new_version = Some(prefix);
+        self.new_signature = signature;
         self.phase = Phase::Writing;
     }
 
@@ -563,28 +555,14 @@ impl Modify {
                 servers: self.servers.len(),
             });
         }
-        // The map now describes the new version where we wrote it (heads are partial copies:
-        // the header and signature are current, later bytes may be stale, so drop them).
+        // The map now describes the new version where we wrote it. Of each head only the
+        // header is known to be current (chains and blocks changed), so only it is kept.
         let placed: BTreeSet<(ServerId, u16)> = self.placed.iter().copied().collect();
-        let keep = self
-            .map
-            .shares
-            .values()
-            .map(|s| s.header.offsets.signature.end())
-            .max();
         for key in &placed {
-            if let (Some(head), Some(seen)) =
-                (self.new_shares.get(key), self.map.shares.get_mut(key))
-            {
-                let cut = keep.unwrap_or(0).min(head.len() as u64) as usize;
-                if let Ok(h) = own_share_header(
-                    &head[..cut
-                        .max(seen.header.offsets.verification_key.end() as usize)
-                        .min(head.len())],
-                ) {
-                    seen.header = h;
-                    seen.head = head[..cut].to_vec();
-                }
+            if let Some(seen) = self.map.shares.get_mut(key) {
+                seen.head = seen.header.offsets.header_bytes(&version);
+                seen.header.prefix = version.clone();
+                seen.header.signature = self.new_signature.clone();
             }
         }
         self.map.shares.retain(|k, _| placed.contains(k));
