@@ -1,20 +1,10 @@
 //! The repository's fixed RSA test keys (tests/data/rsa-2048-fixture-keys.pem) as a
 //! deterministic key source, so suites creating mutable files get the same caps on every run
-//! without spending time on RSA generation.
+//! without spending time on RSA generation. The simulator embeds the same file; this module
+//! re-exports its loader so there is one. Each source hands out each key once; two sources hand
+//! out the same keys, so give one source to everything that must not collide.
 
-use lafs_core::crypto::key_source::FixtureKeys;
-
-/// The fixture file's text, embedded so a suite never depends on its working directory.
-pub const FIXTURE_KEYS_PEM: &str = include_str!("../data/rsa-2048-fixture-keys.pem");
-
-/// How many keys the fixture file holds.
-pub const FIXTURE_KEY_COUNT: usize = 64;
-
-/// A fresh source over all fixture keys, in file order. Each source hands out each key once;
-/// two sources hand out the same keys, so give one source to everything that must not collide.
-pub fn fixture_keys() -> FixtureKeys {
-    FixtureKeys::from_pem_bundle(FIXTURE_KEYS_PEM)
-}
+pub use lafs_sim::keys::{fixture_keys, FIXTURE_KEYS_PEM, FIXTURE_KEY_COUNT};
 
 #[cfg(test)]
 mod tests {
