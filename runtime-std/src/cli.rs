@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::aliases::{AliasError, Aliases, DEFAULT_ALIAS};
 use crate::dirs::{DirClient, DirError};
+use crate::gateway::Gateway;
 use crate::keypool::KeyPool;
 use crate::local_grid::{self, LocalGrid, LocalGridError, RunningServer, DEFAULT_SERVERS};
 use crate::net::{ClientError, GridClient, TransferProgress};
@@ -67,6 +68,10 @@ pub enum GridCommand {
         /// Where the servers keep their shares (default: $LAFS_HOME/served-grid).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Where to serve the web gateway (Tahoe's web API and a welcome page) for this grid;
+        /// port 0 picks a free port. `--web none` serves no gateway.
+        #[arg(long, default_value = "127.0.0.1:3456", value_name = "ADDR")]
+        web: String,
     },
 }
 
@@ -360,11 +365,26 @@ pub fn node_command(cmd: NodeCommand, out: &mut dyn Write) -> Result<(), CliErro
         NodeCommand::Run { dir } => {
             let node = NodeDir::open(&dir)?;
             if node.config.node.kind == NodeKind::Client {
-                return Err(CliError::Usage(
-                    "client nodes have nothing to serve yet (the web gateway is not built); use \
-                     `lafs put --node DIR` and `lafs get --node DIR`"
-                        .into(),
-                ));
+                let servers = node::read_grid(&node.grid_path())?;
+                if servers.is_empty() {
+                    return Err(CliError::Usage(format!(
+                        "{} lists no storage servers; a client node needs a grid to serve",
+                        node.grid_path().display()
+                    )));
+                }
+                let listen = node.config.client.web_listen.clone();
+                let gateway = Gateway::for_client_node(&node, &servers, &listen).map_err(|e| {
+                    CliError::Usage(format!("cannot start the web gateway on {listen}: {e}"))
+                })?;
+                let banner = format!(
+                    "web gateway on {} for {} storage servers (Ctrl-C stops)\n",
+                    gateway.url(),
+                    servers.len()
+                );
+                if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+                    tracing::warn!(error = %e, "could not print the gateway banner; serving anyway");
+                }
+                park_forever()
             }
             let listen = node.config.storage.listen.clone();
             let server = RunningServer::start(node, &listen)?;
@@ -386,7 +406,7 @@ pub fn node_command(cmd: NodeCommand, out: &mut dyn Write) -> Result<(), CliErro
 /// `lafs grid up`
 pub fn grid_command(cmd: GridCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match cmd {
-        GridCommand::Up { servers, dir } => {
+        GridCommand::Up { servers, dir, web } => {
             if servers == 0 {
                 return Err(CliError::Usage("--servers must be at least 1".into()));
             }
@@ -402,6 +422,18 @@ pub fn grid_command(cmd: GridCommand, out: &mut dyn Write) -> Result<(), CliErro
             .map_err(stdout_err)?;
             writeln!(out, "use it with: lafs put --grid {} FILE", path.display())
                 .map_err(stdout_err)?;
+            // Keep the gateway alive for as long as the grid.
+            let _gateway = if web == "none" {
+                None
+            } else {
+                let client_node = local_grid::client_node(&local_grid::default_home())?;
+                let gateway =
+                    Gateway::for_client_node(&client_node, &grid.grid(), &web).map_err(|e| {
+                        CliError::Usage(format!("cannot start the web gateway on {web}: {e}"))
+                    })?;
+                writeln!(out, "web gateway on {}", gateway.url()).map_err(stdout_err)?;
+                Some(gateway)
+            };
             out.flush().map_err(stdout_err)?;
             park_forever()
         }

@@ -192,6 +192,11 @@ impl<'a> DirClient<'a> {
         self.stats
     }
 
+    /// A fresh key for a new mutable file, from this client's key source.
+    pub fn next_key(&mut self) -> Result<lafs_core::crypto::rsa_keys::MutableKey, KeySourceError> {
+        self.keys.next_key()
+    }
+
     /// Forget every remembered directory (the next edit of each reads it first).
     pub fn clear_cache(&mut self) {
         self.cache.clear();
@@ -514,6 +519,26 @@ impl<'a> DirClient<'a> {
         )
     }
 
+    /// [`DirClient::link`], making missing directories on the way (SDMF), as Tahoe's web API
+    /// does for `PUT /uri/DIRCAP/a/b/name`.
+    pub fn link_making_parents(
+        &mut self,
+        root: &Cap,
+        path: &[String],
+        cap: ChildCap,
+        overwrite: Overwrite,
+    ) -> Result<(), DirError> {
+        let (parent, name) = self.parent(root, path, Some(MutableFormat::Sdmf), "linked")?;
+        self.add_child(
+            &parent,
+            &path[..path.len() - 1],
+            &name,
+            &cap,
+            None,
+            overwrite,
+        )
+    }
+
     /// Make a new directory and link it as `path` below `root`; with `parents`, missing
     /// directories on the way are made too. Refuses an existing name. Returns the new cap.
     pub fn mkdir_at(
@@ -562,6 +587,28 @@ impl<'a> DirClient<'a> {
         overwrite: Overwrite,
         parents: bool,
     ) -> Result<UploadReport, DirError> {
+        self.put_file_replacing(root, path, size, reader, overwrite, parents)
+            .map(|(report, _)| report)
+    }
+
+    /// What `path` below `root` links to now, from the remembered state of its parent when
+    /// there is one (no round trip), else read. For choosing how to write there: the write
+    /// itself is checked again against the state it publishes over.
+    pub fn peek(&mut self, root: &Cap, path: &[String]) -> Result<Option<Child>, DirError> {
+        let (parent, name) = self.parent(root, path, None, "looked up")?;
+        Ok(self.peek_child(&parent, &path[..path.len() - 1], &name)?.1)
+    }
+
+    /// [`DirClient::put_file`], also returning the link it replaced (if any).
+    pub fn put_file_replacing(
+        &mut self,
+        root: &Cap,
+        path: &[String],
+        size: u64,
+        reader: &mut dyn ReadSeek,
+        overwrite: Overwrite,
+        parents: bool,
+    ) -> Result<(UploadReport, Option<Child>), DirError> {
         let (parent, name) = self.parent(
             root,
             path,
@@ -576,7 +623,7 @@ impl<'a> DirClient<'a> {
                 kind: dir_cap(&parent, path)?.kind_name(),
             });
         }
-        if let Some(existing) = existing {
+        if let Some(existing) = &existing {
             let refused = match overwrite {
                 Overwrite::No => Some(EditError::ExistingChild { name: name.clone() }),
                 Overwrite::OnlyFiles if existing.cap.is_directory() => {
@@ -602,7 +649,7 @@ impl<'a> DirClient<'a> {
             None,
             overwrite,
         )?;
-        Ok(report)
+        Ok((report, existing))
     }
 
     /// Remove the link `path` below `root`, returning what it linked. (The object itself stays

@@ -112,6 +112,8 @@ pub struct ClientSection {
     pub codec: String,
     /// The grid file, relative to the node directory.
     pub grid: String,
+    /// Where `lafs node run` serves the web gateway (Tahoe's web API); port 0 picks one.
+    pub web_listen: String,
 }
 
 impl Default for ClientSection {
@@ -124,6 +126,7 @@ impl Default for ClientSection {
             max_segment_size: DEFAULT_MAX_SEGMENT_SIZE,
             codec: "zfec".into(),
             grid: "grid.toml".into(),
+            web_listen: "127.0.0.1:3456".into(),
         }
     }
 }
@@ -177,6 +180,8 @@ max_segment_size = {seg}
 codec = "zfec"
 # The grid file listing storage servers, relative to this directory.
 grid = "{grid}"
+# Where `lafs node run` serves the web gateway (Tahoe's web API and a welcome page).
+web_listen = "{web}"
 "#,
         listen = s.listen,
         reserved = s.reserved_space,
@@ -186,6 +191,7 @@ grid = "{grid}"
         n = c.shares_total,
         seg = c.max_segment_size,
         grid = c.grid,
+        web = c.web_listen,
     )
 }
 
