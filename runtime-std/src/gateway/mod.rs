@@ -16,6 +16,7 @@
 //! one is caught, answered with 500 and logged.
 
 pub mod api;
+pub mod multipart;
 pub mod stats;
 pub mod web;
 pub mod welcome;
