@@ -25,6 +25,7 @@ use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::{PublishConfig, PublishError, ServerMap};
 
 use crate::net::{ClientError, GridClient, ReadSeek, UploadReport};
+use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// How many times an edit is tried when other writers keep changing the directory (with a
 /// random pause, growing to at most 64 ms, between tries).
@@ -105,11 +106,54 @@ pub struct Found {
     pub metadata: Option<Metadata>,
 }
 
+/// The remembered state of recently used writeable directories, shareable between the
+/// directory clients of several threads (a gateway's workers): whichever edits a directory
+/// next starts from the newest state any of them saw. An edit takes the entry out while it
+/// works, so two concurrent edits of one directory never start from the same remembered map
+/// (the second reads afresh, and test-and-set sorts out the rest).
+#[derive(Clone, Default)]
+pub struct DirCache(Arc<Mutex<HashMap<Cap, Cached>>>);
+
+impl DirCache {
+    pub fn new() -> DirCache {
+        DirCache::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Cap, Cached>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, cap: Cap, c: Cached) {
+        self.lock().insert(cap, c);
+    }
+
+    fn remove(&self, cap: &Cap) -> Option<Cached> {
+        self.lock().remove(cap)
+    }
+
+    /// Directories remembered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for DirCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirCache")
+            .field("cached", &self.len())
+            .finish()
+    }
+}
+
 /// Directory operations over one grid client, with a cache of recently used directories.
 pub struct DirClient<'a> {
     grid: &'a GridClient,
     keys: Box<dyn KeySource + 'a>,
-    cache: HashMap<Cap, Cached>,
+    cache: DirCache,
     stats: DirStats,
 }
 
@@ -174,10 +218,20 @@ fn backoff(attempt: u32) {
 impl<'a> DirClient<'a> {
     /// A directory client over `grid`, creating directories with keys from `keys`.
     pub fn new(grid: &'a GridClient, keys: Box<dyn KeySource + 'a>) -> DirClient<'a> {
+        DirClient::sharing(grid, keys, DirCache::new())
+    }
+
+    /// A directory client whose remembered directories are shared through `cache` with other
+    /// clients over the same grid.
+    pub fn sharing(
+        grid: &'a GridClient,
+        keys: Box<dyn KeySource + 'a>,
+        cache: DirCache,
+    ) -> DirClient<'a> {
         DirClient {
             grid,
             keys,
-            cache: HashMap::new(),
+            cache,
             stats: DirStats::default(),
         }
     }
@@ -199,7 +253,7 @@ impl<'a> DirClient<'a> {
 
     /// Forget every remembered directory (the next edit of each reads it first).
     pub fn clear_cache(&mut self) {
-        self.cache.clear();
+        self.cache.lock().clear();
     }
 
     /// Create an empty, unlinked directory and return its write cap (`URI:DIR2:` for SDMF,
@@ -236,6 +290,26 @@ impl<'a> DirClient<'a> {
     }
 
     fn read(&mut self, dircap: &Cap, path: &[String]) -> Result<Directory, DirError> {
+        let (dir, map) = self.fetch(dircap, path)?;
+        if let Some(map) = map {
+            self.cache.insert(
+                dircap.clone(),
+                Cached {
+                    map,
+                    dir: dir.clone(),
+                },
+            );
+        }
+        Ok(dir)
+    }
+
+    /// Read and decode a directory from the grid, with the warm map for an edit when the cap
+    /// can write. Leaves the cache alone (but forgets a directory found malformed).
+    fn fetch(
+        &mut self,
+        dircap: &Cap,
+        path: &[String],
+    ) -> Result<(Directory, Option<ServerMap>), DirError> {
         let d = dir_cap(dircap, path)?;
         let access = Access::for_cap(&d).ok_or(DirError::VerifyCap)?;
         let malformed = |source| DirError::Malformed {
@@ -243,13 +317,13 @@ impl<'a> DirClient<'a> {
             source,
         };
         match d.file_cap() {
-            Cap::Lit { data } => Directory::unpack(data, access).map_err(malformed),
+            Cap::Lit { data } => Ok((Directory::unpack(data, access).map_err(malformed)?, None)),
             chk @ Cap::ChkRead { .. } => {
                 let mut bytes = Vec::new();
                 let report = self.grid.download(chk, &mut bytes, &mut |_| {})?;
                 self.stats.round_trips += u64::from(report.stats.round_trips);
                 self.stats.reads += 1;
-                Directory::unpack(&bytes, access).map_err(malformed)
+                Ok((Directory::unpack(&bytes, access).map_err(malformed)?, None))
             }
             _ => {
                 let (bytes, report) = self.grid.read_mutable(dircap, None)?;
@@ -262,16 +336,8 @@ impl<'a> DirClient<'a> {
                         return Err(malformed(e));
                     }
                 };
-                if matches!(access, Access::ReadWrite { .. }) {
-                    self.cache.insert(
-                        dircap.clone(),
-                        Cached {
-                            map: report.map,
-                            dir: dir.clone(),
-                        },
-                    );
-                }
-                Ok(dir)
+                let writeable = matches!(access, Access::ReadWrite { .. });
+                Ok((dir, writeable.then_some(report.map)))
             }
         }
     }
@@ -312,14 +378,15 @@ impl<'a> DirClient<'a> {
         for attempt in 0..MAX_ATTEMPTS {
             let (map, mut dir) = match self.cache.remove(dircap) {
                 Some(c) => (c.map, c.dir),
-                None => {
-                    let dir = self.read(dircap, path)?;
-                    let c = self
-                        .cache
-                        .remove(dircap)
-                        .expect("a writeable directory just read is cached");
-                    (c.map, dir)
-                }
+                None => match self.fetch(dircap, path)? {
+                    (dir, Some(map)) => (map, dir),
+                    (_, None) => {
+                        return Err(DirError::ReadOnly {
+                            path: show_path(path),
+                            kind: d.kind_name(),
+                        })
+                    }
+                },
             };
             let value = match edit(&mut dir, attempt > 0) {
                 Ok(v) => v,
@@ -474,7 +541,7 @@ impl<'a> DirClient<'a> {
         dir_path: &[String],
         name: &str,
     ) -> Result<(Access, Option<Child>), DirError> {
-        if let Some(c) = self.cache.get(dircap) {
+        if let Some(c) = self.cache.lock().get(dircap) {
             return Ok((c.dir.access(), c.dir.get(name).cloned()));
         }
         let dir = self.read(dircap, dir_path)?;
