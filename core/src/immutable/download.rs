@@ -16,6 +16,15 @@
 //!
 //! Plaintext leaves one segment at a time as [`DownloadEvent::Data`]; the download keeps at most
 //! one segment's blocks plus each share's hash trees.
+//!
+//! Ranged reads ([`Download::new_range`]): only the segments overlapping the byte range are
+//! fetched, decoded and verified. The first request to each server asks for the header, the
+//! first wanted segment's block and the tail (hash trees, extension block) in one reply, so a
+//! range in the middle of a large file costs the same single round trip as segment 0 of a
+//! whole-file download; each further segment of the range is one more. The block tree, share
+//! hash chain and ciphertext tree check a segment in the middle of the file as they check
+//! segment 0 (only the nodes on its path are used), and the ciphertext is cut to the range and
+//! decrypted at its offset in the AES-CTR stream.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -106,8 +115,24 @@ pub enum DownloadError {
     BadCap(&'static str),
     #[error("the cap does not match the file it names: its {0} is wrong (is the cap mistyped?)")]
     CapMismatch(&'static str),
+    #[error("the range starts at byte {offset}, past the end of the {size}-byte file")]
+    RangeNotSatisfiable { offset: u64, size: u64 },
     #[error("download cancelled")]
     Cancelled,
+}
+
+/// The bytes `[offset, offset + length)` of a `size`-byte file, cut at its end. A range that
+/// starts past the end (or at the end, asking for bytes) is [`DownloadError::RangeNotSatisfiable`];
+/// an empty range at or before the end is fine.
+pub fn clip_range(
+    size: u64,
+    offset: u64,
+    length: u64,
+) -> Result<std::ops::Range<u64>, DownloadError> {
+    if offset > size || (offset == size && length > 0) {
+        return Err(DownloadError::RangeNotSatisfiable { offset, size });
+    }
+    Ok(offset..offset.saturating_add(length).min(size))
 }
 
 /// What the download tells its driver.
@@ -129,7 +154,7 @@ pub enum DownloadEvent {
         server: ServerId,
         problem: String,
     },
-    /// All `size` bytes were delivered.
+    /// All `size` bytes were delivered: the whole file, or the (clipped) range asked for.
     Done {
         size: u64,
     },
@@ -182,6 +207,11 @@ pub struct Download {
     codec: Option<Arc<dyn Codec>>,
     file_verifier: Option<FileVerifier>,
     crypttext_tree: Option<Vec<Hash>>,
+    /// The plaintext bytes wanted, `[start, end)`, within the file and not empty.
+    start: u64,
+    end: u64,
+    /// The segment being fetched (the first one of the range until the real geometry is known,
+    /// as far as the guessed geometry says).
     segment: u64,
     pending: BTreeMap<RequestId, Pending>,
     next_id: RequestId,
@@ -197,6 +227,22 @@ impl Download {
         config: DownloadConfig,
         file: ChkFile,
         servers: &[ServerDescriptor],
+    ) -> Download {
+        Self::new_range(now, config, file, servers, 0, file.size)
+    }
+
+    /// Start downloading bytes `[offset, offset + length)` of `file`: only the segments that
+    /// overlap them are fetched, and only those bytes come out as [`DownloadEvent::Data`] (at
+    /// their offsets in the file). A range running past the end is cut at the end; one starting
+    /// past it fails with [`DownloadError::RangeNotSatisfiable`] (see [`clip_range`]). An empty
+    /// range finishes at once, with no request sent.
+    pub fn new_range(
+        now: Instant,
+        config: DownloadConfig,
+        file: ChkFile,
+        servers: &[ServerDescriptor],
+        offset: u64,
+        length: u64,
     ) -> Download {
         let storage_index = storage_index_from_key(&file.key);
         let ring = permuted_order(&storage_index, servers);
@@ -214,6 +260,8 @@ impl Download {
             codec: None,
             file_verifier: None,
             crypttext_tree: None,
+            start: 0,
+            end: 0,
             segment: 0,
             pending: BTreeMap::new(),
             next_id: 0,
@@ -228,7 +276,18 @@ impl Download {
                 "files this small are LIT caps; they hold their data and need no download",
             ));
         } else {
-            d.step(now);
+            match clip_range(file.size, offset, length) {
+                Err(e) => d.fail(e),
+                Ok(r) if r.is_empty() => {
+                    d.finished = true;
+                    d.events.push_back(DownloadEvent::Done { size: 0 });
+                }
+                Ok(r) => {
+                    (d.start, d.end) = (r.start, r.end);
+                    d.segment = d.guessed_geometry().map_or(0, |g| r.start / g.segment_size);
+                    d.step(now);
+                }
+            }
         }
         d
     }
@@ -489,6 +548,8 @@ impl Download {
                 ));
             }
             self.file_verifier = Some(FileVerifier::new(&ueb));
+            // Nothing was decoded yet: start at the range's first segment of the real layout.
+            self.segment = self.start / geometry.segment_size;
             self.geometry = Some(geometry);
             self.codec = Some(codec);
             self.ueb = Some(ueb);
@@ -589,7 +650,7 @@ impl Download {
             return Ok(false);
         };
         let s = self.segment;
-        if s >= g.num_segments {
+        if s > self.last_segment(&g) {
             return Ok(false);
         }
         let ready: Vec<u16> = self
@@ -619,7 +680,14 @@ impl Download {
             .as_mut()
             .map(|v| v.verify_segment(s, &segment, tree))
             .transpose()?;
-        AesCtr::at_offset(&self.file.key, g.segment_offset(s)).apply(&mut segment);
+        // Keep the part of the segment inside the range, and decrypt it where it lies in the
+        // key stream.
+        let seg_start = g.segment_offset(s);
+        let from = self.start.max(seg_start);
+        let to = self.end.min(seg_start + segment.len() as u64);
+        segment.truncate((to - seg_start) as usize);
+        segment.drain(..(from - seg_start) as usize);
+        AesCtr::at_offset(&self.file.key, from).apply(&mut segment);
         for sh in &ready {
             if let Some(share) = self.shares.get_mut(sh) {
                 if let Some(regions) = share.regions {
@@ -628,15 +696,15 @@ impl Download {
             }
         }
         self.events.push_back(DownloadEvent::Data {
-            offset: g.segment_offset(s),
+            offset: from,
             bytes: segment,
         });
         self.segment += 1;
-        if self.segment == g.num_segments {
+        if self.segment > self.last_segment(&g) {
             self.finished = true;
             self.pending.clear();
             self.events.push_back(DownloadEvent::Done {
-                size: self.file.size,
+                size: self.end - self.start,
             });
         }
         Ok(true)
@@ -726,6 +794,24 @@ impl Download {
         });
     }
 
+    /// The last segment overlapping the range.
+    fn last_segment(&self, g: &Geometry) -> u64 {
+        (self.end - 1) / g.segment_size
+    }
+
+    /// The file's geometry if it was uploaded with the guessed segment size (and zfec).
+    fn guessed_geometry(&self) -> Option<Geometry> {
+        Geometry::with_block_len(
+            self.file.size,
+            self.file.k,
+            self.file.n,
+            self.config.segment_size_guess,
+            // novelpoly rounds blocks up to whole 16-bit symbols; zfec keeps them exact
+            &|len| len,
+        )
+        .ok()
+    }
+
     /// What to read from a share we know nothing about yet: everything segment `self.segment`
     /// needs, from the real geometry if known, else from a guess.
     fn first_ranges(&self) -> Vec<ReadRange> {
@@ -735,20 +821,10 @@ impl Download {
         };
         let (g, exact) = match self.geometry {
             Some(g) => (g, true),
-            None => {
-                let guess = Geometry::with_block_len(
-                    self.file.size,
-                    self.file.k,
-                    self.file.n,
-                    self.config.segment_size_guess,
-                    // novelpoly rounds blocks up to whole 16-bit symbols; zfec keeps them exact
-                    &|len| len,
-                );
-                match guess {
-                    Ok(g) => (g, false),
-                    Err(_) => return vec![to_end(0)],
-                }
-            }
+            None => match self.guessed_geometry() {
+                Some(g) => (g, false),
+                None => return vec![to_end(0)],
+            },
         };
         if g.num_segments == 1 {
             return vec![to_end(0)];
@@ -803,7 +879,8 @@ impl Download {
             wanted.push(regions.crypttext_tree());
         }
         if let Some(g) = self.geometry {
-            if self.segment < g.num_segments && share.verified_segment != Some(self.segment) {
+            if self.segment <= self.last_segment(&g) && share.verified_segment != Some(self.segment)
+            {
                 wanted.push(regions.block(self.segment, g.block_len(self.segment)));
             }
         }

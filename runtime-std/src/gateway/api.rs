@@ -38,7 +38,7 @@ use tiny_http::{Method, Request, Response, StatusCode};
 use super::stats::{OpKind, Outcome, Stats};
 use super::web::{self, header, Reply, Target, WebError};
 use super::{welcome, GatewayConfig};
-use crate::dirs::{DirClient, DirError};
+use crate::dirs::{DirCache, DirClient, DirError};
 use crate::net::{ClientError, GridClient, ReadSeek, ServerEntry};
 
 /// What the gateway knows of its grid, for pages.
@@ -72,9 +72,9 @@ impl From<Reply> for Answer {
 
 /// What is counted for the request being served.
 #[derive(Debug, Clone, Copy)]
-struct Account {
-    kind: OpKind,
-    outcome: Outcome,
+pub(super) struct Account {
+    pub(super) kind: OpKind,
+    pub(super) outcome: Outcome,
 }
 
 /// One request thread: a directory client of its own over the shared grid client.
@@ -94,14 +94,21 @@ impl<'a> Worker<'a> {
         config: &'a GatewayConfig,
         stats: &'a Stats,
         info: &'a GridInfo,
+        cache: DirCache,
     ) -> Worker<'a> {
         Worker {
             grid,
-            dirs: DirClient::new(grid, keys),
+            dirs: DirClient::sharing(grid, keys, cache),
             config,
             stats,
             info,
         }
+    }
+
+    /// The shared grid client, this worker's directory client and the gateway's limits, for
+    /// handlers outside this module.
+    pub(super) fn parts(&mut self) -> (&'a GridClient, &mut DirClient<'a>, &'a GatewayConfig) {
+        (self.grid, &mut self.dirs, self.config)
     }
 
     /// Answer one request, whatever it holds.
@@ -195,9 +202,12 @@ impl<'a> Worker<'a> {
                 let cap = self.dirs.mkdir(format).map_err(dir_error)?;
                 Ok(Reply::text(200, cap.to_string()).into())
             }
-            (Method::Post, "upload") => {
+            // A browser form posts `t=upload` in its body, not in the URL.
+            (Method::Post, "upload") | (Method::Post, "")
+                if target.t() == "upload" || super::multipart::is_form_data(request) =>
+            {
                 account.kind = OpKind::Upload;
-                welcome::form_upload(self, request, target)
+                welcome::form_upload(self, request, target, account)
             }
             (Method::Put, "") => {
                 let cap = self.upload_body(request, target, account)?;
@@ -677,9 +687,9 @@ impl<'a> Worker<'a> {
                     .map_err(dir_error)?;
                 Ok(Reply::text(200, "OK").into())
             }
-            "upload" => {
+            "upload" | "" if target.t() == "upload" || super::multipart::is_form_data(request) => {
                 account.kind = OpKind::Upload;
-                welcome::form_upload_into(self, request, target, root, &path)
+                welcome::form_upload_into(self, request, target, root, &path, account)
             }
             other => Err(WebError::bad_request(format!(
                 "POST with t={other:?} is not supported"
@@ -799,48 +809,18 @@ pub fn spool_reader(reader: &mut dyn Read, config: &GatewayConfig) -> Result<Spo
     })
 }
 
-/// Download `span` of the immutable file `cap` into `out`; the round trips it took.
+/// Download `span` (offset, length) of the immutable file `cap` into `out`, fetching only the
+/// segments that cover it; the round trips it took.
 fn download_into(
     grid: &GridClient,
     cap: &Cap,
     span: (u64, u64),
     out: &mut dyn Write,
 ) -> Result<u64, WebError> {
-    let mut window = RangeWriter {
-        skip: span.0,
-        remaining: span.1,
-        inner: out,
-    };
     let report = grid
-        .download(cap, &mut window, &mut |_| {})
+        .download_range(cap, span.0, span.1, out, &mut |_| {})
         .map_err(client_error)?;
     Ok(u64::from(report.stats.round_trips))
-}
-
-/// Passes on only the bytes of a window of what is written to it.
-struct RangeWriter<'w> {
-    skip: u64,
-    remaining: u64,
-    inner: &'w mut dyn Write,
-}
-
-impl Write for RangeWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut data = buf;
-        let skipped = self.skip.min(data.len() as u64) as usize;
-        self.skip -= skipped as u64;
-        data = &data[skipped..];
-        let take = self.remaining.min(data.len() as u64) as usize;
-        if take > 0 {
-            self.inner.write_all(&data[..take])?;
-            self.remaining -= take as u64;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// The writing end of a bounded channel of chunks.
@@ -962,7 +942,7 @@ pub(super) fn mutable_format(target: &Target) -> Result<Option<MutableFormat>, W
 }
 
 /// `replace=true|false|only-files` (default true).
-fn replace_arg(target: &Target) -> Result<Overwrite, WebError> {
+pub(super) fn replace_arg(target: &Target) -> Result<Overwrite, WebError> {
     match target.arg("replace") {
         None => Ok(Overwrite::Yes),
         Some(v) if v.eq_ignore_ascii_case("only-files") => Ok(Overwrite::OnlyFiles),

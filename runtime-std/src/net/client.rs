@@ -21,7 +21,7 @@ use std::time::Duration;
 use lafs_core::cap::Cap;
 use lafs_core::crypto::convergent_key_hasher;
 use lafs_core::immutable::download::{
-    ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
+    clip_range, ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
 };
 use lafs_core::immutable::params::{effective_segment_size, LIT_THRESHOLD};
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent};
@@ -322,15 +322,49 @@ impl GridClient {
         out: &mut dyn Write,
         progress: &mut dyn FnMut(TransferProgress),
     ) -> Result<DownloadReport, ClientError> {
+        self.download_part(cap, None, out, progress)
+    }
+
+    /// Download bytes `[offset, offset + length)` of the immutable file `cap` into `out`,
+    /// fetching and verifying only the segments that cover them (a LIT cap's bytes are sliced).
+    /// A range running past the end is cut at the end (the report's `size` says how many bytes
+    /// were written); one starting past the end (or at it, asking for bytes) fails with
+    /// `ClientError::Download(DownloadError::RangeNotSatisfiable { offset, size })` before any
+    /// request is sent, so an HTTP gateway can answer 416 with the file's size.
+    pub fn download_range(
+        &self,
+        cap: &Cap,
+        offset: u64,
+        length: u64,
+        out: &mut dyn Write,
+        progress: &mut dyn FnMut(TransferProgress),
+    ) -> Result<DownloadReport, ClientError> {
+        self.download_part(cap, Some((offset, length)), out, progress)
+    }
+
+    /// The whole file (`range` = `None`) or `(offset, length)` of it.
+    fn download_part(
+        &self,
+        cap: &Cap,
+        range: Option<(u64, u64)>,
+        out: &mut dyn Write,
+        progress: &mut dyn FnMut(TransferProgress),
+    ) -> Result<DownloadReport, ClientError> {
         let started = std::time::Instant::now();
         let write_error = |source| ClientError::Io {
             what: "writing the downloaded file".into(),
             source,
         };
+        let wanted = |size: u64| match range {
+            Some((offset, length)) => clip_range(size, offset, length),
+            None => Ok(0..size),
+        };
         let file = match cap {
             Cap::Lit { data } => {
-                out.write_all(data).map_err(write_error)?;
-                let size = data.len() as u64;
+                let r = wanted(data.len() as u64)?;
+                out.write_all(&data[r.start as usize..r.end as usize])
+                    .map_err(write_error)?;
+                let size = r.end - r.start;
                 progress(TransferProgress {
                     stage: Stage::Downloading,
                     done: size,
@@ -347,21 +381,33 @@ impl GridClient {
                 ChkFile::from_cap(other).ok_or(ClientError::NotImmutableFile(other.kind_name()))?
             }
         };
+        let r = wanted(file.size)?;
+        let total = r.end - r.start;
         let mut session = Session::new(self, "download");
-        let mut op = Download::new(clock::now(), self.config.download, file, &self.descriptors);
+        let mut op = match range {
+            None => Download::new(clock::now(), self.config.download, file, &self.descriptors),
+            Some(_) => Download::new_range(
+                clock::now(),
+                self.config.download,
+                file,
+                &self.descriptors,
+                r.start,
+                total,
+            ),
+        };
         let mut failure = None;
         let mut problems = Vec::new();
         let mut written = 0u64;
         let outcome = session.drive(&mut op, |op, _now, event| match event {
             DownloadEvent::Data { offset, bytes } => {
-                debug_assert_eq!(offset, written, "segments arrive in order");
+                debug_assert_eq!(offset, r.start + written, "segments arrive in order");
                 match out.write_all(&bytes) {
                     Ok(()) => {
                         written += bytes.len() as u64;
                         progress(TransferProgress {
                             stage: Stage::Downloading,
                             done: written,
-                            total: file.size,
+                            total,
                         });
                     }
                     Err(e) => {
