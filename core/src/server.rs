@@ -337,14 +337,15 @@ impl<S: ShareStore> StorageServer<S> {
         };
         let lease = self.lease(now, secrets);
         // As Tahoe's allocate_buckets: asking to allocate renews the lease on every share held.
-        if writes.iter().any(|w| w.allocate) {
-            for &shnum in &committed {
-                if let Err(e) = self.store.add_lease(si, shnum, lease) {
-                    return store_failure(e);
-                }
+        if writes.iter().any(|w| w.allocate) && !committed.is_empty() {
+            let held: Vec<u16> = committed.iter().copied().collect();
+            if let Err(e) = self.store.add_leases(si, &held, lease) {
+                return store_failure(e);
             }
         }
         let mut results: Vec<(u16, ShareWriteOutcome)> = Vec::new();
+        // Shares closed by this request (number, length), committed after the loop.
+        let mut closing: Vec<(u16, u64)> = Vec::new();
         // Share number -> its entry in `results` (a request may name thousands of shares).
         let mut slots: BTreeMap<u16, usize> = BTreeMap::new();
         for w in writes {
@@ -364,15 +365,46 @@ impl<S: ShareStore> StorageServer<S> {
                 allocated_size,
                 total_shares,
             };
-            let outcome = self.write_one(&ctx, &committed, w);
-            if outcome == (ShareWriteOutcome::Written { committed: true }) {
-                committed.insert(w.shnum);
-            }
+            let outcome = match self.write_one(&ctx, &committed, w) {
+                Step::Done(outcome) => outcome,
+                Step::Close { length } => {
+                    // Committed together after the loop; later writes to it are ignored.
+                    closing.push((w.shnum, length));
+                    ShareWriteOutcome::Written { committed: true }
+                }
+            };
             match slot {
                 Some(i) => results[i].1 = outcome,
                 None => {
                     slots.insert(w.shnum, results.len());
                     results.push((w.shnum, outcome));
+                }
+            }
+        }
+        // Every share closed by this request commits in one batch: the store can make them
+        // durable together (one lease transaction, one sync of their directory).
+        if !closing.is_empty() {
+            let done = self.store.commit_shares(si, &closing);
+            for (i, &(shnum, _)) in closing.iter().enumerate() {
+                let result = done.get(i).cloned().unwrap_or_else(|| {
+                    Err(StoreError::Io(
+                        "the store gave no result for this share".into(),
+                    ))
+                });
+                let outcome = match result {
+                    Ok(()) => {
+                        self.uploads.remove(&(*si, shnum));
+                        committed.insert(shnum);
+                        continue;
+                    }
+                    Err(e) => {
+                        // Best effort: the refusal is what the client needs to hear about.
+                        let _ = self.abort_upload(si, shnum);
+                        ShareWriteOutcome::Refused(Refusal::StoreFailure(e.to_string()))
+                    }
+                };
+                if let Some(&i) = slots.get(&shnum) {
+                    results[i].1 = outcome;
                 }
             }
         }
@@ -387,11 +419,11 @@ impl<S: ShareStore> StorageServer<S> {
         ctx: &WriteContext<'_>,
         committed: &BTreeSet<u16>,
         w: &ShareWrite,
-    ) -> ShareWriteOutcome {
+    ) -> Step {
         let key = (*ctx.si, w.shnum);
         let ours = match self.uploads.get(&key) {
             Some(up) if up.conn != ctx.conn => {
-                return ShareWriteOutcome::Refused(Refusal::InProgressElsewhere)
+                return Step::Done(ShareWriteOutcome::Refused(Refusal::InProgressElsewhere))
             }
             Some(_) => true,
             None => false,
@@ -406,23 +438,23 @@ impl<S: ShareStore> StorageServer<S> {
                 // Best effort: the refusal is what the client needs to hear about.
                 let _ = server.abort_upload(ctx.si, w.shnum);
             }
-            ShareWriteOutcome::Refused(refusal)
+            Step::Done(ShareWriteOutcome::Refused(refusal))
         };
         if w.shnum >= ctx.total_shares {
             return refuse(self, Refusal::BadShareNumber);
         }
         if !ours {
             if committed.contains(&w.shnum) {
-                return ShareWriteOutcome::AlreadyHave;
+                return Step::Done(ShareWriteOutcome::AlreadyHave);
             }
             if !w.allocate {
-                return ShareWriteOutcome::Refused(Refusal::NotAllocated);
+                return Step::Done(ShareWriteOutcome::Refused(Refusal::NotAllocated));
             }
             if let Err(e) = self
                 .store
                 .create_share(ctx.si, w.shnum, ctx.allocated_size, ctx.lease)
             {
-                return ShareWriteOutcome::Refused(match e {
+                return Step::Done(ShareWriteOutcome::Refused(match e {
                     StoreError::NoSpace { available, .. } => Refusal::NoSpace { available },
                     StoreError::TooLarge { max, .. } => Refusal::TooLarge {
                         max_share_size: max,
@@ -431,7 +463,7 @@ impl<S: ShareStore> StorageServer<S> {
                     // restart, or one the store manages itself.
                     StoreError::AlreadyExists => Refusal::InProgressElsewhere,
                     other => Refusal::StoreFailure(other.to_string()),
-                });
+                }));
             }
             self.uploads.insert(
                 key,
@@ -445,7 +477,7 @@ impl<S: ShareStore> StorageServer<S> {
             );
         }
         let Some(up) = self.uploads.get(&key) else {
-            return ShareWriteOutcome::Refused(Refusal::NotAllocated);
+            return Step::Done(ShareWriteOutcome::Refused(Refusal::NotAllocated));
         };
         if up.renew_secret != ctx.lease.renew_secret {
             return refuse(self, Refusal::WrongLeaseSecret);
@@ -461,22 +493,17 @@ impl<S: ShareStore> StorageServer<S> {
             }
         }
         let Some(up) = self.uploads.get_mut(&key) else {
-            return ShareWriteOutcome::Refused(Refusal::NotAllocated);
+            return Step::Done(ShareWriteOutcome::Refused(Refusal::NotAllocated));
         };
         if !w.data.is_empty() {
             up.written_end = up.written_end.max(end);
         }
         up.last_write = ctx.now;
         if !w.close {
-            return ShareWriteOutcome::Written { committed: false };
+            return Step::Done(ShareWriteOutcome::Written { committed: false });
         }
-        let length = up.written_end;
-        match self.store.commit_share(ctx.si, w.shnum, length) {
-            Ok(()) => {
-                self.uploads.remove(&key);
-                ShareWriteOutcome::Written { committed: true }
-            }
-            Err(e) => refuse(self, Refusal::StoreFailure(e.to_string())),
+        Step::Close {
+            length: up.written_end,
         }
     }
 
@@ -570,10 +597,8 @@ impl<S: ShareStore> StorageServer<S> {
             return error(ErrorKind::NotFound, "no shares held for this storage index");
         }
         let lease = self.lease(now, secrets);
-        for shnum in held {
-            if let Err(e) = self.store.add_lease(si, shnum, lease) {
-                return store_failure(e);
-            }
+        if let Err(e) = self.store.add_leases(si, &held, lease) {
+            return store_failure(e);
         }
         Response::Done
     }
@@ -744,9 +769,8 @@ impl<S: ShareStore> StorageServer<S> {
         }
         let lease = self.lease(now, secrets);
         let renewed = self.store.list_mutable_shares(si).and_then(|after| {
-            after
-                .iter()
-                .try_for_each(|s| self.store.add_lease(si, s.shnum, lease))
+            let shnums: Vec<u16> = after.iter().map(|s| s.shnum).collect();
+            self.store.add_leases(si, &shnums, lease)
         });
         if let Err(e) = renewed {
             return error(
@@ -794,6 +818,13 @@ impl<S: ShareStore> StorageServer<S> {
         }
         Response::Done
     }
+}
+
+/// What one share write of an `ImmutableWrite` came to: an outcome, or a close whose commit
+/// waits for the end of the request (all closes of a request commit together).
+enum Step {
+    Done(ShareWriteOutcome),
+    Close { length: u64 },
 }
 
 /// The per-request facts every share write of an `ImmutableWrite` needs.

@@ -187,6 +187,22 @@ pub trait ShareStore {
         length: u64,
     ) -> Result<(), StoreError>;
 
+    /// Commits several in-progress shares of `si` at once, each as [`ShareStore::commit_share`]
+    /// would (`shares` holds share numbers and lengths); one result per entry, in order. Every
+    /// share whose result is `Ok` is durable when this returns. A store can make this cheaper
+    /// than one commit after another (one lease transaction, one directory sync, the syncs
+    /// issued together); the default commits one after another.
+    fn commit_shares(
+        &mut self,
+        si: &StorageIndex,
+        shares: &[(u16, u64)],
+    ) -> Vec<Result<(), StoreError>> {
+        shares
+            .iter()
+            .map(|&(shnum, length)| self.commit_share(si, shnum, length))
+            .collect()
+    }
+
     /// Deletes an in-progress share and releases its allocation (`NotFound` if none).
     fn abort_share(&mut self, si: &StorageIndex, shnum: u16) -> Result<(), StoreError>;
 
@@ -219,6 +235,20 @@ pub trait ShareStore {
     /// Renews the lease with the same renew secret (its expiry only moves later), or adds one.
     /// Works on immutable (committed or in progress) and mutable shares.
     fn add_lease(&mut self, si: &StorageIndex, shnum: u16, lease: Lease) -> Result<(), StoreError>;
+
+    /// [`ShareStore::add_lease`] on each of `shnums`, stopping at the first failure (leases
+    /// added before it stay). A store can make this one durable transaction; the default adds
+    /// one lease after another.
+    fn add_leases(
+        &mut self,
+        si: &StorageIndex,
+        shnums: &[u16],
+        lease: Lease,
+    ) -> Result<(), StoreError> {
+        shnums
+            .iter()
+            .try_for_each(|&shnum| self.add_lease(si, shnum, lease))
+    }
 
     /// The leases on a share (immutable committed or in progress, or mutable).
     fn leases(&self, si: &StorageIndex, shnum: u16) -> Result<Vec<Lease>, StoreError>;

@@ -5,14 +5,17 @@
 //!
 //! ```text
 //! shares/<p>/<SI>/<shnum>             committed immutable shares and mutable shares
-//! shares/incoming/<p>/<SI>/<shnum>    uploads in progress
-//! shares/incoming/<p>/<SI>/<shnum>.mutable   a new mutable share being written
+//! shares/incoming/<SI>.<shnum>        uploads in progress
+//! shares/incoming/<SI>.<shnum>.mutable   a new mutable share being written
 //! leases.db (+ -wal, -shm)            leases of committed and mutable shares
 //! lock                                held (flock) while a store has the directory open
 //! ```
 //!
 //! `<SI>` is the 26-character base32 storage index, `<p>` its first two characters, `<shnum>`
-//! the share number in decimal, as in Tahoe (spec §8.4).
+//! the share number in decimal, as in Tahoe (spec §8.4). Files being written sit flat in
+//! `incoming/` (Tahoe nests them as `incoming/<p>/<SI>/<shnum>`): creating and removing two
+//! directories per share cost more than the rest of a small write (see the write path below),
+//! and nothing outside this store reads `incoming/`, which is wiped on open (as Tahoe does).
 //!
 //! **An immutable share file holds the share data only**: the same bytes as the data area of
 //! Tahoe's immutable container, without its 12-byte header or trailing lease records, because
@@ -33,13 +36,32 @@
 //! the middle may leave that share torn (the client's signature check catches it and a repair
 //! rewrites it), never a share of another index. A new mutable share is written whole under
 //! `incoming/`, fsynced and renamed into place; creating or deleting one fsyncs its directory.
+//! All the shares one write changes are written first, then synced together, then the new ones
+//! renamed into place with one sync of their bucket.
 //!
-//! Crash safety: an upload is written under `incoming/`; [`ShareStore::commit_share`] truncates
-//! it to its length, fsyncs it, records its leases (SQLite, synchronous), renames it into place
-//! and fsyncs the directory it landed in (and any directory it had to create). A crash at any
-//! instant leaves either no share or the whole committed share, never a torn one; what was in
-//! `incoming/` is deleted when the store is opened again, and lease rows of shares that never
-//! landed are pruned then. `commit_share` returns only once the share is durable.
+//! Crash safety: an upload is written under `incoming/`; [`ShareStore::commit_shares`] (and
+//! `commit_share`, a batch of one) truncates each share to its length, then in parallel
+//! fdatasyncs every file (on scoped threads) and records all their leases in one SQLite
+//! transaction (synchronous, so durable when it returns); only when both are done does it create
+//! the bucket directory if needed, rename the shares into it, and fsync the bucket (and the
+//! parent of any directory it created) once for the whole batch. A crash at any instant leaves
+//! either no share or the whole committed share, never a torn one: a name can only reach a file
+//! whose bytes were already durable. What was in `incoming/` is deleted when the store is opened
+//! again, and lease rows of shares that never landed are pruned then. `commit_shares` returns
+//! only once its shares are durable.
+//!
+//! The write path, by cost (measured in `docs/benchmarks.md`, "Disk store write path"): every
+//! inode created costs the most here (on this project's machine, ext4 without a journal, an
+//! allocation scans past recently deleted inodes: 0.1-1 ms each), then every sync (0.12 ms
+//! quiet, several ms while other programs write). So a 1 kB upload of two shares to a new
+//! storage index creates three inodes (two files, one bucket directory) and removes none, and
+//! waits for two rounds of syncs: {both files, the lease transaction} together, then {the
+//! bucket, the prefix directory if it was new} together. Directory syncs are deferred until
+//! after the renames, never repeated for one directory in a batch, and `incoming/` is never
+//! synced (nothing in it needs to survive a crash). The lease database keeps
+//! `synchronous=FULL`: WAL with `synchronous=NORMAL` would skip the log sync at commit, and no
+//! share sync covers it (an fsync of a share file says nothing about the WAL file's pages), so
+//! an acknowledged lease could be lost on power failure.
 //!
 //! Space: used = bytes of committed share files (mutable containers count whole) + allocations
 //! of uploads in progress. New
@@ -252,10 +274,32 @@ pub struct CancelReport {
     pub bytes_freed: u64,
 }
 
+/// A mutable share's change, written but not yet durable.
+enum Staged {
+    /// Nothing left to do (a deletion, already synced).
+    Done,
+    /// An existing container changed in place: to sync.
+    InPlace { file: File, path: PathBuf },
+    /// A new container written under `incoming/`: to sync, then rename to `path`. `size` is
+    /// its file length.
+    New {
+        file: File,
+        tmp: PathBuf,
+        path: PathBuf,
+        size: u64,
+    },
+}
+
+/// Most uploads in progress that keep their file open between calls; later ones reopen it for
+/// each write, so that thousands of idle allocations cannot exhaust the descriptors.
+const MAX_OPEN_UPLOADS: usize = 256;
+
 /// An upload in progress.
 #[derive(Debug)]
 struct Upload {
     path: PathBuf,
+    /// The file, kept open from creation to commit (unless too many uploads are open).
+    file: Option<File>,
     allocated: u64,
     /// End of the highest byte written.
     written_end: u64,
@@ -286,6 +330,89 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("syncing directory", dir, e))
+}
+
+/// Creates the missing directories from below `base` down to `dir` (`base` must exist) without
+/// syncing anything, and adds to `to_sync` the parent of each directory it created: syncing
+/// those (and `dir` after renaming into it) makes the new entries durable. Deferring the syncs
+/// lets one batch of renames share them, and the order does not matter for safety: until every
+/// sync has returned nothing is acknowledged, and a share renamed into a directory whose own
+/// entry was lost in a crash is simply not there.
+fn create_dirs(base: &Path, dir: &Path, to_sync: &mut Vec<PathBuf>) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let Ok(rel) = dir.strip_prefix(base) else {
+        return Err(StoreError::Io(format!(
+            "{} is not under {}",
+            dir.display(),
+            base.display()
+        )));
+    };
+    let mut current = base.to_path_buf();
+    for part in rel.components() {
+        let parent = current.clone();
+        current.push(part);
+        match fs::create_dir(&current) {
+            Ok(()) => {
+                if !to_sync.contains(&parent) {
+                    to_sync.push(parent);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error("creating directory", &current, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Most threads one batch of syncs runs on (each blocks in the kernel, using no CPU).
+const MAX_SYNC_THREADS: usize = 8;
+
+/// Runs `sync` on every item, several at once on scoped threads (the device sees the flushes
+/// together instead of one after another), and returns the results in order. Runs on the
+/// calling thread alone when there is one item or a thread cannot be started.
+fn sync_together<T: Sync>(
+    items: &[T],
+    sync: impl Fn(&T) -> Result<(), StoreError> + Sync,
+) -> Vec<Result<(), StoreError>> {
+    if items.len() <= 1 {
+        return items.iter().map(&sync).collect();
+    }
+    let per_thread = items.len().div_ceil(MAX_SYNC_THREADS);
+    let sync = &sync;
+    std::thread::scope(|scope| {
+        let mut chunks = items.chunks(per_thread);
+        let first = chunks.next().unwrap_or(&[]);
+        let spawned: Vec<_> = chunks
+            .map(|chunk| {
+                let handle = std::thread::Builder::new()
+                    .name("lafs-sync".into())
+                    .spawn_scoped(scope, move || chunk.iter().map(sync).collect::<Vec<_>>());
+                (chunk, handle)
+            })
+            .collect();
+        let mut out: Vec<_> = first.iter().map(sync).collect();
+        for (chunk, handle) in spawned {
+            match handle {
+                Ok(h) => match h.join() {
+                    Ok(results) => out.extend(results),
+                    Err(_) => out.extend(
+                        chunk
+                            .iter()
+                            .map(|_| Err(StoreError::Io("a sync thread failed".into()))),
+                    ),
+                },
+                Err(_) => out.extend(chunk.iter().map(sync)),
+            }
+        }
+        out
+    })
+}
+
+/// Syncs each directory of `dirs` (together, see [`sync_together`]); the first failure.
+fn sync_dirs(dirs: &[PathBuf]) -> Result<(), StoreError> {
+    sync_together(dirs, |d| sync_dir(d)).into_iter().collect()
 }
 
 /// Creates `dir` and its missing parents below `base` (which must exist), fsyncing the parent of
@@ -422,9 +549,12 @@ impl DiskShareStore {
         self.shares.join(&name[..2]).join(&name)
     }
 
-    fn incoming_bucket(&self, si: &StorageIndex) -> PathBuf {
-        let name = base32::encode(si);
-        self.incoming.join(&name[..2]).join(&name)
+    /// Where an upload (or, with `suffix` `.mutable`, a new mutable share) is written before
+    /// it is renamed into place: flat in `incoming/`, so that starting and finishing one creates
+    /// and removes no directory.
+    fn incoming_path(&self, si: &StorageIndex, shnum: u16, suffix: &str) -> PathBuf {
+        self.incoming
+            .join(format!("{}.{shnum}{suffix}", base32::encode(si)))
     }
 
     /// Path of a committed share.
@@ -587,13 +717,15 @@ impl DiskShareStore {
         Ok(out)
     }
 
-    /// Applies one share's change of a mutable write (space already checked).
-    fn apply_mutable_change(
+    /// Writes one share's change of a mutable write (space already checked), leaving the sync
+    /// (and, for a new share, the rename into place) to [`DiskShareStore::place_mutable`]. A
+    /// deletion is done and synced here.
+    fn stage_mutable_change(
         &mut self,
         si: &StorageIndex,
         enabler: &EnablerRecord,
         change: &MutableShareChange<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Staged, StoreError> {
         let path = self.share_path(si, change.shnum);
         let existing = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(file) => {
@@ -621,7 +753,7 @@ impl DiskShareStore {
                 self.delete_committed(si, change.shnum, len)?;
                 sync_nearest_dir(&self.bucket(si), &self.shares)?;
             }
-            return Ok(());
+            return Ok(Staged::Done);
         }
         let before = existing.as_ref().map(|(_, _, h)| h.data_len);
         // The length the writes reach, then the one new_length leaves.
@@ -669,20 +801,15 @@ impl DiskShareStore {
                             .map_err(|e| io_error("writing share", &path, e))
                     })
                 };
-                let result = result.and_then(|()| {
-                    file.sync_all()
-                        .map_err(|e| io_error("syncing share", &path, e))
-                });
                 // Count what the file holds now, even after a failure part way.
                 let new_file_len = file.metadata().map_or(file_len, |m| m.len());
                 self.committed_bytes =
                     self.committed_bytes - file_len.min(self.committed_bytes) + new_file_len;
                 result?;
+                Ok(Staged::InPlace { file, path })
             }
             None => {
-                let dir = self.incoming_bucket(si);
-                fs::create_dir_all(&dir).map_err(|e| io_error("creating directory", &dir, e))?;
-                let tmp = dir.join(format!("{}.mutable", change.shnum));
+                let tmp = self.incoming_path(si, change.shnum, ".mutable");
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -699,29 +826,161 @@ impl DiskShareStore {
                     .and_then(|()| {
                         file.set_len(at)
                             .and_then(|()| file.write_all_at(&[0; 4], at))
-                            .and_then(|()| file.sync_all())
                             .map_err(|e| io_error("writing share", &tmp, e))
                     });
-                drop(file);
-                let bucket = self.bucket(si);
-                let placed = built
-                    .and_then(|()| create_dirs_durably(&self.shares, &bucket))
-                    .and_then(|()| {
-                        fs::rename(&tmp, &path)
-                            .map_err(|e| io_error("renaming share into", &path, e))
-                    });
-                if let Err(e) = placed {
+                if let Err(e) = built {
                     // Best effort: incoming/ is wiped at the next open anyway.
+                    drop(file);
                     let _ = fs::remove_file(&tmp);
-                    remove_empty_dirs(&dir, &self.incoming);
                     return Err(e);
                 }
-                self.committed_bytes += at + EMPTY_LEASE_BLOCK;
-                remove_empty_dirs(&dir, &self.incoming);
-                sync_dir(&bucket)?;
+                Ok(Staged::New {
+                    file,
+                    tmp,
+                    path,
+                    size: at + EMPTY_LEASE_BLOCK,
+                })
             }
         }
-        Ok(())
+    }
+
+    /// Makes staged mutable changes durable: every changed or new file synced (together), then
+    /// the new ones renamed into their bucket, which is synced once (with any directory that had
+    /// to be created for it). Everything is attempted; the first failure is returned.
+    fn place_mutable(&mut self, si: &StorageIndex, staged: Vec<Staged>) -> Result<(), StoreError> {
+        let files: Vec<(&File, &Path)> = staged
+            .iter()
+            .filter_map(|s| match s {
+                Staged::Done => None,
+                Staged::InPlace { file, path } => Some((file, path.as_path())),
+                Staged::New { file, tmp, .. } => Some((file, tmp.as_path())),
+            })
+            .collect();
+        let mut synced = sync_together(&files, |(f, p)| {
+            f.sync_data().map_err(|e| io_error("syncing share", p, e))
+        })
+        .into_iter();
+        drop(files);
+        let mut first_error = None;
+        let mut new = Vec::new();
+        for s in staged {
+            let result = match &s {
+                Staged::Done => continue,
+                _ => synced.next().unwrap_or(Ok(())),
+            };
+            match (s, result) {
+                (
+                    Staged::New {
+                        tmp, path, size, ..
+                    },
+                    Ok(()),
+                ) => new.push((tmp, path, size)),
+                (Staged::New { tmp, .. }, Err(e)) => {
+                    let _ = fs::remove_file(&tmp);
+                    first_error.get_or_insert(e);
+                }
+                (_, Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                (_, Ok(())) => {}
+            }
+        }
+        if !new.is_empty() {
+            let bucket = self.bucket(si);
+            let mut to_sync = Vec::new();
+            let mut placed = false;
+            let made = create_dirs(&self.shares, &bucket, &mut to_sync);
+            for (tmp, path, size) in new {
+                let renamed = made.clone().and_then(|()| {
+                    fs::rename(&tmp, &path).map_err(|e| io_error("renaming share into", &path, e))
+                });
+                match renamed {
+                    Ok(()) => {
+                        self.committed_bytes += size;
+                        placed = true;
+                    }
+                    Err(e) => {
+                        // Best effort: incoming/ is wiped at the next open anyway.
+                        let _ = fs::remove_file(&tmp);
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if placed {
+                to_sync.push(bucket);
+            }
+            if let Err(e) = sync_dirs(&to_sync) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Checks an upload about to commit at `length` bytes and sets its file to that length;
+    /// the open file, to be synced.
+    fn prepare_commit(
+        &mut self,
+        si: &StorageIndex,
+        shnum: u16,
+        length: u64,
+    ) -> Result<File, StoreError> {
+        let upload = self
+            .uploads
+            .get_mut(&(*si, shnum))
+            .ok_or(StoreError::NotFound)?;
+        if length > upload.allocated {
+            return Err(StoreError::OutOfBounds {
+                end: length,
+                allocated: upload.allocated,
+            });
+        }
+        let path = upload.path.clone();
+        let path = path.as_path();
+        let file = match upload.file.take() {
+            Some(f) => f,
+            None => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| io_error("opening upload", path, e))?,
+        };
+        let kept = |upload: &mut Upload, file: File, e: StoreError| {
+            upload.file = Some(file);
+            Err(e)
+        };
+        if length >= 32 {
+            // Bytes never written read as zeros, which are not the magic.
+            let mut magic = [0u8; 32];
+            let mut got = 0;
+            while got < magic.len() {
+                match file.read_at(&mut magic[got..], got as u64) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let e = io_error("reading upload", path, e);
+                        return kept(upload, file, e);
+                    }
+                }
+            }
+            if is_mutable_magic(&magic) {
+                let e = StoreError::KindConflict(
+                    "the share begins with the mutable container magic, so it could not be told \
+                     apart from a mutable share (no valid immutable share does)"
+                        .into(),
+                );
+                return kept(upload, file, e);
+            }
+        }
+        // The file holds exactly the bytes up to the highest one written; cut or extend it
+        // only when the committed length differs.
+        if length != upload.written_end {
+            if let Err(e) = file.set_len(length) {
+                let e = io_error("resizing upload", path, e);
+                return kept(upload, file, e);
+            }
+        }
+        Ok(file)
     }
 
     fn upload(&self, si: &StorageIndex, shnum: u16) -> Result<&Upload, StoreError> {
@@ -838,21 +1097,22 @@ impl ShareStore for DiskShareStore {
                 available,
             });
         }
-        let dir = self.incoming_bucket(si);
-        // Uploads need no durable directories: incoming/ is wiped on open anyway.
-        fs::create_dir_all(&dir).map_err(|e| io_error("creating directory", &dir, e))?;
-        let path = dir.join(shnum.to_string());
-        OpenOptions::new()
+        // Nothing in incoming/ needs to be durable: it is wiped on open anyway.
+        let path = self.incoming_path(si, shnum, "");
+        let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(&path)
             .map_err(|e| io_error("creating upload", &path, e))?;
+        let open_uploads = self.uploads.values().filter(|u| u.file.is_some()).count();
         self.allocated_bytes += allocated_size;
         self.uploads.insert(
             (*si, shnum),
             Upload {
                 path,
+                file: (open_uploads < MAX_OPEN_UPLOADS).then_some(file),
                 allocated: allocated_size,
                 written_end: 0,
                 leases: vec![StoredLease::from_lease(&lease)],
@@ -881,11 +1141,14 @@ impl ShareStore for DiskShareStore {
             return Ok(());
         }
         let path = &upload.path;
-        OpenOptions::new()
-            .write(true)
-            .open(path)
-            .and_then(|f| f.write_all_at(data, offset))
-            .map_err(|e| io_error("writing upload", path, e))?;
+        match &upload.file {
+            Some(file) => file.write_all_at(data, offset),
+            None => OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.write_all_at(data, offset)),
+        }
+        .map_err(|e| io_error("writing upload", path, e))?;
         if let Some(upload) = self.uploads.get_mut(&(*si, shnum)) {
             upload.written_end = upload.written_end.max(end);
         }
@@ -898,54 +1161,152 @@ impl ShareStore for DiskShareStore {
         shnum: u16,
         length: u64,
     ) -> Result<(), StoreError> {
-        let upload = self.upload(si, shnum)?;
-        if length > upload.allocated {
-            return Err(StoreError::OutOfBounds {
-                end: length,
-                allocated: upload.allocated,
-            });
-        }
-        let from = upload.path.clone();
-        let leases = upload.leases.clone();
-        if length >= 32 {
-            let mut magic = [0u8; 32];
-            File::open(&from)
-                .and_then(|f| f.read_exact_at(&mut magic, 0))
-                .map_err(|e| io_error("reading upload", &from, e))?;
-            if is_mutable_magic(&magic) {
-                return Err(StoreError::KindConflict(
-                    "the share begins with the mutable container magic, so it could not be told \
-                     apart from a mutable share (no valid immutable share does)"
-                        .into(),
-                ));
+        self.commit_shares(si, &[(shnum, length)])
+            .pop()
+            .unwrap_or(Err(StoreError::NotFound))
+    }
+
+    /// The shares' data and their leases are made durable together (the files synced on
+    /// several threads while this one writes every lease in one SQLite transaction), then the
+    /// shares are renamed into their directory, which is synced once (with the directories
+    /// above it that had to be created). See the module docs for why this order is safe.
+    fn commit_shares(
+        &mut self,
+        si: &StorageIndex,
+        shares: &[(u16, u64)],
+    ) -> Vec<Result<(), StoreError>> {
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(shares.len());
+        // 1. Checks, and each file at exactly its length (gaps and the tail read as zeros).
+        let mut ready: Vec<(usize, File)> = Vec::new();
+        for (i, &(shnum, length)) in shares.iter().enumerate() {
+            if shares[..i].iter().any(|&(n, _)| n == shnum) {
+                // Committed by its first entry: like a second commit, not found.
+                results.push(Err(StoreError::NotFound));
+                continue;
+            }
+            match self.prepare_commit(si, shnum, length) {
+                Ok(file) => {
+                    ready.push((i, file));
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
             }
         }
-        // 1. The data, at exactly `length` bytes (gaps and the tail read as zeros), on disk.
-        OpenOptions::new()
-            .write(true)
-            .open(&from)
-            .and_then(|f| {
-                f.set_len(length)?;
-                f.sync_all()
+        if ready.is_empty() {
+            return results;
+        }
+        // 2. The data on disk and the leases in the database, at the same time. The leases are
+        // durable before any share becomes visible: a visible share always has its leases, so
+        // garbage collection can never mistake it for an abandoned one.
+        let batch: Vec<(u16, Vec<StoredLease>)> = ready
+            .iter()
+            .map(|(i, _)| {
+                let shnum = shares[*i].0;
+                let leases = self
+                    .uploads
+                    .get(&(*si, shnum))
+                    .map(|u| u.leases.clone())
+                    .unwrap_or_default();
+                (shnum, leases)
             })
-            .map_err(|e| io_error("syncing upload", &from, e))?;
-        // 2. Its leases, durably, before the share becomes visible: a visible share always has
-        // its leases, so garbage collection can never mistake it for an abandoned one.
-        self.db.set_share_leases(si, shnum, &leases)?;
-        // 3. Into place, atomically, and the rename made durable.
-        let bucket = self.bucket(si);
-        create_dirs_durably(&self.shares, &bucket)?;
-        let to = bucket.join(shnum.to_string());
-        fs::rename(&from, &to).map_err(|e| io_error("renaming upload into", &to, e))?;
-        let Some(upload) = self.uploads.remove(&(*si, shnum)) else {
-            return Err(StoreError::NotFound);
+            .collect();
+        let (synced, leased) = {
+            let uploads = &self.uploads;
+            let db = &mut self.db;
+            let items: Vec<(&File, &Path)> = ready
+                .iter()
+                .map(|(i, f)| {
+                    let path = uploads
+                        .get(&(*si, shares[*i].0))
+                        .map_or(Path::new("upload"), |u| u.path.as_path());
+                    (f, path)
+                })
+                .collect();
+            std::thread::scope(|scope| {
+                let files = std::thread::Builder::new()
+                    .name("lafs-sync".into())
+                    .spawn_scoped(scope, || {
+                        sync_together(&items, |(f, p)| {
+                            f.sync_data().map_err(|e| io_error("syncing upload", p, e))
+                        })
+                    });
+                let leased = db.set_leases_of_shares(si, &batch);
+                let synced = match files {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
+                        items
+                            .iter()
+                            .map(|_| Err(StoreError::Io("a sync thread failed".into())))
+                            .collect()
+                    }),
+                    Err(_) => sync_together(&items, |(f, p)| {
+                        f.sync_data().map_err(|e| io_error("syncing upload", p, e))
+                    }),
+                };
+                (synced, leased)
+            })
         };
-        self.allocated_bytes = self.allocated_bytes.saturating_sub(upload.allocated);
-        self.committed_bytes += length;
-        remove_empty_dirs(&self.incoming_bucket(si), &self.incoming);
-        // The share is committed from here on (visible, and kept after a crash in all but the
-        // power-loss case this sync guards); a failure is still reported.
-        sync_dir(&bucket)
+        let indexes: Vec<usize> = ready.iter().map(|(i, _)| *i).collect();
+        drop(ready);
+        let mut landing: Vec<usize> = Vec::new();
+        let mut failed: Vec<u16> = Vec::new();
+        for (i, synced) in indexes.into_iter().zip(synced) {
+            match (&leased, synced) {
+                (Err(e), _) => results[i] = Err(e.clone()),
+                (Ok(()), Err(e)) => {
+                    results[i] = Err(e);
+                    failed.push(shares[i].0);
+                }
+                (Ok(()), Ok(())) => landing.push(i),
+            }
+        }
+        // 3. Into place, atomically, and the renames made durable by one sync of the bucket.
+        let bucket = self.bucket(si);
+        let mut to_sync = Vec::new();
+        if !landing.is_empty() {
+            if let Err(e) = create_dirs(&self.shares, &bucket, &mut to_sync) {
+                for &i in &landing {
+                    results[i] = Err(e.clone());
+                    failed.push(shares[i].0);
+                }
+                landing.clear();
+            }
+        }
+        let mut landed = Vec::new();
+        for i in landing {
+            let (shnum, length) = shares[i];
+            let Some(from) = self.uploads.get(&(*si, shnum)).map(|u| u.path.clone()) else {
+                results[i] = Err(StoreError::NotFound);
+                continue;
+            };
+            let to = bucket.join(shnum.to_string());
+            if let Err(e) = fs::rename(&from, &to) {
+                results[i] = Err(io_error("renaming upload into", &to, e));
+                failed.push(shnum);
+                continue;
+            }
+            if let Some(upload) = self.uploads.remove(&(*si, shnum)) {
+                self.allocated_bytes = self.allocated_bytes.saturating_sub(upload.allocated);
+            }
+            self.committed_bytes += length;
+            landed.push(i);
+        }
+        // Rows of shares that will not land now (best effort: the next open prunes them too).
+        if !failed.is_empty() {
+            if let Err(e) = self.db.remove_shares(si, &failed) {
+                tracing::warn!("{e}");
+            }
+        }
+        if !landed.is_empty() {
+            to_sync.push(bucket);
+            // The shares are committed from here on (visible, and kept after a crash in all but
+            // the power-loss case these syncs guard); a failure is still reported.
+            if let Err(e) = sync_dirs(&to_sync) {
+                for i in landed {
+                    results[i] = Err(e.clone());
+                }
+            }
+        }
+        results
     }
 
     fn abort_share(&mut self, si: &StorageIndex, shnum: u16) -> Result<(), StoreError> {
@@ -953,14 +1314,12 @@ impl ShareStore for DiskShareStore {
             return Err(StoreError::NotFound);
         };
         self.allocated_bytes = self.allocated_bytes.saturating_sub(upload.allocated);
-        let result = match fs::remove_file(&upload.path) {
+        match fs::remove_file(&upload.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             // The allocation is released anyway; the file goes at the next open.
             Err(e) => Err(io_error("deleting upload", &upload.path, e)),
-        };
-        remove_empty_dirs(&self.incoming_bucket(si), &self.incoming);
-        result
+        }
     }
 
     fn list_mutable_shares(&self, si: &StorageIndex) -> Result<Vec<MutableShareInfo>, StoreError> {
@@ -1059,10 +1418,25 @@ impl ShareStore for DiskShareStore {
                 return Err(StoreError::NoSpace { needed, available });
             }
         }
+        // Every change is written, then all are synced together; a share named twice has its
+        // first change placed before the second is written.
+        let mut staged = Vec::new();
+        let mut staged_shnums = BTreeSet::new();
         for change in changes {
-            self.apply_mutable_change(si, enabler, change)?;
+            if !staged_shnums.insert(change.shnum) {
+                self.place_mutable(si, std::mem::take(&mut staged))?;
+                staged_shnums = BTreeSet::from([change.shnum]);
+            }
+            match self.stage_mutable_change(si, enabler, change) {
+                Ok(s) => staged.push(s),
+                Err(e) => {
+                    // What was written before the failure is still made durable.
+                    let _ = self.place_mutable(si, staged);
+                    return Err(e);
+                }
+            }
         }
-        Ok(())
+        self.place_mutable(si, staged)
     }
 
     fn add_lease(&mut self, si: &StorageIndex, shnum: u16, lease: Lease) -> Result<(), StoreError> {
@@ -1075,6 +1449,40 @@ impl ShareStore for DiskShareStore {
             return Err(StoreError::NotFound);
         }
         self.db.add_or_renew(si, shnum, &stored)
+    }
+
+    /// One SQLite transaction for every committed share named (uploads in progress keep theirs
+    /// in memory); a share that is not here stops the batch there, as the trait says.
+    fn add_leases(
+        &mut self,
+        si: &StorageIndex,
+        shnums: &[u16],
+        lease: Lease,
+    ) -> Result<(), StoreError> {
+        let stored = StoredLease::from_lease(&lease);
+        let mut committed = Vec::with_capacity(shnums.len());
+        let mut failure = None;
+        for &shnum in shnums {
+            if let Some(upload) = self.uploads.get_mut(&(*si, shnum)) {
+                merge_lease(&mut upload.leases, stored);
+                continue;
+            }
+            match self.committed_len(si, shnum) {
+                Ok(Some(_)) => committed.push(shnum),
+                Ok(None) => {
+                    failure = Some(StoreError::NotFound);
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if !committed.is_empty() {
+            self.db.add_or_renew_shares(si, &committed, &stored)?;
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// The leases of a share. Their secret fields hold the SHA-256 digests of the secrets (see

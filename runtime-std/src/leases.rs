@@ -31,6 +31,13 @@ const SCHEMA_VERSION: i64 = 1;
 /// How long SQLite waits for a lock held by someone else before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Adds a lease row, or moves the expiry of the row with the same renew secret later.
+const UPSERT: &str =
+    "INSERT INTO leases (storage_index, shnum, renew_hash, cancel_hash, expires_us)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (storage_index, shnum, renew_hash)
+     DO UPDATE SET expires_us = MAX(expires_us, excluded.expires_us)";
+
 /// SHA-256 of a lease secret: the form in which secrets are stored and compared.
 pub fn hash_secret(secret: &[u8; 32]) -> [u8; 32] {
     Sha256::digest(secret).into()
@@ -158,33 +165,37 @@ impl LeaseDb {
         shnum: u16,
         leases: &[StoredLease],
     ) -> Result<(), StoreError> {
+        self.set_leases_of_shares(si, &[(shnum, leases.to_vec())])
+    }
+
+    /// Replaces every lease of each share of `si` named in `shares` with the leases given for
+    /// it, in one transaction (one sync of the log): used when a batch of shares commits.
+    pub fn set_leases_of_shares(
+        &mut self,
+        si: &StorageIndex,
+        shares: &[(u16, Vec<StoredLease>)],
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let e = |e| db_error(&path, "writing leases to", e);
         let tx = self.conn.transaction().map_err(e)?;
-        tx.execute(
-            "DELETE FROM leases WHERE storage_index = ?1 AND shnum = ?2",
-            params![&si[..], shnum],
-        )
-        .map_err(e)?;
         {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO leases (storage_index, shnum, renew_hash, cancel_hash, expires_us)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (storage_index, shnum, renew_hash)
-                     DO UPDATE SET expires_us = MAX(expires_us, excluded.expires_us)",
-                )
+            let mut delete = tx
+                .prepare_cached("DELETE FROM leases WHERE storage_index = ?1 AND shnum = ?2")
                 .map_err(e)?;
-            for l in leases {
-                insert
-                    .execute(params![
-                        &si[..],
-                        shnum,
-                        &l.renew_hash[..],
-                        &l.cancel_hash[..],
-                        to_sql_time(l.expires)
-                    ])
-                    .map_err(e)?;
+            let mut insert = tx.prepare_cached(UPSERT).map_err(e)?;
+            for (shnum, leases) in shares {
+                delete.execute(params![&si[..], shnum]).map_err(e)?;
+                for l in leases {
+                    insert
+                        .execute(params![
+                            &si[..],
+                            shnum,
+                            &l.renew_hash[..],
+                            &l.cancel_hash[..],
+                            to_sql_time(l.expires)
+                        ])
+                        .map_err(e)?;
+                }
             }
         }
         tx.commit().map_err(e)
@@ -198,24 +209,34 @@ impl LeaseDb {
         shnum: u16,
         lease: &StoredLease,
     ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO leases (storage_index, shnum, renew_hash, cancel_hash, expires_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (storage_index, shnum, renew_hash)
-                 DO UPDATE SET expires_us = MAX(expires_us, excluded.expires_us)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    &si[..],
-                    shnum,
-                    &lease.renew_hash[..],
-                    &lease.cancel_hash[..],
-                    to_sql_time(lease.expires)
-                ])
-            })
-            .map(drop)
-            .map_err(|e| self.err("writing a lease to", e))
+        self.add_or_renew_shares(si, &[shnum], lease)
+    }
+
+    /// [`LeaseDb::add_or_renew`] on several shares of `si`, in one transaction.
+    pub fn add_or_renew_shares(
+        &mut self,
+        si: &StorageIndex,
+        shnums: &[u16],
+        lease: &StoredLease,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, "writing a lease to", e);
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut insert = tx.prepare_cached(UPSERT).map_err(e)?;
+            for shnum in shnums {
+                insert
+                    .execute(params![
+                        &si[..],
+                        shnum,
+                        &lease.renew_hash[..],
+                        &lease.cancel_hash[..],
+                        to_sql_time(lease.expires)
+                    ])
+                    .map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
     }
 
     /// The leases of one share, in the order of their renew-secret digests.
@@ -307,13 +328,23 @@ impl LeaseDb {
 
     /// Forgets every lease of a share (it was deleted).
     pub fn remove_share(&mut self, si: &StorageIndex, shnum: u16) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "DELETE FROM leases WHERE storage_index = ?1 AND shnum = ?2",
-                params![&si[..], shnum],
-            )
-            .map(drop)
-            .map_err(|e| self.err("removing leases from", e))
+        self.remove_shares(si, &[shnum])
+    }
+
+    /// Forgets every lease of each share of `si` in `shnums`, in one transaction.
+    pub fn remove_shares(&mut self, si: &StorageIndex, shnums: &[u16]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, "removing leases from", e);
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM leases WHERE storage_index = ?1 AND shnum = ?2")
+                .map_err(e)?;
+            for shnum in shnums {
+                delete.execute(params![&si[..], shnum]).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
     }
 
     /// Shares that have leases, all of which expired at or before `now`.

@@ -577,14 +577,60 @@ fn crash_child_writes_shares_until_killed() {
             }
             if i % 7 == 3 {
                 s.abort_share(&si, shnum).unwrap();
-            } else {
+            } else if i % 3 != 2 {
                 s.commit_share(&si, shnum, data.len() as u64).unwrap();
                 if i % 2 == 0 {
                     s.add_lease(&si, shnum, lease(2, 2)).unwrap();
                 }
             }
         }
+        // Every third index commits its shares in one batch (as a storage server commits the
+        // shares one request closes).
+        if i % 3 == 2 && i % 7 != 3 {
+            let batch: Vec<(u16, u64)> = (0..(i % 3 + 1) as u16)
+                .map(|n| (n, crash_share_len(&si, n)))
+                .collect();
+            for result in s.commit_shares(&si, &batch) {
+                result.unwrap();
+            }
+            let shnums: Vec<u16> = batch.iter().map(|&(n, _)| n).collect();
+            s.add_leases(&si, &shnums, lease(2, 2)).unwrap();
+        }
+        // A slot of two mutable shares: created together, then rewritten in place.
+        let mut msi = si;
+        msi[0] |= 0x80;
+        for version in 0..2u8 {
+            let data0 = crash_mutable(&msi, 0, version);
+            let data1 = crash_mutable(&msi, 1, version);
+            let w0 = [dv(0, &data0)];
+            let w1 = [dv(0, &data1)];
+            s.write_mutable_shares(
+                &msi,
+                &RECORD,
+                &[
+                    MutableShareChange {
+                        shnum: 0,
+                        writes: &w0,
+                        new_length: None,
+                    },
+                    MutableShareChange {
+                        shnum: 1,
+                        writes: &w1,
+                        new_length: None,
+                    },
+                ],
+            )
+            .unwrap();
+            s.add_leases(&msi, &[0, 1], lease(1, 1)).unwrap();
+        }
     }
+}
+
+/// Version `version` of a mutable share in the crash test (every version has the same length).
+fn crash_mutable(si: &StorageIndex, shnum: u16, version: u8) -> Vec<u8> {
+    (0..crash_share_len(si, shnum))
+        .map(|i| crash_share_byte(si, shnum, i) ^ version.wrapping_mul(0x5b))
+        .collect()
 }
 
 #[test]
@@ -615,10 +661,25 @@ fn sigkill_at_random_moments_never_leaves_a_torn_share() {
 
         let s = open(dir.path(), config());
         assert_eq!(incoming_entries(dir.path()), 0);
-        let shares = s.all_shares().unwrap();
+        let all = s.all_shares().unwrap();
         let mut bytes = 0;
+        let mut shares = Vec::new();
+        for &(si, shnum, len) in &all {
+            if si[0] & 0x80 == 0 {
+                shares.push((si, shnum, len));
+                continue;
+            }
+            // A mutable share: whole, at one of its versions (a kill never tears one).
+            let data = mdata(&s, &si, shnum);
+            assert!(
+                data == crash_mutable(&si, shnum, 0) || data == crash_mutable(&si, shnum, 1),
+                "torn mutable share {si:?}/{shnum}"
+            );
+            bytes += len;
+        }
         for &(si, shnum, len) in &shares {
             assert!(si[0] <= generation);
+            assert!(si[0] & 0x80 == 0);
             assert_eq!(
                 len,
                 crash_share_len(&si, shnum),
@@ -1109,4 +1170,345 @@ fn tahoe_written_mutable_containers_are_read_and_written() {
     want.extend_from_slice(&[0; 10]);
     want.extend_from_slice(b"tail");
     assert_eq!(mdata(&s, si, *shnum), want);
+}
+
+// ---- batches ---------------------------------------------------------------------------------
+
+fn share_path(dir: &Path, si: &StorageIndex, shnum: u16) -> std::path::PathBuf {
+    let name = lafs_core::base32::encode(si);
+    dir.join("shares")
+        .join(&name[..2])
+        .join(&name)
+        .join(shnum.to_string())
+}
+
+#[test]
+fn a_batch_commit_lands_the_good_shares_and_reports_the_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    for shnum in 0..4u16 {
+        s.create_share(&SI, shnum, 100, lease(shnum as u8 + 1, 10))
+            .unwrap();
+        s.write_share(&SI, shnum, 0, &[shnum as u8; 50]).unwrap();
+    }
+    s.add_lease(&SI, 2, lease(9, 20)).unwrap();
+    let results = s.commit_shares(
+        &SI,
+        &[
+            (0, 50),
+            (1, 101), // past its allocation
+            (2, 60),  // extended with zeros
+            (9, 10),  // never created
+            (0, 50),  // named twice: the first entry committed it
+            (3, 40),  // cut
+        ],
+    );
+    assert_eq!(
+        results,
+        vec![
+            Ok(()),
+            Err(StoreError::OutOfBounds {
+                end: 101,
+                allocated: 100
+            }),
+            Ok(()),
+            Err(StoreError::NotFound),
+            Err(StoreError::NotFound),
+            Ok(()),
+        ]
+    );
+    let lengths: Vec<(u16, u64)> = s
+        .list_shares(&SI)
+        .unwrap()
+        .iter()
+        .map(|i| (i.shnum, i.length))
+        .collect();
+    assert_eq!(lengths, vec![(0, 50), (2, 60), (3, 40)]);
+    let mut two = vec![2u8; 50];
+    two.extend([0; 10]);
+    assert_eq!(std::fs::read(share_path(dir.path(), &SI, 2)).unwrap(), two);
+    assert_eq!(
+        std::fs::read(share_path(dir.path(), &SI, 3)).unwrap(),
+        [3u8; 40]
+    );
+    assert_eq!(
+        s.leases(&SI, 2).unwrap(),
+        vec![stored(3, 10), stored(9, 20)]
+    );
+    assert_eq!(s.leases(&SI, 0).unwrap(), vec![stored(1, 10)]);
+    // The refused share is still in progress and can commit within its allocation.
+    assert_eq!(s.uploads_in_progress(), 1);
+    assert_eq!(s.space_used(), 50 + 60 + 40 + 100);
+    s.commit_share(&SI, 1, 50).unwrap();
+    assert_eq!(s.space_used(), 200);
+    assert_eq!(incoming_entries(dir.path()), 0);
+    drop(s);
+    // Everything, leases included, is there after a restart.
+    let s = open(dir.path(), config());
+    assert_eq!(s.all_shares().unwrap().len(), 4);
+    assert_eq!(s.leases(&SI, 3).unwrap(), vec![stored(4, 10)]);
+}
+
+#[test]
+fn uploads_in_progress_leave_no_directories_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    let other: StorageIndex = [0x55; 16];
+    s.create_share(&SI, 0, 10, lease(1, 1)).unwrap();
+    s.create_share(&other, 3, 10, lease(1, 1)).unwrap();
+    s.write_share(&other, 3, 0, b"0123456789").unwrap();
+    // Uploads sit flat in incoming/, one file each.
+    assert_eq!(incoming_entries(dir.path()), 2);
+    s.abort_share(&SI, 0).unwrap();
+    s.commit_share(&other, 3, 10).unwrap();
+    assert_eq!(incoming_entries(dir.path()), 0);
+    assert_eq!(
+        std::fs::read(share_path(dir.path(), &other, 3)).unwrap(),
+        b"0123456789"
+    );
+}
+
+#[test]
+fn many_open_uploads_still_write_and_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    // More uploads than keep their file open between calls.
+    let n = 300u16;
+    for shnum in 0..n {
+        let si = [
+            (shnum % 251) as u8,
+            (shnum / 251) as u8,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+        ];
+        s.create_share(&si, shnum, 8, lease(1, 1)).unwrap();
+    }
+    for shnum in 0..n {
+        let si = [
+            (shnum % 251) as u8,
+            (shnum / 251) as u8,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+        ];
+        s.write_share(&si, shnum, 0, &shnum.to_be_bytes()).unwrap();
+        s.commit_share(&si, shnum, 2).unwrap();
+        assert_eq!(s.read_share(&si, shnum, 0, 2).unwrap(), shnum.to_be_bytes());
+    }
+    assert_eq!(s.all_shares().unwrap().len(), usize::from(n));
+}
+
+#[test]
+fn add_leases_renews_every_share_named_and_stops_at_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    put(&mut s, &SI, 0, b"a", lease(1, 10));
+    put(&mut s, &SI, 1, b"b", lease(1, 10));
+    s.create_share(&SI, 2, 5, lease(1, 10)).unwrap();
+    s.add_leases(&SI, &[0, 2, 1], lease(1, 30)).unwrap();
+    for shnum in 0..3 {
+        assert_eq!(s.leases(&SI, shnum).unwrap(), vec![stored(1, 30)]);
+    }
+    assert_eq!(
+        s.add_leases(&SI, &[0, 7, 1], lease(2, 40)),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.leases(&SI, 0).unwrap(),
+        vec![stored(1, 30), stored(2, 40)]
+    );
+    assert_eq!(s.leases(&SI, 1).unwrap(), vec![stored(1, 30)]);
+}
+
+#[test]
+fn a_mutable_batch_creates_changes_and_deletes_shares_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), config());
+    let (a, b, c) = ([dv(0, b"one")], [dv(0, b"two")], [dv(3, b"+")]);
+    let change = |shnum, writes, new_length| MutableShareChange {
+        shnum,
+        writes,
+        new_length,
+    };
+    s.write_mutable_shares(
+        &SI,
+        &RECORD,
+        &[change(0, &a[..], None), change(1, &b[..], None)],
+    )
+    .unwrap();
+    assert_eq!(incoming_entries(dir.path()), 0);
+    // A share named twice takes both changes in order; another is deleted; a third is new.
+    s.write_mutable_shares(
+        &SI,
+        &RECORD,
+        &[
+            change(2, &a[..], None),
+            change(2, &c[..], None),
+            change(1, &[], Some(0)),
+            change(0, &c[..], None),
+        ],
+    )
+    .unwrap();
+    assert_eq!(mdata(&s, &SI, 0), b"one+");
+    assert_eq!(mdata(&s, &SI, 2), b"one+");
+    assert_eq!(
+        s.read_mutable_share(&SI, 1, 0, 9),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(incoming_entries(dir.path()), 0);
+    let used = s.space_used();
+    drop(s);
+    let s = open(dir.path(), config());
+    assert_eq!(s.space_used(), used);
+    assert_eq!(mdata(&s, &SI, 2), b"one+");
+    assert_eq!(
+        std::fs::read(share_path(dir.path(), &SI, 2)).unwrap()[..32],
+        MUTABLE_V2_MAGIC[..]
+    );
+}
+
+// ---- write-path timing (run by hand) ----------------------------------------------------------
+
+/// The requests one storage server sees for a 1 kB upload or a small mutable publish on a
+/// 3-of-10 grid of five servers: two shares each.
+fn timing_requests(si: StorageIndex, round: u32) -> [Request; 3] {
+    let secrets = LeaseSecrets {
+        renew: [1; 32],
+        cancel: [2; 32],
+    };
+    let immutable = Request::ImmutableWrite {
+        storage_index: si,
+        lease: secrets,
+        allocated_size: 1200,
+        total_shares: 10,
+        writes: (0..2)
+            .map(|n| ShareWrite {
+                shnum: n,
+                allocate: true,
+                offset: 0,
+                data: vec![n as u8 + 1; 1200],
+                close: true,
+            })
+            .collect(),
+    };
+    let mut msi = si;
+    msi[15] ^= 0xff;
+    let create = Request::MutableWrite {
+        storage_index: msi,
+        write_enabler: WE,
+        lease: secrets,
+        shares: (0..2)
+            .map(|n| share_write(n, Some(&[]), &[round as u8; 1500], None))
+            .collect(),
+        read_ranges: vec![],
+    };
+    let update = Request::MutableWrite {
+        storage_index: msi,
+        write_enabler: WE,
+        lease: secrets,
+        shares: (0..2)
+            .map(|n| {
+                share_write(
+                    n,
+                    Some(&[round as u8; 1500]),
+                    &[round as u8 + 1; 1500],
+                    None,
+                )
+            })
+            .collect(),
+        read_ranges: vec![],
+    };
+    [immutable, create, update]
+}
+
+fn p50_p90(mut times: Vec<StdDuration>) -> String {
+    times.sort();
+    format!(
+        "p50 {:>7.3} ms, p90 {:>7.3} ms",
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times[times.len() * 9 / 10].as_secs_f64() * 1e3
+    )
+}
+
+/// `cargo test --release -p lafs-runtime-std --test disk_store write_path_timing -- --ignored
+/// --nocapture`: per-request latency of the three small writes, on one store and on five stores
+/// written at once (as the five servers of `lafs bench`). LAFS_TIMING_ROUNDS sets the rounds.
+#[test]
+#[ignore]
+fn write_path_timing() {
+    let rounds: u32 = std::env::var("LAFS_TIMING_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(100);
+    for servers in [1usize, 5] {
+        let dirs: Vec<_> = (0..servers).map(|_| tempfile::tempdir().unwrap()).collect();
+        let barrier = std::sync::Barrier::new(servers);
+        let results: Vec<[Vec<StdDuration>; 3]> = std::thread::scope(|scope| {
+            let handles: Vec<_> = dirs
+                .iter()
+                .map(|dir| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        let mut server = mserver(open(dir.path(), config()));
+                        let mut times: [Vec<StdDuration>; 3] = Default::default();
+                        for round in 0..rounds {
+                            let mut si = [0u8; 16];
+                            si[..4].copy_from_slice(&round.to_be_bytes());
+                            for (kind, req) in timing_requests(si, round).into_iter().enumerate() {
+                                barrier.wait();
+                                let t = StdInstant::now();
+                                let resp =
+                                    server.handle_request(Instant(1_000), ConnectionId(1), req);
+                                times[kind].push(t.elapsed());
+                                assert!(
+                                    matches!(
+                                        resp,
+                                        Response::ImmutableWrite { .. }
+                                            | Response::MutableWrite { applied: true, .. }
+                                    ),
+                                    "{resp:?}"
+                                );
+                            }
+                        }
+                        times
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (kind, name) in [
+            "1 kB immutable, 2 shares",
+            "mutable create, 2 shares",
+            "mutable update, 2 shares",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let all: Vec<StdDuration> = results.iter().flat_map(|r| r[kind].clone()).collect();
+            eprintln!("{servers} store(s): {name:<26} {}", p50_p90(all));
+        }
+    }
 }
