@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use lafs_core::crypto::key_source::{KeySource, KeySourceError};
 use lafs_core::crypto::rsa_keys::MutableKey;
 
+use crate::dirs::DirCache;
 use crate::keypool::KeyPool;
 use crate::local_grid;
 use crate::net::{GridClient, ServerEntry};
@@ -122,10 +123,14 @@ impl Gateway {
             .spawn(move || {
                 let (server, stopping, stats) = shared;
                 let info = api::GridInfo { servers };
+                // One memory of directory states for all workers: an edit of a directory that
+                // another worker just wrote starts from its state (one round trip).
+                let cache = DirCache::new();
                 std::thread::scope(|scope| {
                     for i in 0..workers {
                         let (server, stopping, stats) = (&server, &stopping, &stats);
                         let (client, keys, config, info) = (&client, &keys, &config, &info);
+                        let cache = cache.clone();
                         let spawned = std::thread::Builder::new()
                             .name(format!("lafs-web-{i}"))
                             .spawn_scoped(scope, move || {
@@ -135,6 +140,7 @@ impl Gateway {
                                     config,
                                     stats,
                                     info,
+                                    cache,
                                 );
                                 loop {
                                     match server.recv() {
