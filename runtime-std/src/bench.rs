@@ -16,6 +16,7 @@ use crate::cli::CliError;
 use crate::local_grid;
 use crate::net::{ClientConfig, GridClient};
 use crate::node::{self, GridServer, NodeDir, NodeKind};
+use crate::procstat;
 
 /// Deterministic pseudo-random bytes that can be re-read from any offset (for the two upload
 /// passes) without being held in memory.
@@ -80,66 +81,87 @@ impl std::io::Write for Checker<'_> {
     }
 }
 
-struct ServerProcess {
+/// A `lafs node run` child process, killed when dropped.
+#[derive(Debug)]
+pub(crate) struct NodeProcess {
     child: Child,
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
+impl NodeProcess {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kill it now and wait for it.
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
-/// User + system CPU seconds of a process, from /proc/PID/stat.
+fn rss_kib(pid: u32) -> Option<u64> {
+    procstat::process(pid).rss_bytes.map(|b| b / 1024)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    procstat::process(pid).peak_rss_bytes.map(|b| b / 1024)
+}
+
+/// User + system CPU seconds of a process.
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    procstat::process(pid).cpu_time.map(|t| t.as_secs_f64())
 }
 
-fn start_servers(
-    dir: &Path,
-    count: usize,
-) -> Result<(Vec<ServerProcess>, Vec<GridServer>), CliError> {
+/// Run `lafs node run NODE_DIR` as a child of this process (the same executable) and return it
+/// with the first line of its banner (storage: "serving on ADDR ...", client: "web gateway on
+/// URL ..."). Its stderr goes to ours.
+pub(crate) fn spawn_node(node_dir: &Path) -> Result<(NodeProcess, String), CliError> {
     let exe = std::env::current_exe().map_err(|source| CliError::Io {
         path: "lafs".into(),
         source,
     })?;
+    let mut child = Command::new(&exe)
+        .args(["node", "run"])
+        .arg(node_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| CliError::Io {
+            path: exe.clone(),
+            source,
+        })?;
+    let stdout = child.stdout.take();
+    // From here on the child is killed if anything fails.
+    let process = NodeProcess { child };
+    let stdout = stdout.ok_or_else(|| CliError::Usage("no stdout from lafs node run".into()))?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|source| CliError::Io {
+            path: node_dir.to_path_buf(),
+            source,
+        })?;
+    Ok((process, line))
+}
+
+/// Start `count` storage nodes (directories DIR/server-I) as separate processes.
+pub(crate) fn start_servers(
+    dir: &Path,
+    count: usize,
+) -> Result<(Vec<NodeProcess>, Vec<GridServer>), CliError> {
     let mut procs = Vec::new();
     let mut grid = Vec::new();
     for i in 0..count {
         let node_dir = dir.join(format!("server-{i}"));
         let node = NodeDir::create(&node_dir, NodeKind::Storage, &format!("bench {i}"))?;
-        let mut child = Command::new(&exe)
-            .args(["node", "run"])
-            .arg(&node_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|source| CliError::Io {
-                path: exe.clone(),
-                source,
-            })?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| CliError::Usage("no stdout from server".into()))?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|source| CliError::Io {
-                path: node_dir.clone(),
-                source,
-            })?;
+        let (process, line) = spawn_node(&node_dir)?;
         let addr = line
             .split_whitespace()
             .nth(2)
@@ -151,7 +173,7 @@ fn start_servers(
             id: node.identity.node_id,
             address: addr,
         });
-        procs.push(ServerProcess { child });
+        procs.push(process);
     }
     Ok((procs, grid))
 }
@@ -212,19 +234,10 @@ fn run_in(dir: &Path, o: BenchOptions, out: &mut dyn std::io::Write) -> Result<(
 
     // idle servers first
     std::thread::sleep(Duration::from_millis(300));
-    let idle_rss: Vec<u64> = procs
-        .iter()
-        .filter_map(|p| proc_status_kib(p.child.id(), "VmRSS:"))
-        .collect();
-    let cpu_before: Vec<f64> = procs
-        .iter()
-        .filter_map(|p| cpu_seconds(p.child.id()))
-        .collect();
+    let idle_rss: Vec<u64> = procs.iter().filter_map(|p| rss_kib(p.pid())).collect();
+    let cpu_before: Vec<f64> = procs.iter().filter_map(|p| cpu_seconds(p.pid())).collect();
     std::thread::sleep(Duration::from_secs(1));
-    let cpu_after: Vec<f64> = procs
-        .iter()
-        .filter_map(|p| cpu_seconds(p.child.id()))
-        .collect();
+    let cpu_after: Vec<f64> = procs.iter().filter_map(|p| cpu_seconds(p.pid())).collect();
     let idle_cpu = cpu_after
         .iter()
         .zip(&cpu_before)
@@ -301,7 +314,7 @@ fn run_in(dir: &Path, o: BenchOptions, out: &mut dyn std::io::Write) -> Result<(
     fit_down.push((big as f64, big_down));
 
     // client peak RSS over a huge upload (one segment at a time)
-    let rss_before = proc_status_kib(std::process::id(), "VmRSS:").unwrap_or(0);
+    let rss_before = rss_kib(std::process::id()).unwrap_or(0);
     let huge = o.huge_mb * 1_000_000;
     let mut f = GeneratedFile {
         seed: 9,
@@ -311,11 +324,8 @@ fn run_in(dir: &Path, o: BenchOptions, out: &mut dyn std::io::Write) -> Result<(
     let t = Instant::now();
     client.upload_reader(huge, &mut f, &mut none)?;
     let huge_s = t.elapsed().as_secs_f64();
-    let peak = proc_status_kib(std::process::id(), "VmHWM:").unwrap_or(0);
-    let loaded_rss: Vec<u64> = procs
-        .iter()
-        .filter_map(|p| proc_status_kib(p.child.id(), "VmRSS:"))
-        .collect();
+    let peak = peak_rss_kib(std::process::id()).unwrap_or(0);
+    let loaded_rss: Vec<u64> = procs.iter().filter_map(|p| rss_kib(p.pid())).collect();
 
     let (a_up, s_up) = least_squares(&fit_up);
     let (a_down, s_down) = least_squares(&fit_down);

@@ -16,6 +16,7 @@ pub mod disk_store;
 pub mod gateway;
 pub mod keypool;
 pub mod leases;
+pub mod load;
 pub mod local_grid;
 pub mod net;
 pub mod node;

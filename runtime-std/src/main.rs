@@ -111,6 +111,10 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         huge_mb: u64,
     },
+    /// Load a web gateway with client threads reading and writing small files (Tahoe's
+    /// check_load) and report ops/s, latencies, errors and each node's CPU and memory. Without
+    /// --url it starts a grid on loopback for the run (storage nodes + a gateway process).
+    Load(lafs_runtime_std::load::LoadArgs),
     /// Create or run a node directory.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -173,6 +177,9 @@ fn main() -> ExitCode {
                 huge_mb,
             };
             lafs_runtime_std::bench::run(options, &mut out).map_err(|e| e.to_string())
+        }
+        Command::Load(args) => {
+            lafs_runtime_std::load::run(args, &mut out).map_err(|e| e.to_string())
         }
         Command::Node(cmd) => cli::node_command(cmd, &mut out).map_err(|e| e.to_string()),
         Command::Grid(cmd) => cli::grid_command(cmd, &mut out).map_err(|e| e.to_string()),
