@@ -204,6 +204,7 @@ impl<S: ShareStore> StorageServer<S> {
                 max_share_size: self.store.max_share_size(),
                 available_space: self.store.space_available(),
                 used_space: self.store.space_used(),
+                shares_held: self.store.shares_held(),
             },
             Request::ImmutableWrite {
                 storage_index,
@@ -945,6 +946,14 @@ mod tests {
         assert_eq!(s.uploads_in_progress(), 0);
         // Share 3 closed shorter than allocated: its length is the highest byte written.
         assert_eq!(s.store().space_used(), 18);
+        assert!(matches!(
+            s.handle_request(T0, A, Request::GetVersion),
+            Response::Version {
+                used_space: 18,
+                shares_held: 2,
+                ..
+            }
+        ));
         let resp = read(&mut s, vec![], 10, &[(0, 4), (6, 100), (50, 1)]);
         assert_eq!(
             resp,
@@ -1106,10 +1115,12 @@ mod tests {
         assert_eq!(
             s.handle_request(T0, A, Request::GetVersion),
             Response::Version {
-                protocol: 1,
+                protocol: u32::from(PROTOCOL_VERSION),
                 max_share_size: 60,
                 available_space: 40,
-                used_space: 60
+                used_space: 60,
+                // The 60 bytes are an allocation in progress, not a share held.
+                shares_held: 0
             }
         );
         // Pipelined continuations of the refused share never create it.

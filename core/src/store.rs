@@ -259,6 +259,10 @@ pub trait ShareStore {
     /// Bytes that can still be allocated.
     fn space_available(&self) -> u64;
 
+    /// Shares held: committed immutable shares plus mutable shares (uploads in progress are
+    /// not counted). Kept as a running count: a server reports it on every version request.
+    fn shares_held(&self) -> u64;
+
     /// Largest allocation `create_share` accepts.
     fn max_share_size(&self) -> u64;
 }
@@ -635,6 +639,15 @@ impl ShareStore for MemoryShareStore {
 
     fn space_available(&self) -> u64 {
         self.capacity.saturating_sub(self.used)
+    }
+
+    fn shares_held(&self) -> u64 {
+        let committed = self
+            .shares
+            .values()
+            .filter(|s| matches!(s.state, ShareState::Committed))
+            .count();
+        (committed + self.mutable.len()) as u64
     }
 
     fn max_share_size(&self) -> u64 {

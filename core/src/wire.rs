@@ -294,14 +294,24 @@ mod tests {
             Just(ErrorKind::NoSpace),
         ];
         prop_oneof![
-            (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
-                |(protocol, max_share_size, available_space, used_space)| Response::Version {
-                    protocol,
-                    max_share_size,
-                    available_space,
-                    used_space,
-                }
-            ),
+            (
+                any::<u32>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>()
+            )
+                .prop_map(
+                    |(protocol, max_share_size, available_space, used_space, shares_held)| {
+                        Response::Version {
+                            protocol,
+                            max_share_size,
+                            available_space,
+                            used_space,
+                            shares_held,
+                        }
+                    }
+                ),
             (
                 proptest::collection::vec((any::<u16>(), arb_outcome()), 0..6),
                 held.clone()
@@ -505,10 +515,10 @@ mod tests {
     #[test]
     fn bad_version_and_kind_are_fatal() {
         let mut frame = encode_request(1, &Request::GetVersion);
-        frame[0] = 2;
+        frame[0] = PROTOCOL_VERSION + 1;
         let mut dec = FrameDecoder::new();
         dec.push(&frame);
-        assert_eq!(dec.pop(), Err(WireError::BadVersion(2)));
+        assert_eq!(dec.pop(), Err(WireError::BadVersion(PROTOCOL_VERSION + 1)));
 
         let mut frame = encode_request(1, &Request::GetVersion);
         frame[1] = 7;
@@ -593,6 +603,6 @@ mod tests {
     #[test]
     fn header_layout_is_as_documented() {
         let f = encode_response(0x0102030405060708, &Response::Done);
-        assert_eq!(f, [1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 1, 3]);
+        assert_eq!(f, [2, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 1, 3]);
     }
 }

@@ -317,6 +317,8 @@ pub struct DiskShareStore {
     /// Held open for its flock: one store per directory.
     _lock: File,
     committed_bytes: u64,
+    /// Committed immutable and mutable share files (a running count, see `shares_held`).
+    committed_shares: u64,
     allocated_bytes: u64,
     uploads: BTreeMap<(StorageIndex, u16), Upload>,
 }
@@ -517,11 +519,13 @@ impl DiskShareStore {
             db,
             _lock: lock,
             committed_bytes: 0,
+            committed_shares: 0,
             allocated_bytes: 0,
             uploads: BTreeMap::new(),
         };
         let held = store.all_shares()?;
         store.committed_bytes = held.iter().map(|&(_, _, len)| len).sum();
+        store.committed_shares = held.len() as u64;
         // Rows of shares that never landed (a crash between the lease write and the rename) or
         // were removed by hand.
         let present: BTreeSet<(StorageIndex, u16)> =
@@ -672,7 +676,10 @@ impl DiskShareStore {
     ) -> Result<(), StoreError> {
         let path = self.share_path(si, shnum);
         match fs::remove_file(&path) {
-            Ok(()) => self.committed_bytes = self.committed_bytes.saturating_sub(length),
+            Ok(()) => {
+                self.committed_bytes = self.committed_bytes.saturating_sub(length);
+                self.committed_shares = self.committed_shares.saturating_sub(1);
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(io_error("deleting share", &path, e)),
         }
@@ -897,6 +904,7 @@ impl DiskShareStore {
                 match renamed {
                     Ok(()) => {
                         self.committed_bytes += size;
+                        self.committed_shares += 1;
                         placed = true;
                     }
                     Err(e) => {
@@ -1288,6 +1296,7 @@ impl ShareStore for DiskShareStore {
                 self.allocated_bytes = self.allocated_bytes.saturating_sub(upload.allocated);
             }
             self.committed_bytes += length;
+            self.committed_shares += 1;
             landed.push(i);
         }
         // Rows of shares that will not land now (best effort: the next open prunes them too).
@@ -1504,6 +1513,10 @@ impl ShareStore for DiskShareStore {
 
     fn space_used(&self) -> u64 {
         self.committed_bytes.saturating_add(self.allocated_bytes)
+    }
+
+    fn shares_held(&self) -> u64 {
+        self.committed_shares
     }
 
     /// Zero if the filesystem cannot be asked (the failure is logged), so nothing is accepted.

@@ -543,11 +543,14 @@ fn upload_and_open_in_headless_chromium() {
     for (row, server) in rows.iter().zip(site.grid.grid()) {
         let text = driver.text(row);
         assert!(text.contains(&server.address.to_string()), "{text}");
-        assert!(
-            text.ends_with("reachable") && !text.contains("unreachable"),
+        assert_eq!(
+            driver.attribute(row, "class").as_deref(),
+            Some("server reachable"),
             "{text}"
         );
     }
+    let space = driver.text(&driver.find("#grid-space"));
+    assert!(space.ends_with(" 0 shares held"), "{space}");
 
     // Upload through the form: a file over the in-memory spool limit, with a space in its name.
     let contents = data(3 << 20, 11);
@@ -570,6 +573,9 @@ fn upload_and_open_in_headless_chromium() {
     // The cap box opens a cap: a directory, listed, with its own upload form.
     let dir = send(agent().post(&site.url("/uri?t=mkdir")), b"").2;
     driver.go(&site.url("/"));
+    // The servers now hold the file's 10 shares and the directory's 10.
+    let space = driver.text(&driver.find("#grid-space"));
+    assert!(space.ends_with(" 20 shares held"), "{space}");
     let cap_box = driver.find("input#cap");
     driver.send_keys(&cap_box, &dir);
     driver.click(&driver.find("#open-button"));

@@ -315,6 +315,11 @@ fn restart_keeps_committed_shares_and_leases_and_drops_uploads() {
         s.write_share(&SI, 1, 0, &[9; 3000]).unwrap();
         s.create_share(&[8; 16], 0, 70, lease(1, 100)).unwrap();
         assert_eq!(s.space_used(), 15 + 5000 + 70);
+        assert_eq!(
+            s.shares_held(),
+            1,
+            "uploads in progress are not shares held"
+        );
         assert!(incoming_entries(dir.path()) > 0);
         // Dropped without aborting: as a crash or a shutdown would leave it.
     }
@@ -332,12 +337,14 @@ fn restart_keeps_committed_shares_and_leases_and_drops_uploads() {
     assert_eq!(leases, vec![stored(1, 100), stored(2, 200)]);
     // The uploads are gone with their space and their leases, and can start again.
     assert_eq!(s.space_used(), 15);
+    assert_eq!(s.shares_held(), 1, "counted again from the tree on open");
     assert_eq!(s.uploads_in_progress(), 0);
     assert_eq!(incoming_entries(dir.path()), 0);
     assert_eq!(s.leases(&SI, 1), Err(StoreError::NotFound));
     assert_eq!(s.write_share(&SI, 1, 0, b"x"), Err(StoreError::NotFound));
     put(&mut s, &SI, 1, b"again", lease(3, 1));
     assert_eq!(s.space_used(), 20);
+    assert_eq!(s.shares_held(), 2);
     assert_eq!(
         s.all_shares().unwrap(),
         vec![(SI, 0, 15), (SI, 1, 5)],
@@ -437,6 +444,7 @@ fn garbage_collection_deletes_shares_whose_leases_all_expired() {
         }
     );
     assert_eq!(s.space_used(), 30 + 7 + 10);
+    assert_eq!(s.shares_held(), 2);
     assert_eq!(s.read_share(&SI, 0, 0, 1), Err(StoreError::NotFound));
     assert_eq!(s.list_shares(&SI).unwrap().len(), 1);
     s.commit_share(&SI, 2, 0).unwrap();
@@ -452,6 +460,7 @@ fn garbage_collection_deletes_shares_whose_leases_all_expired() {
         }
     );
     assert_eq!(s.space_used(), 0);
+    assert_eq!(s.shares_held(), 0);
     assert_eq!(s.all_shares().unwrap(), vec![]);
     assert_eq!(
         std::fs::read_dir(dir.path().join("shares"))
@@ -878,8 +887,10 @@ fn mutable_writes_zero_fill_truncate_regrow_and_delete() {
     let file_len = std::fs::metadata(s.share_path(&SI, 0)).unwrap().len();
     assert_eq!(file_len, 468 + 8 + 4);
     assert_eq!(s.space_used(), file_len);
+    assert_eq!(s.shares_held(), 1, "rewrites in place do not add shares");
     // A second share, then both deleted: the bucket directory goes too.
     mwrite(&mut s, &SI, 1, &[dv(0, b"one")], None).unwrap();
+    assert_eq!(s.shares_held(), 2);
     mwrite(&mut s, &SI, 0, &[dv(0, b"zz")], Some(0)).unwrap();
     assert_eq!(
         s.read_mutable_share(&SI, 0, 0, 1),
@@ -889,8 +900,10 @@ fn mutable_writes_zero_fill_truncate_regrow_and_delete() {
     assert_eq!(s.list_mutable_shares(&SI).unwrap(), vec![]);
     assert!(!s.share_path(&SI, 1).parent().unwrap().exists());
     assert_eq!(s.space_used(), 0);
+    assert_eq!(s.shares_held(), 0);
     // Deleting what is not there creates nothing.
     mwrite(&mut s, &SI, 9, &[dv(0, b"x")], Some(0)).unwrap();
+    assert_eq!(s.shares_held(), 0);
     assert_eq!(s.list_mutable_shares(&SI).unwrap(), vec![]);
 }
 

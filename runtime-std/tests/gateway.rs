@@ -492,8 +492,33 @@ fn a_script_style_session_and_the_statistics_it_leaves() {
         .text()
         .contains("lafs_gateway_operations_total{kind=\"upload\"} 6"));
     assert!(text.text().ends_with("# EOF\n"));
+    // Each storage server's own figures: 7 files of 10 shares each (6 immutable, the mutable
+    // file and the directory) spread over the 5 servers.
+    let servers = stats["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 5, "{stats}");
+    assert!(servers.iter().all(|v| v["state"] == "reachable"), "{stats}");
+    let held: u64 = servers
+        .iter()
+        .map(|v| v["shares_held"].as_u64().unwrap())
+        .sum();
+    assert_eq!(held, 80, "{stats}");
+    assert_eq!(stats["stats"]["storage.shares_held"], 80);
+    assert_eq!(stats["stats"]["storage.servers_reachable"], 5);
+    assert!(servers
+        .iter()
+        .all(|v| v["used_space"].as_u64().unwrap() > 1000));
+    let metrics = text.text();
+    let first = servers[0]["id"].as_str().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "lafs_storage_shares_held{{server=\"{first}\"}} {}",
+            servers[0]["shares_held"]
+        )),
+        "{metrics}"
+    );
     // The welcome page lists the servers and has the upload form.
     let page = w.get("/").text();
     assert!(page.contains("5 of 5 reachable"), "{page}");
+    assert!(page.contains(" 80 shares held"), "{page}");
     assert!(page.contains("id=\"upload\""));
 }

@@ -16,8 +16,8 @@
 use super::message::{Request, Response};
 use super::payload::{self, DecodeError};
 
-/// Version byte that starts every frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Version byte that starts every frame (2: the version answer carries the shares held).
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Size of the frame header in bytes.
 pub const HEADER_LEN: usize = 14;
 /// Default largest payload a [`FrameDecoder`] accepts: 64 MiB.

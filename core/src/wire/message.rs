@@ -140,6 +140,8 @@ pub enum Response {
         available_space: u64,
         /// Bytes held by committed shares and open allocations.
         used_space: u64,
+        /// Committed immutable shares plus mutable shares held.
+        shares_held: u64,
     },
     ImmutableWrite {
         /// One outcome per distinct share number in the request, in the order first seen.

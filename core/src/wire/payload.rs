@@ -498,12 +498,14 @@ pub(crate) fn write_response(out: &mut Vec<u8>, resp: &Response) {
             max_share_size,
             available_space,
             used_space,
+            shares_held,
         } => {
             w.u8(tag::RESP_VERSION);
             w.u32(*protocol);
             w.u64(*max_share_size);
             w.u64(*available_space);
             w.u64(*used_space);
+            w.u64(*shares_held);
         }
         Response::ImmutableWrite { results, held } => {
             w.u8(tag::RESP_IMMUTABLE_WRITE);
@@ -625,6 +627,7 @@ pub(crate) fn read_response(payload: &[u8]) -> Result<Response, DecodeError> {
             max_share_size: r.u64("max share size")?,
             available_space: r.u64("available space")?,
             used_space: r.u64("used space")?,
+            shares_held: r.u64("shares held")?,
         },
         tag::RESP_IMMUTABLE_WRITE => {
             let n = r.count("write results", MIN_RESULT)?;

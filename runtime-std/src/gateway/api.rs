@@ -37,7 +37,7 @@ use tiny_http::{Method, Request, Response, StatusCode};
 
 use super::stats::{OpKind, Outcome, Stats};
 use super::web::{self, header, Reply, Target, WebError};
-use super::{welcome, GatewayConfig};
+use super::{servers, welcome, GatewayConfig};
 use crate::dirs::{DirCache, DirClient, DirError};
 use crate::net::{ClientError, GridClient, ReadSeek, ServerEntry};
 
@@ -155,7 +155,7 @@ impl<'a> Worker<'a> {
         let segments: Vec<&str> = target.segments.iter().map(String::as_str).collect();
         match segments.as_slice() {
             [] => match method {
-                Method::Get => Ok(welcome::page(self.info, self.stats).into()),
+                Method::Get => Ok(welcome::page(self.grid, self.info, self.stats).into()),
                 _ => Err(WebError::method_not_allowed(method.as_str(), "/")),
             },
             ["statistics"] => match method {
@@ -175,14 +175,33 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// `/statistics`: the gateway's counters, plus each storage server's figures (asked for
+    /// now, one round trip) in the machine-readable forms.
     fn statistics(&self, target: &Target) -> Reply {
         match target.t() {
-            "openmetrics" => Reply::bytes(
-                200,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                self.stats.to_openmetrics(&[]).into_bytes(),
-            ),
-            "json" => Reply::json(&self.stats.to_json(&serde_json::Map::new())),
+            "openmetrics" => {
+                let views = servers::survey(self.grid, &self.info.servers);
+                Reply::bytes(
+                    200,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    self.stats
+                        .to_openmetrics(&servers::to_openmetrics(&views))
+                        .into_bytes(),
+                )
+            }
+            "json" => {
+                let views = servers::survey(self.grid, &self.info.servers);
+                let (reachable, used, available, held) = servers::totals(&views);
+                let mut extra = serde_json::Map::new();
+                extra.insert("storage.servers".into(), views.len().into());
+                extra.insert("storage.servers_reachable".into(), reachable.into());
+                extra.insert("storage.used_space".into(), used.into());
+                extra.insert("storage.available_space".into(), available.into());
+                extra.insert("storage.shares_held".into(), held.into());
+                let mut json = self.stats.to_json(&extra);
+                json["servers"] = servers::to_json(&views);
+                Reply::json(&json)
+            }
             _ => Reply::html(welcome::statistics_page(self.stats)),
         }
     }

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod multipart;
+pub mod servers;
 pub mod stats;
 pub mod web;
 pub mod welcome;
@@ -98,6 +99,26 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// A listening socket for the gateway with TCP_NODELAY set, which Linux passes on to every
+/// accepted connection. tiny_http writes a response's headers and body through a 1 kB buffer,
+/// so a small reply leaves in two writes; with Nagle's algorithm on, the second waits for the
+/// client's delayed ACK of the first (40 ms on Linux), which made a 1 kB download take 43 ms
+/// instead of under 1.
+fn listen_no_delay(listen: &str) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(listen)?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{listen} names no address")))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nodelay(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("listening on {listen}: {e}")))?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 impl Gateway {
     /// Serve the web API for `servers` (the grid) with `client`, creating mutable files and
     /// directories with keys from `keys`.
@@ -107,7 +128,7 @@ impl Gateway {
         servers: Vec<ServerEntry>,
         keys: SharedKeys,
     ) -> std::io::Result<Gateway> {
-        let server = tiny_http::Server::http(config.listen.as_str())
+        let server = tiny_http::Server::from_listener(listen_no_delay(&config.listen)?, None)
             .map_err(|e| std::io::Error::other(format!("listening on {}: {e}", config.listen)))?;
         let addr = server
             .server_addr()

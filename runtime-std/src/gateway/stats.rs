@@ -221,7 +221,8 @@ impl Stats {
     }
 
     /// `/statistics?t=openmetrics`: the same figures in the OpenMetrics text format.
-    pub fn to_openmetrics(&self, extra: &[(String, f64)]) -> String {
+    /// `extra`: more metric families, already in the text format, placed before `# EOF`.
+    pub fn to_openmetrics(&self, extra: &str) -> String {
         let process = procstat::this_process();
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, value: f64| {
@@ -248,9 +249,6 @@ impl Stats {
                 "User plus system CPU time.",
                 cpu.as_secs_f64(),
             );
-        }
-        for (name, value) in extra {
-            gauge(name, "Storage figure.", *value);
         }
         let ops = self.snapshot();
         let families: [Family; 5] = [
@@ -312,6 +310,7 @@ impl Stats {
                 s.latency.sum_us as f64 / 1e6
             );
         }
+        out.push_str(extra);
         out.push_str("# EOF\n");
         out
     }
@@ -358,7 +357,7 @@ mod tests {
         assert_eq!(j["counters"]["gateway.upload.failures"], 1);
         assert_eq!(j["counters"]["gateway.upload.bytes_in"], 2000);
         assert_eq!(j["latency"]["upload"]["count"], 2);
-        let m = s.to_openmetrics(&[]);
+        let m = s.to_openmetrics("");
         assert!(m.contains("lafs_gateway_operations_total{kind=\"upload\"} 2"));
         assert!(m.contains("lafs_gateway_latency_seconds_bucket{kind=\"upload\",le=\"+Inf\"} 2"));
         assert!(m.ends_with("# EOF\n"));

@@ -2,11 +2,11 @@
 //! directory listings and the statistics page, plus the browser form uploads they use.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
+use indicatif::HumanBytes;
 use lafs_core::cap::Cap;
 use lafs_core::dirnode::{Child, ChildCap, Directory, Overwrite};
+use lafs_core::server_status::ServerFigures;
 use tiny_http::Request;
 
 use super::api::{
@@ -14,11 +14,12 @@ use super::api::{
     Spooled, Worker,
 };
 use super::multipart::{self, Multipart};
+use super::servers::{self, ServerView};
 use super::stats::{OpKind, Stats};
 use super::web::{self, escape_html, escape_segment, Reply, Target, WebError};
 use super::GatewayConfig;
 use crate::dirs::DirError;
-use crate::net::ServerEntry;
+use crate::net::GridClient;
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}\
 table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}\
@@ -33,21 +34,22 @@ fn page_start(title: &str) -> String {
 }
 
 /// `/`: the grid's servers, an upload form and a box to open a cap.
-pub fn page(info: &GridInfo, stats: &Stats) -> Reply {
+pub fn page(grid: &GridClient, info: &GridInfo, stats: &Stats) -> Reply {
     let mut html = page_start("lafs gateway");
-    let states = probe_all(&info.servers);
-    let reachable = states
-        .iter()
-        .filter(|s| **s == Connection::Reachable)
-        .count();
+    let views = servers::survey(grid, &info.servers);
+    let (reachable, used, available, held) = servers::totals(&views);
     let _ = writeln!(
         html,
-        "<h2>Storage servers ({reachable} of {} reachable)</h2>\n<table id=\"servers\">{}",
-        info.servers.len(),
+        "<h2>Storage servers ({reachable} of {} reachable)</h2>\n\
+         <p id=\"grid-space\">{} used, {} available, {held} shares held</p>\n\
+         <table id=\"servers\">{}",
+        views.len(),
+        HumanBytes(used),
+        HumanBytes(available),
         server_header()
     );
-    for (server, state) in info.servers.iter().zip(&states) {
-        html.push_str(&server_row(server, *state));
+    for server in &views {
+        html.push_str(&server_row(server));
     }
     html.push_str("</table>\n");
     html.push_str(
@@ -78,78 +80,27 @@ pub fn page(info: &GridInfo, stats: &Stats) -> Reply {
     Reply::html(html)
 }
 
-/// How long the welcome page waits for a storage server to accept a connection.
-pub const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
-
-/// Servers probed at once while rendering the welcome page.
-const PROBES_AT_ONCE: usize = 64;
-
-/// Whether a storage server accepted a TCP connection when the page was rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Connection {
-    Reachable,
-    Unreachable,
-}
-
-impl Connection {
-    pub fn name(self) -> &'static str {
-        match self {
-            Connection::Reachable => "reachable",
-            Connection::Unreachable => "unreachable",
-        }
-    }
-}
-
-/// A quick TCP connect to `addr` (closed at once).
-pub fn probe(addr: SocketAddr) -> Connection {
-    match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
-        Ok(_) => Connection::Reachable,
-        Err(_) => Connection::Unreachable,
-    }
-}
-
-/// Every server probed, in parallel: the page takes at most [`PROBE_TIMEOUT`] per
-/// [`PROBES_AT_ONCE`] servers.
-fn probe_all(servers: &[ServerEntry]) -> Vec<Connection> {
-    let mut states = Vec::with_capacity(servers.len());
-    for batch in servers.chunks(PROBES_AT_ONCE) {
-        std::thread::scope(|scope| {
-            let probes: Vec<_> = batch
-                .iter()
-                .map(|s| {
-                    let addr = s.addr;
-                    std::thread::Builder::new()
-                        .name("lafs-web-probe".into())
-                        .spawn_scoped(scope, move || probe(addr))
-                })
-                .collect();
-            for (server, spawned) in batch.iter().zip(probes) {
-                let state = match spawned {
-                    Ok(handle) => handle.join().unwrap_or(Connection::Unreachable),
-                    // No thread to spare: probe here.
-                    Err(_) => probe(server.addr),
-                };
-                states.push(state);
-            }
-        });
-    }
-    states
-}
-
 /// The servers table's header row; one `<th>` per cell of [`server_row`].
 fn server_header() -> String {
-    "<tr><th>id</th><th>address</th><th>connection</th></tr>\n".to_string()
+    "<tr><th>id</th><th>address</th><th>connection</th><th>space used</th>\
+     <th>space available</th><th>shares held</th></tr>\n"
+        .to_string()
 }
 
-/// One storage server's row in the welcome page's table (`class` is the connection state, for
-/// styling and tests). Add a column here and in [`server_header`].
-fn server_row(server: &ServerEntry, state: Connection) -> String {
+/// One storage server's row in the welcome page's table (the row's class is its connection
+/// state, for styling and tests). Add a column here and in [`server_header`].
+fn server_row(server: &ServerView) -> String {
+    let figure = |get: fn(&ServerFigures) -> String| server.figures().map_or(String::new(), get);
     format!(
         "<tr class=\"server {state}\"><td><code>{id}</code></td><td>{addr}</td>\
-         <td class=\"connection\">{state}</td></tr>\n",
-        id = lafs_core::base32::encode(&server.id.0),
-        addr = escape_html(&server.addr.to_string()),
-        state = state.name(),
+         <td class=\"connection\">{state}</td><td class=\"used\">{used}</td>\
+         <td class=\"available\">{available}</td><td class=\"shares\">{held}</td></tr>\n",
+        id = server.id,
+        addr = escape_html(&server.address),
+        state = server.state_name(),
+        used = figure(|f| HumanBytes(f.used_space).to_string()),
+        available = figure(|f| HumanBytes(f.available_space).to_string()),
+        held = figure(|f| f.shares_held.to_string()),
     )
 }
 

@@ -27,6 +27,7 @@ use lafs_core::immutable::params::{effective_segment_size, LIT_THRESHOLD};
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent};
 use lafs_core::op::{ClientOp, RequestId, Transmit};
 use lafs_core::placement::{ServerDescriptor, ServerId};
+use lafs_core::server_status::{GridStatus, GridStatusReport};
 use lafs_core::time::Instant;
 use lafs_core::wire::Request;
 
@@ -210,6 +211,16 @@ impl GridClient {
 
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// Ask every storage server for its version, space used and available and shares held, all
+    /// at once (one round trip); a server that has not answered within `timeout` is reported
+    /// as timed out. Connections are the ones operations use (opened if needed).
+    pub fn grid_status(&self, timeout: Duration) -> Result<GridStatusReport, ClientError> {
+        let mut session = Session::new(self, "status query");
+        let servers: Vec<ServerId> = self.descriptors.iter().map(|d| d.id).collect();
+        let mut op = GridStatus::new(clock::now(), &servers, clock::to_core(timeout));
+        session.drive(&mut op, |_, _, report| Some(report))
     }
 
     /// TCP connections opened since the client was created (a measure of connection reuse).

@@ -220,6 +220,9 @@ impl<S: ShareStore> ShareStore for FillableStore<S> {
     fn space_used(&self) -> u64 {
         self.inner.space_used()
     }
+    fn shares_held(&self) -> u64 {
+        self.inner.shares_held()
+    }
     fn space_available(&self) -> u64 {
         if self.full.load(Ordering::SeqCst) {
             0
