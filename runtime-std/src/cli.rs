@@ -426,12 +426,26 @@ pub fn grid_command(cmd: GridCommand, out: &mut dyn Write) -> Result<(), CliErro
             let _gateway = if web == "none" {
                 None
             } else {
-                let client_node = local_grid::client_node(&local_grid::default_home())?;
+                let mut client_node = local_grid::client_node(&local_grid::default_home())?;
+                // On a grid of fewer servers than the client's happiness no upload could
+                // succeed: this grid's own gateway asks for as many servers as it has.
+                let encoding = &mut client_node.config.client;
+                encoding.shares_happy = encoding.shares_happy.min(servers);
+                let (k, n, happy) = (
+                    encoding.shares_needed,
+                    encoding.shares_total,
+                    encoding.shares_happy,
+                );
                 let gateway =
                     Gateway::for_client_node(&client_node, &grid.grid(), &web).map_err(|e| {
                         CliError::Usage(format!("cannot start the web gateway on {web}: {e}"))
                     })?;
-                writeln!(out, "web gateway on {}", gateway.url()).map_err(stdout_err)?;
+                writeln!(
+                    out,
+                    "web gateway on {} (shares {k}-of-{n}, happy {happy})",
+                    gateway.url()
+                )
+                .map_err(stdout_err)?;
                 Some(gateway)
             };
             out.flush().map_err(stdout_err)?;

@@ -357,3 +357,45 @@ fn directories_on_a_configured_grid() {
     ));
     assert!(err.contains("mutable read failed"), "{err}");
 }
+
+#[test]
+fn grid_up_with_fewer_servers_than_happiness_serves_a_gateway_that_uploads() {
+    use std::io::{BufRead, BufReader};
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lafs"))
+        .args(["grid", "up", "--servers", "5", "--web", "127.0.0.1:0"])
+        .env("LAFS_HOME", home.path())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _grid = Served(child);
+    let banner = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("web gateway on "))
+        .expect("grid up prints its gateway");
+    assert!(banner.ends_with("(shares 3-of-10, happy 5)"), "{banner}");
+    let url = banner
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_end_matches('/');
+    let cap = ureq::put(&format!("{url}/uri"))
+        .send_bytes(&[7u8; 5000])
+        .expect("upload through the gateway")
+        .into_string()
+        .unwrap();
+    assert!(cap.starts_with("URI:CHK:"), "{cap}");
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(
+        &mut ureq::get(&format!("{url}/uri/{cap}"))
+            .call()
+            .unwrap()
+            .into_reader(),
+        &mut back,
+    )
+    .unwrap();
+    assert_eq!(back, vec![7u8; 5000]);
+}
