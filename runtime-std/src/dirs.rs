@@ -13,7 +13,7 @@
 //! Keys for new directories come from the [`KeySource`] the client is given: a
 //! [`crate::keypool::KeyPool`] makes creation independent of RSA generation time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lafs_core::cap::{Cap, DirCap};
@@ -215,6 +215,67 @@ fn backoff(attempt: u32) {
     ));
 }
 
+/// A directory as read from the grid.
+struct Fetched {
+    dir: Directory,
+    /// The warm map for an edit, when the cap can write.
+    map: Option<ServerMap>,
+    round_trips: u64,
+    /// Reads from the grid it took (none for a LIT directory).
+    reads: u64,
+}
+
+/// Read and decode a directory from the grid. Needs only the grid and the cache (it forgets a
+/// directory found malformed), so several can run at once on other threads.
+fn fetch_dir(
+    grid: &GridClient,
+    cache: &DirCache,
+    dircap: &Cap,
+    path: &[String],
+) -> Result<Fetched, DirError> {
+    let d = dir_cap(dircap, path)?;
+    let access = Access::for_cap(&d).ok_or(DirError::VerifyCap)?;
+    let malformed = |source| DirError::Malformed {
+        path: show_path(path),
+        source,
+    };
+    match d.file_cap() {
+        Cap::Lit { data } => Ok(Fetched {
+            dir: Directory::unpack(data, access).map_err(malformed)?,
+            map: None,
+            round_trips: 0,
+            reads: 0,
+        }),
+        chk @ Cap::ChkRead { .. } => {
+            let mut bytes = Vec::new();
+            let report = grid.download(chk, &mut bytes, &mut |_| {})?;
+            Ok(Fetched {
+                dir: Directory::unpack(&bytes, access).map_err(malformed)?,
+                map: None,
+                round_trips: u64::from(report.stats.round_trips),
+                reads: 1,
+            })
+        }
+        _ => {
+            let (bytes, report) = grid.read_mutable(dircap, None)?;
+            let dir = match Directory::unpack(&bytes, access) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    cache.remove(dircap);
+                    return Err(malformed(e));
+                }
+            };
+            let writeable = matches!(access, Access::ReadWrite { .. });
+            Ok(Fetched {
+                dir,
+                map: writeable.then_some(report.map),
+                round_trips: u64::from(report.stats.round_trips),
+                reads: 1,
+            })
+        }
+    }
+}
+
 impl<'a> DirClient<'a> {
     /// A directory client over `grid`, creating directories with keys from `keys`.
     pub fn new(grid: &'a GridClient, keys: Box<dyn KeySource + 'a>) -> DirClient<'a> {
@@ -290,54 +351,123 @@ impl<'a> DirClient<'a> {
     }
 
     fn read(&mut self, dircap: &Cap, path: &[String]) -> Result<Directory, DirError> {
-        let (dir, map) = self.fetch(dircap, path)?;
-        if let Some(map) = map {
+        let fetched = self.fetch(dircap, path)?;
+        Ok(self.remember(dircap, fetched))
+    }
+
+    /// A fetched directory's contents, its state remembered for the next edit when writeable.
+    fn remember(&mut self, dircap: &Cap, fetched: Fetched) -> Directory {
+        if let Some(map) = fetched.map {
             self.cache.insert(
                 dircap.clone(),
                 Cached {
                     map,
-                    dir: dir.clone(),
+                    dir: fetched.dir.clone(),
                 },
             );
         }
-        Ok(dir)
+        fetched.dir
     }
 
-    /// Read and decode a directory from the grid, with the warm map for an edit when the cap
-    /// can write. Leaves the cache alone (but forgets a directory found malformed).
-    fn fetch(
-        &mut self,
-        dircap: &Cap,
-        path: &[String],
-    ) -> Result<(Directory, Option<ServerMap>), DirError> {
-        let d = dir_cap(dircap, path)?;
-        let access = Access::for_cap(&d).ok_or(DirError::VerifyCap)?;
-        let malformed = |source| DirError::Malformed {
-            path: show_path(path),
-            source,
-        };
-        match d.file_cap() {
-            Cap::Lit { data } => Ok((Directory::unpack(data, access).map_err(malformed)?, None)),
-            chk @ Cap::ChkRead { .. } => {
-                let mut bytes = Vec::new();
-                let report = self.grid.download(chk, &mut bytes, &mut |_| {})?;
-                self.stats.round_trips += u64::from(report.stats.round_trips);
-                self.stats.reads += 1;
-                Ok((Directory::unpack(&bytes, access).map_err(malformed)?, None))
+    /// [`fetch_dir`], counted.
+    fn fetch(&mut self, dircap: &Cap, path: &[String]) -> Result<Fetched, DirError> {
+        let fetched = fetch_dir(self.grid, &self.cache, dircap, path)?;
+        self.stats.round_trips += fetched.round_trips;
+        self.stats.reads += fetched.reads;
+        Ok(fetched)
+    }
+
+    /// The directories `path` leads through below `root` as far as remembered states tell:
+    /// `root`, then the directory the remembered `root` links as `path[0]`, and so on, up to
+    /// `levels` of them. Guesses only: each is confirmed by a fresh read of its parent.
+    fn guess_chain(&self, root: &Cap, path: &[String], levels: usize) -> Vec<Cap> {
+        let cache = self.cache.lock();
+        let mut chain = vec![root.clone()];
+        while chain.len() < levels {
+            let i = chain.len() - 1;
+            let next = cache
+                .get(&chain[i])
+                .and_then(|c| c.dir.get(&path[i]))
+                .and_then(|child| match &child.cap {
+                    ChildCap::Known(cap @ Cap::Directory(_)) => Some(cap.clone()),
+                    _ => None,
+                });
+            match next {
+                Some(cap) => chain.push(cap),
+                None => break,
             }
+        }
+        chain
+    }
+
+    /// Read the first `levels` directories on `path` below `root`, all at once where the chain
+    /// can be guessed ([`DirClient::guess_chain`]): a path of remembered directories costs one
+    /// round trip instead of one per level. Returns each guess with its read, in order.
+    fn prefetch(
+        &mut self,
+        root: &Cap,
+        path: &[String],
+        levels: usize,
+    ) -> VecDeque<(Cap, Result<Fetched, DirError>)> {
+        let chain = self.guess_chain(root, path, levels);
+        if chain.len() < 2 {
+            return VecDeque::new();
+        }
+        let (grid, cache) = (self.grid, &self.cache);
+        let results = std::thread::scope(|scope| {
+            let spawned: Vec<_> = chain
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(i, cap)| {
+                    let dir_path = &path[..i];
+                    let handle = std::thread::Builder::new()
+                        .name("lafs-dir-read".into())
+                        .spawn_scoped(scope, move || fetch_dir(grid, cache, cap, dir_path));
+                    (i, handle)
+                })
+                .collect();
+            let mut results = vec![fetch_dir(grid, cache, &chain[0], &[])];
+            for (i, handle) in spawned {
+                results.push(match handle {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
+                        Err(ClientError::Stalled("directory read (its thread panicked)").into())
+                    }),
+                    // No thread to spare: read it here.
+                    Err(_) => fetch_dir(grid, cache, &chain[i], &path[..i]),
+                });
+            }
+            results
+        });
+        // The reads ran side by side: as deep as the deepest of them.
+        let deepest = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|f| f.round_trips)
+            .max()
+            .unwrap_or(0);
+        self.stats.round_trips += deepest;
+        self.stats.reads += results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|f| f.reads)
+            .sum::<u64>();
+        chain.into_iter().zip(results).collect()
+    }
+
+    /// The directory `here` (at `path`), from `ahead` if its next read is of `here`, else read
+    /// now (and the rest of `ahead`, guessed along another chain, dropped).
+    fn next_read(
+        &mut self,
+        ahead: &mut VecDeque<(Cap, Result<Fetched, DirError>)>,
+        here: &Cap,
+        path: &[String],
+    ) -> Result<Directory, DirError> {
+        match ahead.pop_front() {
+            Some((cap, fetched)) if &cap == here => Ok(self.remember(here, fetched?)),
             _ => {
-                let (bytes, report) = self.grid.read_mutable(dircap, None)?;
-                self.stats.round_trips += u64::from(report.stats.round_trips);
-                self.stats.reads += 1;
-                let dir = match Directory::unpack(&bytes, access) {
-                    Ok(dir) => dir,
-                    Err(e) => {
-                        self.cache.remove(dircap);
-                        return Err(malformed(e));
-                    }
-                };
-                let writeable = matches!(access, Access::ReadWrite { .. });
-                Ok((dir, writeable.then_some(report.map)))
+                ahead.clear();
+                self.read(here, path)
             }
         }
     }
@@ -379,8 +509,12 @@ impl<'a> DirClient<'a> {
             let (map, mut dir) = match self.cache.remove(dircap) {
                 Some(c) => (c.map, c.dir),
                 None => match self.fetch(dircap, path)? {
-                    (dir, Some(map)) => (map, dir),
-                    (_, None) => {
+                    Fetched {
+                        dir,
+                        map: Some(map),
+                        ..
+                    } => (map, dir),
+                    Fetched { map: None, .. } => {
                         return Err(DirError::ReadOnly {
                             path: show_path(path),
                             kind: d.kind_name(),
@@ -426,7 +560,7 @@ impl<'a> DirClient<'a> {
     }
 
     /// What `path` names below `root` (the root itself for an empty path), reading each
-    /// directory on the way.
+    /// directory on the way (those it remembers, all at once).
     pub fn lookup(&mut self, root: &Cap, path: &[String]) -> Result<Found, DirError> {
         let Some((last, parents)) = path.split_last() else {
             if let Cap::Directory(d) = root {
@@ -437,8 +571,11 @@ impl<'a> DirClient<'a> {
                 metadata: None,
             });
         };
-        let parent = self.walk(root, parents, None)?;
-        let dir = self.read(&parent, parents)?;
+        let (parent, dir) = self.walk_reading(root, parents, None, true)?;
+        let dir = match dir {
+            Some(dir) => dir,
+            None => self.read(&parent, parents)?,
+        };
         match dir.get(last) {
             Some(child) => Ok(Found {
                 cap: child.cap.clone(),
@@ -458,10 +595,23 @@ impl<'a> DirClient<'a> {
         path: &[String],
         create: Option<MutableFormat>,
     ) -> Result<Cap, DirError> {
+        Ok(self.walk_reading(root, path, create, false)?.0)
+    }
+
+    /// [`DirClient::walk`]; with `read_last`, the directory reached is read too (alongside the
+    /// others when guessed) and returned.
+    fn walk_reading(
+        &mut self,
+        root: &Cap,
+        path: &[String],
+        create: Option<MutableFormat>,
+        read_last: bool,
+    ) -> Result<(Cap, Option<Directory>), DirError> {
+        let mut ahead = self.prefetch(root, path, path.len() + usize::from(read_last));
         let mut here = root.clone();
         for (i, name) in path.iter().enumerate() {
             let so_far = &path[..=i];
-            let dir = self.read(&here, &path[..i])?;
+            let dir = self.next_read(&mut ahead, &here, &path[..i])?;
             here = match dir.get(name) {
                 Some(Child {
                     cap: ChildCap::Known(cap @ Cap::Directory(_)),
@@ -507,7 +657,11 @@ impl<'a> DirClient<'a> {
                 },
             };
         }
-        Ok(here)
+        let last = match ahead.pop_front() {
+            Some((cap, fetched)) if cap == here => Some(self.remember(&here, fetched?)),
+            _ => None,
+        };
+        Ok((here, last))
     }
 
     /// Link `cap` as `name` in `dircap`; on a retry, finding that very cap already there counts

@@ -364,3 +364,71 @@ fn cached_edits_cost_one_round_trip() {
         ["c2", "c3", "c4", "ours", "theirs"]
     );
 }
+
+#[test]
+fn remembered_paths_are_read_in_one_round_trip_and_a_stale_guess_is_never_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = LocalGrid::start(tmp.path(), 5).unwrap();
+    let client = grid.client(config());
+    let mut dirs = DirClient::new(&client, keys());
+    let root = dirs.mkdir(MutableFormat::Sdmf).unwrap();
+    dirs.mkdir_at(&root, &path("a"), MutableFormat::Sdmf, false)
+        .unwrap();
+    dirs.mkdir_at(&root, &path("a/b"), MutableFormat::Sdmf, false)
+        .unwrap();
+    let old = put(&mut dirs, &root, "a/b/f", b"old contents");
+
+    // Every directory on the path is remembered: root, a and b are read side by side.
+    let before = dirs.stats();
+    let found = dirs.lookup(&root, &path("a/b/f")).unwrap();
+    let after = dirs.stats();
+    assert_eq!(found.cap, ChildCap::Known(old.clone()));
+    assert_eq!(
+        after.reads - before.reads,
+        3,
+        "each directory is read fresh"
+    );
+    assert_eq!(after.round_trips - before.round_trips, 1, "all at once");
+
+    // Cold, the same lookup reads one level after another.
+    dirs.clear_cache();
+    let before = dirs.stats();
+    assert_eq!(
+        dirs.lookup(&root, &path("a/b/f")).unwrap().cap,
+        ChildCap::Known(old)
+    );
+    assert_eq!(dirs.stats().round_trips - before.round_trips, 3);
+
+    // Another client relinks "a" to a new directory holding a different "b/f": the
+    // remembered chain is now wrong, and the answer must come from the new one.
+    let other_client = grid.client(config());
+    let mut other = DirClient::new(&other_client, keys());
+    // The fixture keys come in one order: skip the three our client used.
+    for _ in 0..3 {
+        other.next_key().unwrap();
+    }
+    let fresh = other.mkdir(MutableFormat::Sdmf).unwrap();
+    other
+        .mkdir_at(&fresh, &path("b"), MutableFormat::Sdmf, false)
+        .unwrap();
+    let new = put(&mut other, &fresh, "b/f", b"new contents");
+    other
+        .link(
+            &root,
+            &path("a"),
+            ChildCap::Known(fresh),
+            None,
+            Overwrite::Yes,
+        )
+        .unwrap();
+    let found = dirs.lookup(&root, &path("a/b/f")).unwrap();
+    assert_eq!(found.cap, ChildCap::Known(new.clone()));
+    assert_eq!(fetch(&client, &found.cap), b"new contents");
+    // And the next lookup guesses along the new chain.
+    let before = dirs.stats();
+    assert_eq!(
+        dirs.lookup(&root, &path("a/b/f")).unwrap().cap,
+        ChildCap::Known(new)
+    );
+    assert_eq!(dirs.stats().round_trips - before.round_trips, 1);
+}
