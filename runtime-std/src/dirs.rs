@@ -276,6 +276,38 @@ fn fetch_dir(
     }
 }
 
+/// The directory `path` names below `root`, reading one directory after another (no
+/// directory is made); with every read, for the caller to remember. Runs on any thread.
+fn resolve(
+    grid: &GridClient,
+    cache: &DirCache,
+    root: &Cap,
+    path: &[String],
+) -> Result<(Cap, Vec<(Cap, Fetched)>), DirError> {
+    let mut here = root.clone();
+    let mut fetched = Vec::new();
+    for (i, name) in path.iter().enumerate() {
+        let f = fetch_dir(grid, cache, &here, &path[..i])?;
+        let next = match f.dir.get(name).map(|c| &c.cap) {
+            Some(ChildCap::Known(cap @ Cap::Directory(_))) => cap.clone(),
+            Some(other) => {
+                return Err(DirError::NotADirectory {
+                    path: show_path(&path[..=i]),
+                    kind: kind_of(other),
+                })
+            }
+            None => {
+                return Err(DirError::NotFound {
+                    path: show_path(&path[..=i]),
+                })
+            }
+        };
+        fetched.push((here, f));
+        here = next;
+    }
+    Ok((here, fetched))
+}
+
 impl<'a> DirClient<'a> {
     /// A directory client over `grid`, creating directories with keys from `keys`.
     pub fn new(grid: &'a GridClient, keys: Box<dyn KeySource + 'a>) -> DirClient<'a> {
@@ -830,47 +862,107 @@ impl<'a> DirClient<'a> {
         overwrite: Overwrite,
         parents: bool,
     ) -> Result<(UploadReport, Option<Child>), DirError> {
-        let (parent, name) = self.parent(
-            root,
-            path,
-            parents.then_some(MutableFormat::Sdmf),
-            "replaced by a file",
-        )?;
+        let create = parents.then_some(MutableFormat::Sdmf);
+        let what = "replaced by a file";
+        let Some((name, dirs)) = path.split_last() else {
+            return Err(DirError::NeedsName {
+                path: show_path(path),
+                what,
+            });
+        };
+        // When remembered directories name the parent, the path is confirmed by reading it
+        // while the file uploads (the upload does not depend on it): one round trip less.
+        let guessed = Some(self.guess_chain(root, dirs, dirs.len() + 1))
+            .filter(|chain| chain.len() == dirs.len() + 1 && !dirs.is_empty())
+            .and_then(|mut chain| chain.pop());
+        if let Some(guess) = guessed {
+            // Check the link can be made before uploading anything.
+            let existing = self.check_replaceable(&guess, path, name, overwrite)?;
+            let (grid, cache) = (self.grid, &self.cache);
+            let (upload, walked) = std::thread::scope(|scope| {
+                let walk = std::thread::Builder::new()
+                    .name("lafs-dir-walk".into())
+                    .spawn_scoped(scope, move || resolve(grid, cache, root, dirs));
+                let upload = grid.upload_reader(size, reader, &mut |_| {});
+                let walked = match walk {
+                    Ok(h) => h.join().ok(),
+                    Err(_) => None,
+                };
+                (upload, walked)
+            });
+            let report = upload?;
+            let mut depth = u64::from(report.stats.round_trips);
+            if let Some(walked) = walked {
+                if let Ok((cap, fetched)) = walked {
+                    let walk_depth = fetched.iter().map(|(_, f)| f.round_trips).sum::<u64>();
+                    depth = depth.max(walk_depth);
+                    for (dir, f) in fetched {
+                        self.stats.reads += f.reads;
+                        self.remember(&dir, f);
+                    }
+                    if cap == guess {
+                        self.stats.round_trips += depth;
+                        let link = ChildCap::Known(report.cap.clone());
+                        self.add_child(&guess, dirs, name, &link, None, overwrite)?;
+                        return Ok((report, existing));
+                    }
+                }
+            }
+            // The path changed (or could not be read in passing): find the parent again.
+            self.stats.round_trips += depth;
+            let (parent, _) = self.parent(root, path, create, what)?;
+            let existing = self.check_replaceable(&parent, path, name, overwrite)?;
+            let link = ChildCap::Known(report.cap.clone());
+            self.add_child(&parent, dirs, name, &link, None, overwrite)?;
+            return Ok((report, existing));
+        }
+        let (parent, _) = self.parent(root, path, create, what)?;
         // Check the link can be made before uploading anything.
-        let (access, existing) = self.peek_child(&parent, &path[..path.len() - 1], &name)?;
+        let existing = self.check_replaceable(&parent, path, name, overwrite)?;
+        let report = self.grid.upload_reader(size, reader, &mut |_| {})?;
+        self.stats.round_trips += u64::from(report.stats.round_trips);
+        let link = ChildCap::Known(report.cap.clone());
+        self.add_child(&parent, dirs, name, &link, None, overwrite)?;
+        Ok((report, existing))
+    }
+
+    /// What `path`'s last name (`name`, in `parent`) links now, if a file may be linked there
+    /// under `overwrite`; refuses a read-only parent or a link `overwrite` keeps.
+    fn check_replaceable(
+        &mut self,
+        parent: &Cap,
+        path: &[String],
+        name: &str,
+        overwrite: Overwrite,
+    ) -> Result<Option<Child>, DirError> {
+        let dirs = &path[..path.len() - 1];
+        let (access, existing) = self.peek_child(parent, dirs, name)?;
         if !matches!(access, Access::ReadWrite { .. }) {
             return Err(DirError::ReadOnly {
-                path: show_path(&path[..path.len() - 1]),
-                kind: dir_cap(&parent, path)?.kind_name(),
+                path: show_path(dirs),
+                kind: dir_cap(parent, path)?.kind_name(),
             });
         }
         if let Some(existing) = &existing {
             let refused = match overwrite {
-                Overwrite::No => Some(EditError::ExistingChild { name: name.clone() }),
+                Overwrite::No => Some(EditError::ExistingChild {
+                    name: name.to_string(),
+                }),
                 Overwrite::OnlyFiles if existing.cap.is_directory() => {
-                    Some(EditError::ExistingDirectory { name: name.clone() })
+                    Some(EditError::ExistingDirectory {
+                        name: name.to_string(),
+                    })
                 }
                 _ => None,
             };
             if let Some(source) = refused {
                 return Err(DirError::Edit {
-                    path: show_path(&path[..path.len() - 1]),
+                    path: show_path(dirs),
                     source,
                 });
             }
         }
-        let report = self.grid.upload_reader(size, reader, &mut |_| {})?;
-        self.stats.round_trips += u64::from(report.stats.round_trips);
-        let link = ChildCap::Known(report.cap.clone());
-        self.add_child(
-            &parent,
-            &path[..path.len() - 1],
-            &name,
-            &link,
-            None,
-            overwrite,
-        )?;
-        Ok((report, existing))
+        Ok(existing)
     }
 
     /// Remove the link `path` below `root`, returning what it linked. (The object itself stays

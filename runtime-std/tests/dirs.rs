@@ -432,3 +432,45 @@ fn remembered_paths_are_read_in_one_round_trip_and_a_stale_guess_is_never_used()
     );
     assert_eq!(dirs.stats().round_trips - before.round_trips, 1);
 }
+
+#[test]
+fn an_upload_into_a_remembered_path_confirms_the_path_while_it_uploads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = LocalGrid::start(tmp.path(), 5).unwrap();
+    let client = grid.client(config());
+    let mut dirs = DirClient::new(&client, keys());
+    let root = dirs.mkdir(MutableFormat::Sdmf).unwrap();
+    dirs.mkdir_at(&root, &path("a"), MutableFormat::Sdmf, false)
+        .unwrap();
+    put(&mut dirs, &root, "a/first", b"first");
+
+    // The root is read (to confirm "a") at the same time as the upload, then "a" is edited
+    // from its remembered state: two round trips deep, as an upload into the root itself.
+    let before = dirs.stats();
+    let cap = put(&mut dirs, &root, "a/second", &[3u8; 4000]);
+    let after = dirs.stats();
+    assert_eq!(after.round_trips - before.round_trips, 2);
+    assert_eq!(after.reads - before.reads, 1, "the root, read fresh");
+    let found = dirs.lookup(&root, &path("a/second")).unwrap();
+    assert_eq!(found.cap, ChildCap::Known(cap));
+
+    // Someone relinks "a" elsewhere: the guess is wrong, and the file lands in the new "a".
+    let other_client = grid.client(config());
+    let mut other = DirClient::new(&other_client, keys());
+    for _ in 0..2 {
+        other.next_key().unwrap(); // the fixture keys our client used
+    }
+    let fresh = other.mkdir(MutableFormat::Sdmf).unwrap();
+    other
+        .link(
+            &root,
+            &path("a"),
+            ChildCap::Known(fresh.clone()),
+            None,
+            Overwrite::Yes,
+        )
+        .unwrap();
+    let cap = put(&mut dirs, &root, "a/third", b"third");
+    assert_eq!(names(&mut dirs, &fresh), vec!["third".to_string()]);
+    assert_eq!(fetch(&client, &ChildCap::Known(cap)), b"third");
+}
