@@ -892,20 +892,18 @@ impl<'a> DirClient<'a> {
             });
             let report = upload?;
             let mut depth = u64::from(report.stats.round_trips);
-            if let Some(walked) = walked {
-                if let Ok((cap, fetched)) = walked {
-                    let walk_depth = fetched.iter().map(|(_, f)| f.round_trips).sum::<u64>();
-                    depth = depth.max(walk_depth);
-                    for (dir, f) in fetched {
-                        self.stats.reads += f.reads;
-                        self.remember(&dir, f);
-                    }
-                    if cap == guess {
-                        self.stats.round_trips += depth;
-                        let link = ChildCap::Known(report.cap.clone());
-                        self.add_child(&guess, dirs, name, &link, None, overwrite)?;
-                        return Ok((report, existing));
-                    }
+            if let Some(Ok((cap, fetched))) = walked {
+                let walk_depth = fetched.iter().map(|(_, f)| f.round_trips).sum::<u64>();
+                depth = depth.max(walk_depth);
+                for (dir, f) in fetched {
+                    self.stats.reads += f.reads;
+                    self.remember(&dir, f);
+                }
+                if cap == guess {
+                    self.stats.round_trips += depth;
+                    let link = ChildCap::Known(report.cap.clone());
+                    self.add_child(&guess, dirs, name, &link, None, overwrite)?;
+                    return Ok((report, existing));
                 }
             }
             // The path changed (or could not be read in passing): find the parent again.
