@@ -13,4 +13,4 @@ pub use layout::{LayoutError, MutableFormat, Offsets, Prefix, Span};
 pub use modify::Modify;
 pub use publish::{Publish, PublishConfig, PublishError, PublishEvent, PublishResult};
 pub use retrieve::{Retrieve, RetrieveConfig, RetrieveError, RetrieveEvent, RetrieveResult};
-pub use servermap::{FileKeys, ServerMap};
+pub use servermap::{FileKeys, ServerMap, SigningKey};

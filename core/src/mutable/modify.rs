@@ -130,7 +130,7 @@ impl Modify {
             return m;
         }
         match map {
-            Some(map) if map.signing_key.is_some() && map.best_recoverable().is_some() => {
+            Some(map) if map.has_signing_key() && map.best_recoverable().is_some() => {
                 m.map = map;
                 m.read(now);
             }
@@ -252,7 +252,7 @@ impl Modify {
             return;
         };
         self.map = q.map;
-        if self.map.signing_key.is_none() {
+        if !self.map.has_signing_key() {
             let answered = self.map.answered.len();
             return self.fail(if self.map.shares.is_empty() {
                 PublishError::NotFound { answered }
@@ -417,7 +417,7 @@ impl Modify {
                 Err(e) => return self.fail(PublishError::Encode(e)),
             }
         }
-        let Some(key) = self.map.signing_key.clone() else {
+        let Some(key) = self.map.signing_key() else {
             return self.fail(PublishError::NoSigningKey);
         };
         let codec = match codec(v.k, v.n) {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::layout::{MutableFormat, Prefix};
 use super::requests::Requests;
 use super::retrieve::DEFAULT_INITIAL_READ;
-use super::servermap::{FileKeys, MapQuery, ServerMap};
+use super::servermap::{FileKeys, MapQuery, ServerMap, SigningKey};
 use super::share::{encode_version, own_share_header, EncodedVersion, ShareError};
 use crate::cap::Cap;
 use crate::crypto::drbg::Drbg;
@@ -131,7 +131,7 @@ impl Publish {
     ) -> Publish {
         let keys = FileKeys::from_key(format, &key);
         let map = ServerMap {
-            signing_key: Some(key),
+            signing_key: SigningKey::Ready(Box::new(key)),
             ..ServerMap::default()
         };
         let mut p = Publish::new(config, keys, contents, servers, lease_secret, seed);
@@ -160,7 +160,7 @@ impl Publish {
             return p;
         }
         match map {
-            Some(m) if m.signing_key.is_some() && !m.shares.is_empty() => {
+            Some(m) if m.has_signing_key() && !m.shares.is_empty() => {
                 p.map = m;
                 p.write(now);
             }
@@ -302,7 +302,7 @@ impl Publish {
             let answered = self.map.answered.len();
             return self.fail(PublishError::NotFound { answered });
         }
-        if self.map.signing_key.is_none() {
+        if !self.map.has_signing_key() {
             return self.fail(PublishError::NoSigningKey);
         }
         self.write(now);
@@ -310,7 +310,7 @@ impl Publish {
 
     /// Encodes the new version and sends every share holder its test-and-set write.
     fn write(&mut self, now: Instant) {
-        let Some(key) = self.map.signing_key.clone() else {
+        let Some(key) = self.map.signing_key() else {
             return self.fail(PublishError::NoSigningKey);
         };
         let (k, n) = match self.map.best_recoverable() {

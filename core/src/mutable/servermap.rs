@@ -140,8 +140,67 @@ pub struct ServerMap {
     pub answered: BTreeSet<ServerId>,
     /// Servers that did not answer (lost, timed out, or refused).
     pub failed: BTreeSet<ServerId>,
-    /// The signing key, once a write cap's holder has decrypted it from a share.
-    pub signing_key: Option<MutableKey>,
+    /// The signing key of a write cap's holder, as found in the shares.
+    pub signing_key: SigningKey,
+}
+
+/// A write cap holder's signing key, decrypted from the shares only when a write needs it:
+/// parsing an RSA private key costs more than the rest of a small read, and most reads of a
+/// directory (through its write cap) never write.
+#[derive(Clone, Default)]
+pub enum SigningKey {
+    /// None found (a read cap, or no share carried one yet).
+    #[default]
+    Absent,
+    /// Encrypted keys as stored in the shares (distinct byte strings; normally one), with what
+    /// decrypts and checks them.
+    Encrypted {
+        candidates: Vec<Vec<u8>>,
+        writekey: [u8; 16],
+        fingerprint: [u8; 32],
+    },
+    Ready(Box<MutableKey>),
+}
+
+impl std::fmt::Debug for SigningKey {
+    /// Says which state, never a key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SigningKey::Absent => f.write_str("Absent"),
+            SigningKey::Encrypted { candidates, .. } => {
+                write!(f, "Encrypted({} candidates)", candidates.len())
+            }
+            SigningKey::Ready(_) => f.write_str("Ready"),
+        }
+    }
+}
+
+impl ServerMap {
+    /// Whether a signing key was found (it may still be undecrypted).
+    pub fn has_signing_key(&self) -> bool {
+        !matches!(self.signing_key, SigningKey::Absent)
+    }
+
+    /// The signing key, decrypting it now if needed (once: the result is kept). `None` if no
+    /// share held one that decrypts under the write key and matches the cap's fingerprint.
+    pub fn signing_key(&mut self) -> Option<MutableKey> {
+        if let SigningKey::Encrypted {
+            candidates,
+            writekey,
+            fingerprint,
+        } = &self.signing_key
+        {
+            self.signing_key = candidates
+                .iter()
+                .filter_map(|enc| decrypt_private_key(enc, writekey).ok())
+                .find(|key| key.fingerprint() == *fingerprint)
+                .map_or(SigningKey::Absent, |key| SigningKey::Ready(Box::new(key)));
+        }
+        match &self.signing_key {
+            SigningKey::Ready(key) => Some((**key).clone()),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for SeenShare {
@@ -173,7 +232,7 @@ impl std::fmt::Debug for ServerMap {
             )
             .field("answered", &self.answered.len())
             .field("failed", &self.failed)
-            .field("has_signing_key", &self.signing_key.is_some())
+            .field("has_signing_key", &self.has_signing_key())
             .finish()
     }
 }
@@ -357,18 +416,26 @@ impl MapQuery {
         }
     }
 
+    /// Keep the share's encrypted signing key, to decrypt if a write needs it.
     fn try_decrypt_key(&mut self, header: &SignedHeader, head: &[u8]) {
-        if self.map.signing_key.is_some() {
-            return;
-        }
         let (Some(writekey), Some(enc)) =
             (self.keys.writekey, header.offsets.enc_privkey.slice(head))
         else {
             return;
         };
-        if let Ok(key) = decrypt_private_key(enc, &writekey) {
-            if key.fingerprint() == self.keys.fingerprint {
-                self.map.signing_key = Some(key);
+        match &mut self.map.signing_key {
+            SigningKey::Ready(_) => {}
+            SigningKey::Encrypted { candidates, .. } => {
+                if !candidates.iter().any(|c| c == enc) {
+                    candidates.push(enc.to_vec());
+                }
+            }
+            absent @ SigningKey::Absent => {
+                *absent = SigningKey::Encrypted {
+                    candidates: vec![enc.to_vec()],
+                    writekey,
+                    fingerprint: self.keys.fingerprint,
+                };
             }
         }
     }
@@ -381,7 +448,7 @@ impl MapQuery {
             if let Some(enc) = share.chunks.first() {
                 if let Ok(key) = decrypt_private_key(enc, &writekey) {
                     if key.fingerprint() == self.keys.fingerprint {
-                        self.map.signing_key = Some(key);
+                        self.map.signing_key = SigningKey::Ready(Box::new(key));
                         return;
                     }
                 }
@@ -392,7 +459,7 @@ impl MapQuery {
     /// Once every first read is in, a write cap without its key asks one share holder for it.
     fn maybe_fetch_key(&mut self, now: Instant, reqs: &mut Requests) {
         if self.keys.writekey.is_none()
-            || self.map.signing_key.is_some()
+            || self.map.has_signing_key()
             || !self.key_reads.is_empty()
             || reqs.in_flight() > 0
         {
