@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::layout::{Prefix, Span};
 use super::requests::Requests;
 use super::servermap::{FileKeys, MapQuery, ServerMap};
-use super::share::{check_share_hashes, decode_segment, verified_block, ShareError};
+use super::share::{
+    check_share_hashes, decode_segment, verified_block, ShareError, SignatureCache,
+};
 use crate::hashtree::Hash;
 use crate::op::{impl_client_op, RequestId};
 use crate::placement::{permuted_order, ServerDescriptor, ServerId};
@@ -157,6 +159,15 @@ impl Retrieve {
             q.start(now, &servers, &mut r.reqs);
         }
         r
+    }
+
+    /// Trust `verified`, pairs an earlier read of this same file (this cap's key) verified,
+    /// so shares carrying them skip the RSA check. Call before the first input. Pairs from
+    /// another file must never be given: the cache is what stands in for the signature check.
+    pub fn trust_verified(&mut self, verified: &SignatureCache) {
+        if let Some(q) = self.query.as_mut() {
+            q.map.verified.extend(verified.iter().cloned());
+        }
     }
 
     // ---- getters ----

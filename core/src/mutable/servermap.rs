@@ -142,6 +142,9 @@ pub struct ServerMap {
     pub failed: BTreeSet<ServerId>,
     /// The signing key of a write cap's holder, as found in the shares.
     pub signing_key: SigningKey,
+    /// (signed prefix, signature) pairs verified under this file's key: a later read can
+    /// trust them without another RSA verification ([`crate::mutable::Retrieve::trust_verified`]).
+    pub verified: SignatureCache,
 }
 
 /// A write cap holder's signing key, decrypted from the shares only when a write needs it:
@@ -312,7 +315,6 @@ pub(crate) struct MapQuery {
     key_reads: BTreeSet<RequestId>,
     /// Shares already asked for their private key.
     key_tried: BTreeSet<(ServerId, u16)>,
-    signatures: SignatureCache,
 }
 
 impl MapQuery {
@@ -323,7 +325,6 @@ impl MapQuery {
             map: ServerMap::default(),
             key_reads: BTreeSet::new(),
             key_tried: BTreeSet::new(),
-            signatures: SignatureCache::new(),
         }
     }
 
@@ -388,7 +389,7 @@ impl MapQuery {
         let key = (server, read.shnum);
         let checkstring = head[..head.len().min(self.keys.format.checkstring_len())].to_vec();
         let checked =
-            check_header_cached(&head, &self.keys.fingerprint, Some(&mut self.signatures))
+            check_header_cached(&head, &self.keys.fingerprint, Some(&mut self.map.verified))
                 .and_then(|h| {
                     if read.shnum >= u16::from(h.prefix.n) {
                         Err(ShareError::Unsupported(

@@ -11,7 +11,7 @@
 //! each one back to (operation, the operation's id). Operations may run from several threads at
 //! once over one `GridClient`; the tests exercise them one at a time plus one concurrent case.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,6 +25,7 @@ use lafs_core::immutable::download::{
 };
 use lafs_core::immutable::params::{effective_segment_size, LIT_THRESHOLD};
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent};
+use lafs_core::mutable::share::SignatureCache;
 use lafs_core::op::{ClientOp, RequestId, Transmit};
 use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::server_status::{GridStatus, GridStatusReport};
@@ -189,7 +190,19 @@ pub struct GridClient {
     table: Mutex<BTreeMap<ServerId, Arc<Connection>>>,
     next_op: AtomicU64,
     connections_opened: AtomicU64,
+    /// Signatures already verified, per mutable file (by its key's fingerprint), so repeated
+    /// reads of a directory skip the RSA check of a version they have seen.
+    verified: Mutex<HashMap<[u8; 32], SignatureCache>>,
 }
+
+/// Files whose verified signatures are remembered (all forgotten when full: a bound, not a
+/// policy; a directory tree in active use is far smaller).
+const VERIFIED_FILES: usize = 4096;
+
+/// Signature pairs remembered per file, one per version: the lowest sequence numbers go first
+/// (a signed prefix starts with its format byte and sequence number, so the set's order is
+/// theirs).
+const VERIFIED_PER_FILE: usize = 4;
 
 impl GridClient {
     pub fn new(servers: Vec<ServerEntry>, config: ClientConfig) -> GridClient {
@@ -206,6 +219,7 @@ impl GridClient {
             table: Mutex::new(BTreeMap::new()),
             next_op: AtomicU64::new(0),
             connections_opened: AtomicU64::new(0),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -221,6 +235,30 @@ impl GridClient {
         let servers: Vec<ServerId> = self.descriptors.iter().map(|d| d.id).collect();
         let mut op = GridStatus::new(clock::now(), &servers, clock::to_core(timeout));
         session.drive(&mut op, |_, _, report| Some(report))
+    }
+
+    /// The signatures verified by earlier reads of the file with this key fingerprint.
+    fn verified_for(&self, fingerprint: &[u8; 32]) -> SignatureCache {
+        lock(&self.verified)
+            .get(fingerprint)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Remember what a read of the file with this fingerprint verified.
+    fn remember_verified(&self, fingerprint: [u8; 32], verified: &SignatureCache) {
+        if verified.is_empty() {
+            return;
+        }
+        let mut all = lock(&self.verified);
+        if all.len() >= VERIFIED_FILES && !all.contains_key(&fingerprint) {
+            all.clear();
+        }
+        let known = all.entry(fingerprint).or_default();
+        known.extend(verified.iter().cloned());
+        while known.len() > VERIFIED_PER_FILE {
+            known.pop_first();
+        }
     }
 
     /// TCP connections opened since the client was created (a measure of connection reuse).

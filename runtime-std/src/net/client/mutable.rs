@@ -136,6 +136,7 @@ impl GridClient {
         let keys =
             FileKeys::from_cap(cap).map_err(|e| ClientError::NotMutableFile(e.to_string()))?;
         let mut session = Session::new(self, "mutable read");
+        let fingerprint = keys.fingerprint;
         let mut op = Retrieve::new(
             clock::now(),
             RetrieveConfig::default(),
@@ -143,6 +144,7 @@ impl GridClient {
             &self.descriptors,
             range,
         );
+        op.trust_verified(&self.verified_for(&fingerprint));
         let mut out = Vec::new();
         let mut problems = Vec::new();
         let outcome = session.drive(&mut op, |_, _, event| match event {
@@ -163,8 +165,8 @@ impl GridClient {
             RetrieveEvent::Failed(e) => Some(Err(e)),
         })?;
         match outcome {
-            Ok(r) => Ok((
-                out,
+            Ok(r) => Ok((out, {
+                self.remember_verified(fingerprint, &r.map.verified);
                 MutableReadReport {
                     seqnum: r.version.seqnum,
                     file_size: r.version.data_length,
@@ -172,8 +174,8 @@ impl GridClient {
                     stats: session.stats,
                     server_problems: problems,
                     map: r.map,
-                },
-            )),
+                }
+            })),
             Err(e) => Err(session.failure(ClientError::Retrieve(e))),
         }
     }
