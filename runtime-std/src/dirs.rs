@@ -111,8 +111,49 @@ pub struct Found {
 /// next starts from the newest state any of them saw. An edit takes the entry out while it
 /// works, so two concurrent edits of one directory never start from the same remembered map
 /// (the second reads afresh, and test-and-set sorts out the rest).
+///
+/// Edits of one directory through clients sharing a cache also take turns (a lock per
+/// directory): they would otherwise race each other on the servers, each conflict costing a
+/// re-read and a retry, until many writers to one directory (a gateway's workers adding files
+/// to one folder) run out of attempts. Writers in other processes are still sorted out by
+/// test-and-set.
 #[derive(Clone, Default)]
-pub struct DirCache(Arc<Mutex<HashMap<Cap, Cached>>>);
+pub struct DirCache {
+    states: Arc<Mutex<HashMap<Cap, Cached>>>,
+    /// One lock per directory being edited, with how many edits hold or await it (removed
+    /// at zero).
+    editing: Arc<Mutex<HashMap<Cap, TurnLock>>>,
+}
+
+/// A directory's edit lock and its number of holders and waiters.
+type TurnLock = (Arc<Mutex<()>>, usize);
+
+/// A turn at editing one directory, given back when dropped.
+struct EditTurn<'c> {
+    cache: &'c DirCache,
+    cap: Cap,
+    lock: Arc<Mutex<()>>,
+}
+
+impl EditTurn<'_> {
+    /// Run `f` holding the turn.
+    fn hold<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
+}
+
+impl Drop for EditTurn<'_> {
+    fn drop(&mut self) {
+        let mut editing = self.cache.editing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, users)) = editing.get_mut(&self.cap) {
+            *users -= 1;
+            if *users == 0 {
+                editing.remove(&self.cap);
+            }
+        }
+    }
+}
 
 impl DirCache {
     pub fn new() -> DirCache {
@@ -120,7 +161,21 @@ impl DirCache {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Cap, Cached>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The turn at editing `cap` (to [`EditTurn::hold`] while reading, editing, publishing).
+    fn turn(&self, cap: &Cap) -> EditTurn<'_> {
+        let mut editing = self.editing.lock().unwrap_or_else(|e| e.into_inner());
+        let (lock, users) = editing.entry(cap.clone()).or_default();
+        *users += 1;
+        let lock = Arc::clone(lock);
+        drop(editing);
+        EditTurn {
+            cache: self,
+            cap: cap.clone(),
+            lock,
+        }
     }
 
     fn insert(&self, cap: Cap, c: Cached) {
@@ -521,6 +576,18 @@ impl<'a> DirClient<'a> {
     }
 
     fn modify_at<T>(
+        &mut self,
+        dircap: &Cap,
+        path: &[String],
+        edit: &mut dyn FnMut(&mut Directory, bool) -> Result<T, EditError>,
+    ) -> Result<T, DirError> {
+        let cache = self.cache.clone();
+        let turn = cache.turn(dircap);
+        turn.hold(|| self.modify_in_turn(dircap, path, edit))
+    }
+
+    /// [`DirClient::modify_at`], once this client's turn at editing `dircap` has come.
+    fn modify_in_turn<T>(
         &mut self,
         dircap: &Cap,
         path: &[String],

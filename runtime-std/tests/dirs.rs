@@ -474,3 +474,45 @@ fn an_upload_into_a_remembered_path_confirms_the_path_while_it_uploads() {
     assert_eq!(names(&mut dirs, &fresh), vec!["third".to_string()]);
     assert_eq!(fetch(&client, &ChildCap::Known(cap)), b"third");
 }
+
+#[test]
+fn writers_sharing_a_cache_take_turns_on_a_directory_instead_of_conflicting() {
+    use lafs_runtime_std::dirs::DirCache;
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = LocalGrid::start(tmp.path(), 5).unwrap();
+    let client = grid.client(config());
+    let cache = DirCache::new();
+    let root = DirClient::sharing(&client, keys(), cache.clone())
+        .mkdir(MutableFormat::Sdmf)
+        .unwrap();
+    let leaf = ChildCap::Known(Cap::parse("URI:LIT:nbswy3dp").unwrap());
+    let (writers, each) = (8, 6);
+    let conflicts: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let (client, cache, root, leaf) = (&client, cache.clone(), &root, &leaf);
+                scope.spawn(move || {
+                    let mut dirs = DirClient::sharing(client, keys(), cache);
+                    for i in 0..each {
+                        dirs.link(
+                            root,
+                            &[format!("w{w}-{i}")],
+                            leaf.clone(),
+                            None,
+                            Overwrite::No,
+                        )
+                        .unwrap();
+                    }
+                    dirs.stats().conflicts
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(
+        conflicts, 0,
+        "edits through one cache never race each other"
+    );
+    let mut dirs = DirClient::new(&client, keys());
+    assert_eq!(names(&mut dirs, &root).len(), writers * each);
+}
