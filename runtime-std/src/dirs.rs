@@ -167,7 +167,9 @@ impl DirCache {
     /// The turn at editing `cap` (to [`EditTurn::hold`] while reading, editing, publishing).
     fn turn(&self, cap: &Cap) -> EditTurn<'_> {
         let mut editing = self.editing.lock().unwrap_or_else(|e| e.into_inner());
-        let (lock, users) = editing.entry(cap.clone()).or_default();
+        let (lock, users) = editing
+            .entry(cap.clone())
+            .or_insert_with(|| (Arc::new(Mutex::new(())), 0));
         *users += 1;
         let lock = Arc::clone(lock);
         drop(editing);
