@@ -311,11 +311,20 @@ impl KeySource for PoolHandle<MutableKey> {
     fn next_key(&mut self) -> Result<MutableKey, KeySourceError> {
         self.take()
     }
+
+    /// A ready key, or `None` if the pool is empty (the caller may generate its own).
+    fn ready_key(&mut self) -> Option<Result<MutableKey, KeySourceError>> {
+        self.try_take().map(Ok)
+    }
 }
 
 impl KeySource for Pool<MutableKey> {
     fn next_key(&mut self) -> Result<MutableKey, KeySourceError> {
         self.take()
+    }
+
+    fn ready_key(&mut self) -> Option<Result<MutableKey, KeySourceError>> {
+        self.try_take().map(Ok)
     }
 }
 

@@ -32,17 +32,32 @@ pub enum KeySourceError {
 pub trait KeySource {
     /// The next key; never one handed out before.
     fn next_key(&mut self) -> Result<MutableKey, KeySourceError>;
+
+    /// A key at once, or `None` when [`KeySource::next_key`] would wait for a generation (a
+    /// pool that ran dry): a caller that can make keys itself then makes its own, so a burst
+    /// of creations is not queued behind one generator. The default never says `None`.
+    fn ready_key(&mut self) -> Option<Result<MutableKey, KeySourceError>> {
+        Some(self.next_key())
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for &mut K {
     fn next_key(&mut self) -> Result<MutableKey, KeySourceError> {
         (**self).next_key()
     }
+
+    fn ready_key(&mut self) -> Option<Result<MutableKey, KeySourceError>> {
+        (**self).ready_key()
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for Box<K> {
     fn next_key(&mut self) -> Result<MutableKey, KeySourceError> {
         (**self).next_key()
+    }
+
+    fn ready_key(&mut self) -> Option<Result<MutableKey, KeySourceError>> {
+        (**self).ready_key()
     }
 }
 

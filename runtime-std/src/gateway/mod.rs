@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use lafs_core::crypto::key_source::{KeySource, KeySourceError};
+use lafs_core::crypto::key_source::{generate_key, KeySource, KeySourceError};
 use lafs_core::crypto::rsa_keys::MutableKey;
 
 use crate::dirs::DirCache;
@@ -78,8 +78,17 @@ pub type SharedKeys = Arc<Mutex<Box<dyn KeySource + Send>>>;
 struct KeysRef<'a>(&'a SharedKeys);
 
 impl KeySource for KeysRef<'_> {
+    /// A ready key from the shared source; if it has none ready (the pool ran dry in a burst
+    /// of creations), one made on this worker's thread, outside the shared lock. Waiting
+    /// workers then generate side by side instead of queueing behind the pool's one producer,
+    /// which on a busy machine gets a small share of the CPU (16 load clients making
+    /// directories at once waited over a minute for it).
     fn next_key(&mut self) -> Result<MutableKey, KeySourceError> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).next_key()
+        let ready = self.0.lock().unwrap_or_else(|e| e.into_inner()).ready_key();
+        match ready {
+            Some(key) => key,
+            None => generate_key(&mut rand::rngs::OsRng),
+        }
     }
 }
 
@@ -236,5 +245,46 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::keypool::Pool;
+
+    #[test]
+    fn workers_make_their_own_keys_when_the_pool_has_none_ready() {
+        // A pool whose producer never delivers: every key must come from the workers.
+        let (stop, stalled) = std::sync::mpsc::channel::<()>();
+        let pool: Pool<MutableKey> = Pool::spawn(4, move || {
+            let _ = stalled.recv();
+            Err("stopped".to_string())
+        });
+        let keys: SharedKeys = Arc::new(Mutex::new(Box::new(pool)));
+        let fingerprints: Vec<[u8; 32]> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| scope.spawn(|| KeysRef(&keys).next_key().unwrap().fingerprint()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let distinct: std::collections::BTreeSet<_> = fingerprints.iter().collect();
+        assert_eq!(distinct.len(), 3, "each worker made a key of its own");
+        drop(stop);
+    }
+
+    #[test]
+    fn a_ready_key_comes_from_the_shared_source() {
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/data/rsa-2048-fixture-keys.pem"
+        ))
+        .unwrap();
+        let mut fixture = lafs_core::crypto::key_source::FixtureKeys::from_pem_bundle(&pem);
+        let first = fixture.next_key().unwrap().fingerprint();
+        let keys: SharedKeys = Arc::new(Mutex::new(Box::new(
+            lafs_core::crypto::key_source::FixtureKeys::from_pem_bundle(&pem),
+        )));
+        assert_eq!(KeysRef(&keys).next_key().unwrap().fingerprint(), first);
     }
 }
