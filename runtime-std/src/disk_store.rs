@@ -243,6 +243,9 @@ pub struct DiskStoreConfig {
     pub capacity: Option<u64>,
     /// Whether [`DiskShareStore::collect_garbage`] deletes shares whose leases all expired.
     pub expire_leases: bool,
+    /// A renewal moving a lease's expiry later by no more than this is skipped (no write, no
+    /// sync): see [`crate::leases::LeaseDb::set_renewal_granularity`].
+    pub lease_renewal_granularity: std::time::Duration,
 }
 
 impl Default for DiskStoreConfig {
@@ -254,6 +257,7 @@ impl Default for DiskStoreConfig {
             max_share_size: 1 << 40,
             capacity: None,
             expire_leases: false,
+            lease_renewal_granularity: crate::leases::RENEWAL_GRANULARITY,
         }
     }
 }
@@ -510,7 +514,8 @@ impl DiskShareStore {
             Err(e) => return Err(io_error("removing interrupted uploads in", &incoming, e)),
         }
         create_dirs_durably(&shares, &incoming)?;
-        let db = LeaseDb::open(&root.join("leases.db"))?;
+        let mut db = LeaseDb::open(&root.join("leases.db"))?;
+        db.set_renewal_granularity(config.lease_renewal_granularity);
         let mut store = DiskShareStore {
             root,
             shares,

@@ -38,6 +38,20 @@ const UPSERT: &str =
      ON CONFLICT (storage_index, shnum, renew_hash)
      DO UPDATE SET expires_us = MAX(expires_us, excluded.expires_us)";
 
+/// A renewal: adds the lease row, or moves its expiry later, but only by more than `?6`
+/// microseconds. A renewal that would change the expiry by less writes nothing, so the
+/// transaction has no pages to commit and costs no sync of the log: a directory edited many
+/// times a day renews its leases once a day, not at every edit.
+const RENEW: &str = "INSERT INTO leases (storage_index, shnum, renew_hash, cancel_hash, expires_us)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (storage_index, shnum, renew_hash)
+     DO UPDATE SET expires_us = excluded.expires_us
+     WHERE excluded.expires_us > expires_us + ?6";
+
+/// The disk store's default [`LeaseDb::set_renewal_granularity`] (a database opened alone
+/// records every renewal): a lease is renewed at most once a day.
+pub const RENEWAL_GRANULARITY: Duration = Duration::from_secs(24 * 3600);
+
 /// SHA-256 of a lease secret: the form in which secrets are stored and compared.
 pub fn hash_secret(secret: &[u8; 32]) -> [u8; 32] {
     Sha256::digest(secret).into()
@@ -92,6 +106,8 @@ fn from_sql_time(t: i64) -> Instant {
 pub struct LeaseDb {
     conn: Connection,
     path: PathBuf,
+    /// See [`LeaseDb::set_renewal_granularity`] (microseconds, as stored).
+    renewal_granularity_us: i64,
 }
 
 impl std::fmt::Debug for LeaseDb {
@@ -107,6 +123,7 @@ impl LeaseDb {
         let db = LeaseDb {
             conn,
             path: path.to_path_buf(),
+            renewal_granularity_us: 0,
         };
         db.conn
             .busy_timeout(BUSY_TIMEOUT)
@@ -212,6 +229,14 @@ impl LeaseDb {
         self.add_or_renew_shares(si, &[shnum], lease)
     }
 
+    /// Renewals that would move an expiry later by at most `granularity` are skipped (see
+    /// [`RENEW`]); zero renews every time.
+    pub fn set_renewal_granularity(&mut self, granularity: Duration) {
+        self.renewal_granularity_us = to_sql_time(Instant(
+            u64::try_from(granularity.as_micros()).unwrap_or(u64::MAX),
+        ));
+    }
+
     /// [`LeaseDb::add_or_renew`] on several shares of `si`, in one transaction.
     pub fn add_or_renew_shares(
         &mut self,
@@ -223,7 +248,7 @@ impl LeaseDb {
         let e = |e| db_error(&path, "writing a lease to", e);
         let tx = self.conn.transaction().map_err(e)?;
         {
-            let mut insert = tx.prepare_cached(UPSERT).map_err(e)?;
+            let mut insert = tx.prepare_cached(RENEW).map_err(e)?;
             for shnum in shnums {
                 insert
                     .execute(params![
@@ -231,7 +256,8 @@ impl LeaseDb {
                         shnum,
                         &lease.renew_hash[..],
                         &lease.cancel_hash[..],
-                        to_sql_time(lease.expires)
+                        to_sql_time(lease.expires),
+                        self.renewal_granularity_us,
                     ])
                     .map_err(e)?;
             }
@@ -423,6 +449,28 @@ mod tests {
         db.add_or_renew(&SI, 0, &lease(1, 9, 150)).unwrap();
         assert_eq!(db.share_leases(&SI, 0).unwrap(), vec![lease(1, 2, 150)]);
         assert_eq!(db.share_leases(&SI, 1).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn renewals_within_the_granularity_write_nothing() {
+        let (dir, mut db) = db();
+        db.set_renewal_granularity(Duration::from_micros(1000));
+        db.add_or_renew(&SI, 0, &lease(1, 2, 10_000)).unwrap();
+        let wal = dir.path().join("leases.db-wal");
+        let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let before = wal_len();
+        db.add_or_renew(&SI, 0, &lease(1, 2, 10_900)).unwrap();
+        assert_eq!(db.share_leases(&SI, 0).unwrap(), vec![lease(1, 2, 10_000)]);
+        assert_eq!(
+            wal_len(),
+            before,
+            "a skipped renewal appends nothing to the log"
+        );
+        db.add_or_renew(&SI, 0, &lease(1, 2, 11_001)).unwrap();
+        assert_eq!(db.share_leases(&SI, 0).unwrap(), vec![lease(1, 2, 11_001)]);
+        // A new lease (another renew secret) is always recorded.
+        db.add_or_renew(&SI, 0, &lease(5, 5, 11_002)).unwrap();
+        assert_eq!(db.share_leases(&SI, 0).unwrap().len(), 2);
     }
 
     #[test]

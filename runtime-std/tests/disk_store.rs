@@ -18,13 +18,15 @@ use rand::Rng;
 
 const SI: StorageIndex = [7; 16];
 
-/// No reserve (test machines have little disk), generous limits.
+/// No reserve (test machines have little disk), generous limits; every renewal recorded (the
+/// tests' expiries are microseconds apart).
 fn config() -> DiskStoreConfig {
     DiskStoreConfig {
         reserved_space: 0,
         max_share_size: 1 << 30,
         capacity: None,
         expire_leases: false,
+        lease_renewal_granularity: std::time::Duration::ZERO,
     }
 }
 
