@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use lafs_core::server::{ServerConfig, StorageServer};
 use lafs_core::store::{MemoryShareStore, ShareStore};
-use lafs_runtime_std::disk_store::{DiskShareStore, DiskStoreConfig};
 use lafs_runtime_std::net as std_net;
+use lafs_store::disk_store::{DiskShareStore, DiskStoreConfig};
 
 const SERVERS: usize = 5;
 

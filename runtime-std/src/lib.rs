@@ -1,25 +1,17 @@
-//! lafs-runtime-std: drives lafs-core with std threads and blocking sockets, and hosts the `lafs`
-//! command-line tool.
+//! lafs-runtime-std: drives lafs-core with std threads and blocking sockets.
 //!
-//! Built so far: the `lafs debug` commands (capability parsing and derivations), node
-//! directories, and TCP between clients and storage servers (`net`, time from `clock`). Shares on disk
-//! live in `disk_store` (files in Tahoe's layout) with their leases in `leases` (SQLite).
+//! - [`net`]: the TCP storage server (`serve`) and the blocking client (`GridClient`: immutable,
+//!   mutable and ranged transfers, grid status);
+//! - [`dirs`]: the directory client on top of `GridClient` (paths, edits, remembered maps);
+//! - [`keypool`]: RSA keys generated ahead of time on a background thread;
+//! - [`clock`]: the runtime's time (microseconds since the Unix epoch) as lafs-core `Instant`s;
+//! - [`sync`]: the `std::sync` / `loom::sync` switch for every structure shared between threads.
+//!
+//! The disk share store is the `lafs-store` crate; the `lafs` command, gateway and load tool are
+//! the `lafs` crate.
 
-pub mod aliases;
-pub mod bench;
-pub mod bench_mutable;
-pub mod cli;
 pub mod clock;
-pub mod debug;
 pub mod dirs;
-pub mod disk_store;
-pub mod gateway;
 pub mod keypool;
-pub mod leases;
-pub mod load;
-pub mod local_grid;
 pub mod net;
-pub mod node;
-pub mod procstat;
-pub mod progress;
 pub mod sync;

@@ -1,4 +1,4 @@
-//! One small driver trait for the end-to-end suite (`tests/tests/e2e.rs`), implemented over
+//! One small driver trait for the end-to-end suite (`tests/tests/integration/e2e.rs`), implemented over
 //! every way lafs-core can be run: threads and blocking sockets ([`on_std`]), smol futures
 //! ([`on_smol`]) and the simulator's virtual time ([`on_sim`]).
 //!

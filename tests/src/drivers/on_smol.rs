@@ -19,7 +19,7 @@ use lafs_core::cap::Cap;
 use lafs_core::codec::CodecKind;
 use lafs_core::server::{ServerConfig, StorageServer};
 use lafs_runtime_smol::{ClientConfig, GridClient, Server, ServerEntry, UploadReport};
-use lafs_runtime_std::disk_store::DiskShareStore;
+use lafs_store::disk_store::DiskShareStore;
 
 use super::on_std::{disk_config, storage_index};
 use super::{

@@ -12,10 +12,10 @@ use lafs_core::cap::Cap;
 use lafs_core::codec::CodecKind;
 use lafs_core::server::{ServerConfig, StorageServer};
 use lafs_core::time::Duration as CoreDuration;
-use lafs_runtime_std::disk_store::{DiskShareStore, DiskStoreConfig};
 use lafs_runtime_std::net::{
     serve, ClientConfig, GridClient, ServerEntry, ServerHandle, Stage, UploadReport,
 };
+use lafs_store::disk_store::{DiskShareStore, DiskStoreConfig};
 
 use super::{
     contents, corrupt_disk_shares, corrupt_notes, holders, server_id, Driver, Fetched,

@@ -1,0 +1,8 @@
+//! Every integration test of this crate in one binary (one link instead of one per file).
+
+mod common;
+mod dsl;
+mod mutable;
+mod regressions;
+mod scenarios;
+mod sweep;

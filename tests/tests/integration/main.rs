@@ -1,0 +1,7 @@
+//! Every integration test of this crate in one binary (one link instead of one per file).
+
+mod e2e;
+mod immutable_ops;
+mod mutable_ops;
+mod ranged_download;
+mod tahoe_vectors;
