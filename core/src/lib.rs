@@ -8,6 +8,7 @@
 
 pub mod base32;
 pub mod cap;
+pub mod client;
 pub mod codec;
 pub mod crypto;
 pub mod dirnode;

@@ -84,6 +84,36 @@ pub trait ClientOp {
     fn poll_timeout(&self) -> Option<Instant>;
 }
 
+/// A borrowed operation is driven like an owned one (a driver can then hand it back to its
+/// owner between stretches).
+impl<T: ClientOp + ?Sized> ClientOp for &mut T {
+    type Event = T::Event;
+    fn handle_input(
+        &mut self,
+        now: Instant,
+        from: ServerId,
+        id: RequestId,
+        response: crate::wire::Response,
+    ) {
+        (**self).handle_input(now, from, id, response)
+    }
+    fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
+        (**self).handle_server_lost(now, server)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        (**self).handle_timeout(now)
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        (**self).poll_transmit()
+    }
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        (**self).poll_event()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        (**self).poll_timeout()
+    }
+}
+
 /// Implement [`ClientOp`] by forwarding to an operation's inherent methods of the same names.
 macro_rules! impl_client_op {
     ($op:ty, $event:ty) => {

@@ -14,15 +14,16 @@ use std::time::Duration;
 
 use async_io::Timer;
 use lafs_core::cap::Cap;
+pub use lafs_core::client::TransferStats;
+use lafs_core::client::{Driven, Output, StatsCounter};
 use lafs_core::crypto::convergent_key_hasher;
 use lafs_core::immutable::download::{
     ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
 };
 use lafs_core::immutable::params::{effective_segment_size, LIT_THRESHOLD};
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent};
-use lafs_core::op::{ClientOp, RequestId, Transmit};
+use lafs_core::op::{ClientOp, Transmit};
 use lafs_core::placement::{ServerDescriptor, ServerId};
-use lafs_core::wire::Request;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
@@ -65,20 +66,6 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
         }
     }
-}
-
-/// What an operation cost on the network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TransferStats {
-    /// Sequential round trips: the longest chain request → answer → request sent after it.
-    /// Requests sent before any answer arrived are one round trip; corruption advisories
-    /// (fire and forget) do not count.
-    pub round_trips: u32,
-    pub messages_sent: u64,
-    /// Bytes of request frames sent (headers included).
-    pub bytes_sent: u64,
-    /// Bytes of response frames received for this operation (headers included).
-    pub bytes_received: u64,
 }
 
 /// A finished upload.
@@ -237,7 +224,7 @@ impl GridClient {
                         elapsed: started.elapsed(),
                         happiness: result.happiness,
                         shares: result.shares,
-                        stats: session.stats,
+                        stats: session.stats(),
                         server_problems: problems,
                     })
                 }
@@ -303,7 +290,7 @@ impl GridClient {
                     return Ok(DownloadReport {
                         size: written,
                         elapsed: started.elapsed(),
-                        stats: session.stats,
+                        stats: session.stats(),
                         server_problems: problems,
                     });
                 }
@@ -421,10 +408,7 @@ struct Session<'a> {
     used: BTreeMap<ServerId, Arc<Connection>>,
     reached: BTreeSet<ServerId>,
     unreachable: BTreeMap<ServerId, (SocketAddr, String)>,
-    /// Round-trip depth of each request in flight (see [`TransferStats::round_trips`]).
-    depth: BTreeMap<(ServerId, RequestId), u32>,
-    deepest_answer: u32,
-    stats: TransferStats,
+    counter: StatsCounter,
 }
 
 impl<'a> Session<'a> {
@@ -439,22 +423,24 @@ impl<'a> Session<'a> {
             used: BTreeMap::new(),
             reached: BTreeSet::new(),
             unreachable: BTreeMap::new(),
-            depth: BTreeMap::new(),
-            deepest_answer: 0,
-            stats: TransferStats::default(),
+            counter: StatsCounter::default(),
         }
     }
 
-    /// The drain rule as a future: send every pending transmit, then return the next event;
-    /// with neither, wait for an answer or the operation's timer and feed it in.
+    /// What the operation has cost so far.
+    fn stats(&self) -> TransferStats {
+        self.counter.stats()
+    }
+
+    /// lafs-core's [`Driven`] outputs as a future: send every pending transmit, then return the
+    /// next event; with neither, wait for an answer or the operation's timer and feed it in.
     async fn next_event<O: ClientOp>(&mut self, op: &mut O) -> Result<O::Event, ClientError> {
-        loop {
-            self.flush(op).await;
-            if let Some(event) = op.poll_event() {
-                return Ok(event);
-            }
-            let input = match op.poll_timeout() {
-                Some(deadline) => {
+        let mut driven = Driven::with_counter(op, std::mem::take(&mut self.counter));
+        let outcome = loop {
+            match driven.poll_output() {
+                Output::Transmit(t) => self.transmit(&mut driven, t).await,
+                Output::Event(event) => break Ok(event),
+                Output::Wait(Some(deadline)) => {
                     let wait = clock::until(clock::now(), deadline);
                     let answer = async { self.rx.recv().await.ok() };
                     let timer = async {
@@ -462,78 +448,57 @@ impl<'a> Session<'a> {
                         None
                     };
                     match answer.or(timer).await {
-                        Some(input) => input,
-                        None => {
-                            op.handle_timeout(clock::now());
-                            continue;
-                        }
+                        Some(input) => self.apply(&mut driven, input),
+                        None => driven.handle_timeout(clock::now()),
                     }
                 }
-                // Nothing in flight and no timer: only inputs already queued can move it on.
-                None => match self.rx.try_recv() {
-                    Ok(input) => input,
-                    Err(_) => return Err(ClientError::Stalled(self.what)),
+                // Requests in flight but no timer to bound the wait: only answers already
+                // queued can move it on (every operation of lafs-core times its requests).
+                Output::Wait(None) => match self.rx.try_recv() {
+                    Ok(input) => self.apply(&mut driven, input),
+                    Err(_) => break Err(ClientError::Stalled(self.what)),
                 },
-            };
-            self.apply(op, input);
-        }
+                Output::Stalled => break Err(ClientError::Stalled(self.what)),
+            }
+        };
+        self.counter = driven.into_parts().1;
+        outcome
     }
 
-    /// Send every transmit the operation has queued.
+    /// Send every transmit the operation has queued (it has ended or been cancelled: its
+    /// remaining events no longer matter).
     async fn flush<O: ClientOp>(&mut self, op: &mut O) {
-        while let Some(t) = op.poll_transmit() {
-            self.transmit(op, t).await;
+        let mut driven = Driven::with_counter(op, std::mem::take(&mut self.counter));
+        loop {
+            match driven.poll_output() {
+                Output::Transmit(t) => self.transmit(&mut driven, t).await,
+                Output::Event(_) => {}
+                Output::Wait(_) | Output::Stalled => break,
+            }
         }
+        self.counter = driven.into_parts().1;
     }
 
-    async fn transmit<O: ClientOp>(&mut self, op: &mut O, t: Transmit) {
+    async fn transmit<O: ClientOp>(&mut self, driven: &mut Driven<O>, t: Transmit) {
         let Some(conn) = self.connection(t.to).await else {
-            op.handle_server_lost(clock::now(), t.to);
+            driven.handle_server_lost(clock::now(), t.to);
             return;
         };
-        let depth = if matches!(t.request, Request::AdviseCorrupt { .. }) {
-            0
-        } else {
-            self.deepest_answer + 1
-        };
         match conn.send(self.op, t.id, &t.request, &self.tx).await {
-            Ok(bytes) => {
-                self.stats.messages_sent += 1;
-                self.stats.bytes_sent += bytes as u64;
-                self.stats.round_trips = self.stats.round_trips.max(depth);
-                self.depth.insert((t.to, t.id), depth);
-            }
-            Err(_) => op.handle_server_lost(clock::now(), t.to),
+            Ok(bytes) => driven.handle_sent(t.to, bytes),
+            Err(_) => driven.handle_server_lost(clock::now(), t.to),
         }
     }
 
-    fn apply<O: ClientOp>(&mut self, op: &mut O, input: Input) {
+    fn apply<O: ClientOp>(&mut self, driven: &mut Driven<O>, input: Input) {
         match input {
             Input::Response {
                 server,
                 id,
                 response,
                 wire_bytes,
-            } => {
-                self.stats.bytes_received += wire_bytes as u64;
-                if let Some(d) = self.depth.remove(&(server, id)) {
-                    self.deepest_answer = self.deepest_answer.max(d);
-                }
-                op.handle_input(clock::now(), server, id, response);
-            }
-            Input::Lost { server } => {
-                let lost: Vec<(ServerId, RequestId)> = self
-                    .depth
-                    .range((server, 0)..=(server, RequestId::MAX))
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in lost {
-                    if let Some(d) = self.depth.remove(&k) {
-                        self.deepest_answer = self.deepest_answer.max(d);
-                    }
-                }
-                op.handle_server_lost(clock::now(), server);
-            }
+            } => driven.handle_response(clock::now(), server, id, response, wire_bytes),
+            Input::Lost { server } => driven.handle_server_lost(clock::now(), server),
         }
     }
 

@@ -12,91 +12,50 @@
 // Under loom only the tests use this module.
 #![cfg_attr(loom, allow(dead_code))]
 
-use std::collections::{BTreeMap, BTreeSet};
-
+use lafs_core::client::Routes;
 use lafs_core::op::RequestId;
 
 use crate::sync::{lock, Mutex};
 
-/// Where the answer to one wire-level request goes.
-#[derive(Debug)]
-struct Route<T> {
-    /// The operation that sent it.
-    op: u64,
-    /// The operation's own id for it.
-    id: RequestId,
-    sink: T,
-}
-
-#[derive(Debug)]
-struct Inner<T> {
-    /// Unique per connection and never reused, so a late answer cannot reach a newer request.
-    next_wire_id: u64,
-    pending: BTreeMap<u64, Route<T>>,
-    closed: bool,
-}
-
-/// Routes of one connection; `T` is what reaches an operation (a channel sender).
+/// lafs-core's [`Routes`] of one connection behind the lock its senders and its reader task
+/// share; `T` is what reaches an operation (a channel sender).
 #[derive(Debug)]
 pub(crate) struct RouteTable<T> {
-    inner: Mutex<Inner<T>>,
+    inner: Mutex<Routes<T>>,
 }
 
 impl<T> RouteTable<T> {
     pub(crate) fn new() -> Self {
         RouteTable {
-            inner: Mutex::new(Inner {
-                next_wire_id: 0,
-                pending: BTreeMap::new(),
-                closed: false,
-            }),
+            inner: Mutex::new(Routes::new()),
         }
     }
 
     /// Register request `id` of operation `op`; returns its wire id, or `None` if the
     /// connection is already closed (nothing was registered).
     pub(crate) fn register(&self, op: u64, id: RequestId, sink: T) -> Option<u64> {
-        let mut inner = lock(&self.inner);
-        if inner.closed {
-            return None;
-        }
-        let wire_id = inner.next_wire_id;
-        inner.next_wire_id += 1;
-        inner.pending.insert(wire_id, Route { op, id, sink });
-        Some(wire_id)
+        lock(&self.inner).register(op, id, sink)
     }
 
-    /// The answer to `wire_id` arrived: where it goes, if anyone still waits for it.
+    /// The answer to `wire_id` arrived: the operation's id for it and where it goes.
     pub(crate) fn complete(&self, wire_id: u64) -> Option<(RequestId, T)> {
-        lock(&self.inner)
-            .pending
-            .remove(&wire_id)
-            .map(|r| (r.id, r.sink))
+        let done = lock(&self.inner).complete(wire_id);
+        done.map(|(_, id, sink)| (id, sink))
     }
 
-    /// Close the table: later registrations are refused. Returns one sink per operation that
-    /// still had requests in flight (each loses all of them at once).
+    /// Mark closed and take every route: one sink per operation with requests in flight.
     pub(crate) fn close(&self) -> Vec<T> {
-        let orphans = {
-            let mut inner = lock(&self.inner);
-            inner.closed = true;
-            std::mem::take(&mut inner.pending)
-        };
-        let mut told = BTreeSet::new();
-        orphans
-            .into_values()
-            .filter(|r| told.insert(r.op))
-            .map(|r| r.sink)
-            .collect()
+        let orphans = lock(&self.inner).close();
+        orphans.into_iter().map(|(_, sink)| sink).collect()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.inner).closed
+        lock(&self.inner).is_closed()
     }
 
-    /// Operation `op` has ended: drop its routes.
+    /// The operation has ended: drop its routes so late answers go nowhere.
     pub(crate) fn forget_op(&self, op: u64) {
-        lock(&self.inner).pending.retain(|_, r| r.op != op);
+        lock(&self.inner).forget_op(op);
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use lafs_core::cap::Cap;
+use lafs_core::client::{Driven, Output};
 use lafs_core::crypto::rsa_keys::MutableKey;
 use lafs_core::immutable::download::{
     ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
@@ -179,28 +180,31 @@ impl Grid {
         mut on_event: impl FnMut(&mut O, Instant, O::Event) -> Option<R>,
     ) -> (R, Run) {
         let mut run = Run::default();
+        let mut driven = Driven::new(op);
+        let mut result = None;
         loop {
-            let mut result = None;
-            while let Some(ev) = op.poll_event() {
-                if let Some(r) = on_event(op, self.now, ev) {
-                    result = Some(r);
-                }
-                run.max_bytes_held = run.max_bytes_held.max(bytes_held(op));
-            }
-            run.max_bytes_held = run.max_bytes_held.max(bytes_held(op));
-            if let Some(r) = result {
-                return (r, run);
-            }
+            // One round: everything the operation sends before it must wait is one batch.
             let mut batch = Vec::new();
-            while let Some(t) = op.poll_transmit() {
-                batch.push((t.to, t.id, t.request));
-            }
+            let deadline = loop {
+                match driven.poll_output() {
+                    Output::Transmit(t) => batch.push((t.to, t.id, t.request)),
+                    Output::Event(ev) => {
+                        if let Some(r) = on_event(&mut **driven.op_mut(), self.now, ev) {
+                            result = Some(r);
+                        }
+                        run.max_bytes_held = run.max_bytes_held.max(bytes_held(*driven.op()));
+                    }
+                    Output::Wait(deadline) => break deadline,
+                    Output::Stalled => break None,
+                }
+            };
+            run.max_bytes_held = run.max_bytes_held.max(bytes_held(*driven.op()));
             if batch.is_empty() {
-                let deadline = op
-                    .poll_timeout()
-                    .expect("operation stalled with nothing to send and no timer");
-                self.now = deadline;
-                op.handle_timeout(self.now);
+                if let Some(r) = result {
+                    return (r, run);
+                }
+                self.now = deadline.expect("operation stalled with nothing to send and no timer");
+                driven.handle_timeout(self.now);
                 continue;
             }
             if batch
@@ -212,8 +216,8 @@ impl Grid {
             run.messages += batch.len();
             for (from, id, response) in self.deliver(batch, run.rounds) {
                 match response {
-                    Some(r) => op.handle_input(self.now, from, id, r),
-                    None => op.handle_server_lost(self.now, from),
+                    Some(r) => driven.handle_response(self.now, from, id, r, 0),
+                    None => driven.handle_server_lost(self.now, from),
                 }
             }
         }

@@ -19,6 +19,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use lafs_core::cap::Cap;
+pub use lafs_core::client::TransferStats;
+use lafs_core::client::{Driven, Output, StatsCounter};
 use lafs_core::crypto::convergent_key_hasher;
 use lafs_core::immutable::download::{
     clip_range, ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
@@ -26,11 +28,10 @@ use lafs_core::immutable::download::{
 use lafs_core::immutable::params::{effective_segment_size, LIT_THRESHOLD};
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent};
 use lafs_core::mutable::share::SignatureCache;
-use lafs_core::op::{ClientOp, RequestId, Transmit};
+use lafs_core::op::{ClientOp, Transmit};
 use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::server_status::{GridStatus, GridStatusReport};
 use lafs_core::time::Instant;
-use lafs_core::wire::Request;
 
 mod mutable;
 pub use mutable::{MutableReadReport, MutableWriteReport};
@@ -92,23 +93,6 @@ pub struct TransferProgress {
     pub stage: Stage,
     pub done: u64,
     pub total: u64,
-}
-
-/// What an operation cost on the network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TransferStats {
-    /// Sequential round trips: the longest chain request → response → request sent because of
-    /// it → ... Each request's depth is one more than the deepest response received before it
-    /// was sent (a lost connection counts as the answer to its requests); this is the maximum
-    /// depth. Requests sent together before any answer are one round trip. Corruption
-    /// advisories (fire and forget) do not count.
-    pub round_trips: u32,
-    /// Request frames sent.
-    pub messages_sent: u64,
-    /// Bytes of request frames sent (headers included).
-    pub bytes_sent: u64,
-    /// Bytes of response frames received for this operation (headers included).
-    pub bytes_received: u64,
 }
 
 /// A finished upload.
@@ -351,7 +335,7 @@ impl GridClient {
                 elapsed: started.elapsed(),
                 happiness: result.happiness,
                 shares: result.shares,
-                stats: session.stats,
+                stats: session.stats(),
                 server_problems: problems,
             }),
             Err(e) => Err(match read_error {
@@ -487,7 +471,7 @@ impl GridClient {
             Ok(()) => Ok(DownloadReport {
                 size: written,
                 elapsed: started.elapsed(),
-                stats: session.stats,
+                stats: session.stats(),
                 server_problems: problems,
             }),
             Err(e) => Err(match failure {
@@ -594,10 +578,7 @@ struct Session<'a> {
     used: BTreeMap<ServerId, Arc<Connection>>,
     reached: BTreeSet<ServerId>,
     unreachable: BTreeMap<ServerId, (SocketAddr, String)>,
-    /// Round-trip depth of each request in flight (see [`TransferStats::round_trips`]).
-    depth: BTreeMap<(ServerId, RequestId), u32>,
-    deepest_answer: u32,
-    stats: TransferStats,
+    counter: StatsCounter,
 }
 
 impl<'a> Session<'a> {
@@ -612,108 +593,74 @@ impl<'a> Session<'a> {
             used: BTreeMap::new(),
             reached: BTreeSet::new(),
             unreachable: BTreeMap::new(),
-            depth: BTreeMap::new(),
-            deepest_answer: 0,
-            stats: TransferStats::default(),
+            counter: StatsCounter::default(),
         }
     }
 
-    /// Run `op` until `on_event` returns a result, following the drain rule.
+    /// What the operation has cost so far.
+    fn stats(&self) -> TransferStats {
+        self.counter.stats()
+    }
+
+    /// Run `op` until `on_event` returns a result, following lafs-core's [`Driven`] outputs;
+    /// whatever the operation queued with its result (corruption advisories) is sent first.
     fn drive<O: ClientOp, R>(
         &mut self,
         op: &mut O,
         mut on_event: impl FnMut(&mut O, Instant, O::Event) -> Option<R>,
     ) -> Result<R, ClientError> {
-        loop {
-            let mut result = None;
-            loop {
-                let mut busy = false;
-                while let Some(t) = op.poll_transmit() {
-                    busy = true;
-                    self.transmit(op, t);
-                }
-                while let Some(event) = op.poll_event() {
-                    busy = true;
-                    if let Some(r) = on_event(op, clock::now(), event) {
+        let mut driven = Driven::with_counter(op, std::mem::take(&mut self.counter));
+        let mut result = None;
+        let outcome = loop {
+            match driven.poll_output() {
+                Output::Transmit(t) => self.transmit(&mut driven, t),
+                Output::Event(event) => {
+                    if let Some(r) = on_event(&mut **driven.op_mut(), clock::now(), event) {
                         result = Some(r);
                     }
                 }
-                if !busy {
-                    break;
-                }
-            }
-            if let Some(r) = result {
-                return Ok(r);
-            }
-            let input = match op.poll_timeout() {
-                Some(deadline) => {
-                    let now = clock::now();
-                    match self.rx.recv_timeout(clock::until(now, deadline)) {
-                        Ok(input) => input,
+                _ if result.is_some() => break Ok(()),
+                Output::Wait(Some(deadline)) => {
+                    match self.rx.recv_timeout(clock::until(clock::now(), deadline)) {
+                        Ok(input) => self.apply(&mut driven, input),
                         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                            op.handle_timeout(clock::now());
-                            continue;
+                            driven.handle_timeout(clock::now())
                         }
                     }
                 }
-                // Nothing in flight and no timer: only inputs already queued can move it on.
-                None => match self.rx.try_recv() {
-                    Ok(input) => input,
-                    Err(_) => return Err(ClientError::Stalled(self.what)),
+                // Requests in flight but no timer to bound the wait: only answers already
+                // queued can move it on (every operation of lafs-core times its requests).
+                Output::Wait(None) => match self.rx.try_recv() {
+                    Ok(input) => self.apply(&mut driven, input),
+                    Err(_) => break Err(ClientError::Stalled(self.what)),
                 },
-            };
-            self.apply(op, input);
-        }
+                Output::Stalled => break Err(ClientError::Stalled(self.what)),
+            }
+        };
+        self.counter = driven.into_parts().1;
+        outcome.map(|()| result.expect("the loop ends with a result or an error"))
     }
 
-    fn transmit<O: ClientOp>(&mut self, op: &mut O, t: Transmit) {
+    fn transmit<O: ClientOp>(&mut self, driven: &mut Driven<O>, t: Transmit) {
         let Some(conn) = self.connection(t.to) else {
-            op.handle_server_lost(clock::now(), t.to);
+            driven.handle_server_lost(clock::now(), t.to);
             return;
         };
-        let depth = if matches!(t.request, Request::AdviseCorrupt { .. }) {
-            0
-        } else {
-            self.deepest_answer + 1
-        };
         match conn.send(self.op, t.id, &t.request, &self.tx) {
-            Ok(bytes) => {
-                self.stats.messages_sent += 1;
-                self.stats.bytes_sent += bytes as u64;
-                self.stats.round_trips = self.stats.round_trips.max(depth);
-                self.depth.insert((t.to, t.id), depth);
-            }
-            Err(_) => op.handle_server_lost(clock::now(), t.to),
+            Ok(bytes) => driven.handle_sent(t.to, bytes),
+            Err(_) => driven.handle_server_lost(clock::now(), t.to),
         }
     }
 
-    fn apply<O: ClientOp>(&mut self, op: &mut O, input: Input) {
+    fn apply<O: ClientOp>(&mut self, driven: &mut Driven<O>, input: Input) {
         match input {
             Input::Response {
                 server,
                 id,
                 response,
                 wire_bytes,
-            } => {
-                self.stats.bytes_received += wire_bytes as u64;
-                if let Some(d) = self.depth.remove(&(server, id)) {
-                    self.deepest_answer = self.deepest_answer.max(d);
-                }
-                op.handle_input(clock::now(), server, id, response);
-            }
-            Input::Lost { server } => {
-                let lost: Vec<(ServerId, RequestId)> = self
-                    .depth
-                    .range((server, 0)..=(server, RequestId::MAX))
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in lost {
-                    if let Some(d) = self.depth.remove(&k) {
-                        self.deepest_answer = self.deepest_answer.max(d);
-                    }
-                }
-                op.handle_server_lost(clock::now(), server);
-            }
+            } => driven.handle_response(clock::now(), server, id, response, wire_bytes),
+            Input::Lost { server } => driven.handle_server_lost(clock::now(), server),
         }
     }
 

@@ -22,6 +22,7 @@ use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use lafs_core::client::Routes;
 use lafs_core::op::RequestId;
 use lafs_core::placement::ServerId;
 use lafs_core::wire::{encode_request, Frame, FrameDecoder, Request, Response};
@@ -46,25 +47,9 @@ pub(crate) enum Input {
     Lost { server: ServerId },
 }
 
-/// Where the response to one wire-level request goes.
-#[derive(Debug)]
-struct Route<T> {
-    /// The operation that sent it (to drop its routes when it ends).
-    op: u64,
-    id: RequestId,
-    sink: T,
-}
-
-#[derive(Debug)]
-struct Routes<T> {
-    /// Next wire-level request id on this connection (unique per connection, never reused).
-    next_wire_id: u64,
-    pending: BTreeMap<u64, Route<T>>,
-    closed: bool,
-}
-
-/// The completion hand-off of one connection (see the module doc for its invariant, which the
-/// loom tests below check); `T` is what reaches an operation (its channel's sender).
+/// The completion hand-off of one connection: lafs-core's [`Routes`] (wire ids, loss fan-out)
+/// behind the lock its sender threads and its reader thread share; the loom tests below check
+/// the module doc's invariant. `T` is what reaches an operation (its channel's sender).
 #[derive(Debug)]
 pub(crate) struct RouteTable<T> {
     inner: Mutex<Routes<T>>,
@@ -73,56 +58,35 @@ pub(crate) struct RouteTable<T> {
 impl<T> RouteTable<T> {
     pub(crate) fn new() -> Self {
         RouteTable {
-            inner: Mutex::new(Routes {
-                next_wire_id: 0,
-                pending: BTreeMap::new(),
-                closed: false,
-            }),
+            inner: Mutex::new(Routes::new()),
         }
     }
 
     /// Register request `id` of operation `op`: its wire id, or `None` once closed.
     pub(crate) fn register(&self, op: u64, id: RequestId, sink: T) -> Option<u64> {
-        let mut routes = lock(&self.inner);
-        if routes.closed {
-            return None;
-        }
-        let wire_id = routes.next_wire_id;
-        routes.next_wire_id += 1;
-        routes.pending.insert(wire_id, Route { op, id, sink });
-        Some(wire_id)
+        lock(&self.inner).register(op, id, sink)
     }
 
     /// The answer to `wire_id` arrived: the operation's id for it and where it goes.
     pub(crate) fn complete(&self, wire_id: u64) -> Option<(RequestId, T)> {
         lock(&self.inner)
-            .pending
-            .remove(&wire_id)
-            .map(|r| (r.id, r.sink))
+            .complete(wire_id)
+            .map(|(_, id, sink)| (id, sink))
     }
 
     /// Refuse later registrations and take what is in flight: one sink per operation.
     pub(crate) fn close(&self) -> Vec<T> {
-        let orphans = {
-            let mut routes = lock(&self.inner);
-            routes.closed = true;
-            std::mem::take(&mut routes.pending)
-        };
-        let mut told = std::collections::BTreeSet::new();
-        orphans
-            .into_values()
-            .filter(|r| told.insert(r.op))
-            .map(|r| r.sink)
-            .collect()
+        let orphans = lock(&self.inner).close();
+        orphans.into_iter().map(|(_, sink)| sink).collect()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.inner).closed
+        lock(&self.inner).is_closed()
     }
 
     /// Operation `op` has ended: drop its routes (late answers are dropped).
     pub(crate) fn forget_op(&self, op: u64) {
-        lock(&self.inner).pending.retain(|_, r| r.op != op);
+        lock(&self.inner).forget_op(op);
     }
 }
 

@@ -119,7 +119,7 @@ impl GridClient {
                 seqnum: r.version.seqnum,
                 placed: r.placed,
                 elapsed: started.elapsed(),
-                stats: session.stats,
+                stats: session.stats(),
                 map: r.map,
             }),
             Err(e) => Err(session.failure(ClientError::Publish(e))),
@@ -171,7 +171,7 @@ impl GridClient {
                     seqnum: r.version.seqnum,
                     file_size: r.version.data_length,
                     elapsed: started.elapsed(),
-                    stats: session.stats,
+                    stats: session.stats(),
                     server_problems: problems,
                     map: r.map,
                 }
