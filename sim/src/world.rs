@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use lafs_core::cap::Cap;
+use lafs_core::client::{Driven, Output};
 use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
 use lafs_core::hashtree::Hash;
 use lafs_core::immutable::download::{ChkFile, Download, DownloadConfig, DownloadEvent};
@@ -20,7 +21,7 @@ use lafs_core::mutable::{
     FileKeys, Publish, PublishConfig, PublishError, PublishEvent, PublishResult, Retrieve,
     RetrieveConfig, RetrieveEvent, RetrieveResult, ServerMap,
 };
-use lafs_core::op::{RequestId, Transmit};
+use lafs_core::op::{ClientOp, RequestId, Transmit};
 use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::server::{ConnectionId, ServerConfig, StorageServer};
 use lafs_core::store::{MemoryShareStore, ShareStore};
@@ -113,7 +114,9 @@ enum MachineEvent {
     Retrieve(RetrieveEvent),
 }
 
-impl Machine {
+impl ClientOp for Machine {
+    type Event = MachineEvent;
+
     fn poll_transmit(&mut self) -> Option<Transmit> {
         match self {
             Machine::Idle => None,
@@ -168,6 +171,9 @@ impl Machine {
             Machine::Retrieve(m) => m.handle_timeout(now),
         }
     }
+}
+
+impl Machine {
     fn cancel(&mut self, now: Instant) {
         match self {
             Machine::Idle => {}
@@ -680,21 +686,16 @@ impl Sim {
         self.drain(op);
     }
 
-    /// The drain rule: transmits and events until both are empty, then one timer.
+    /// lafs-core's drain rule ([`Driven::poll_output`]): transmits and events until it says to
+    /// wait, then one timer.
     fn drain(&mut self, op: usize) {
         let mut machine = std::mem::replace(&mut self.ops[op].machine, Machine::Idle);
+        let mut driven = Driven::new(&mut machine);
         loop {
-            let mut progressed = false;
-            while let Some(t) = machine.poll_transmit() {
-                progressed = true;
-                self.transmit(op, t);
-            }
-            while let Some(ev) = machine.poll_event() {
-                progressed = true;
-                self.on_event(op, &mut machine, ev);
-            }
-            if !progressed {
-                break;
+            match driven.poll_output() {
+                Output::Transmit(t) => self.transmit(op, t),
+                Output::Event(ev) => self.on_event(op, &mut **driven.op_mut(), ev),
+                Output::Wait(_) | Output::Stalled => break,
             }
         }
         if self.ops[op].finished.is_some() {
