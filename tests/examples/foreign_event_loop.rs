@@ -3,10 +3,10 @@
 //! poll loop. No lafs runtime runs on the client side; lafs-runtime-std only starts the five
 //! storage servers the client talks to.
 //!
-//! The whole embedding is the core's five calls plus "the connection broke":
-//! `handle_input`, `handle_timeout`, `poll_transmit`, `poll_event`, `poll_timeout`
-//! (and `handle_server_lost`), driven by the drain rule: after any input, drain `poll_transmit`
-//! and `poll_event` until both are empty, then wait for sockets or `poll_timeout`.
+//! The whole embedding is lafs-core's `client::Driven` around an operation: `poll_output` says
+//! what to do next (send a request, act on an event, or wait until a deadline), and the loop
+//! feeds back answers (`handle_response`), broken connections (`handle_server_lost`) and
+//! deadlines passed (`handle_timeout`). The drain rule is inside `poll_output`.
 //!
 //! Run: `cargo run -p lafs-tests --example foreign_event_loop`
 
@@ -16,6 +16,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use lafs_core::cap::Cap;
+use lafs_core::client::{Driven, Output, TransferStats};
 use lafs_core::immutable::download::{ChkFile, Download, DownloadConfig, DownloadEvent};
 use lafs_core::immutable::encode::convergent_key;
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadEvent};
@@ -63,37 +64,39 @@ impl EventLoop {
         &mut self,
         op: &mut O,
         mut on_event: impl FnMut(&mut O, Instant, O::Event) -> Outcome<T>,
-    ) -> T {
+    ) -> (T, TransferStats) {
+        let mut driven = Driven::new(op);
         loop {
-            // The drain rule.
-            loop {
-                let mut busy = false;
-                while let Some(t) = op.poll_transmit() {
-                    busy = true;
+            let deadline = match driven.poll_output() {
+                Output::Transmit(t) => {
                     // One operation at a time here, so its own request ids can be the wire ids.
                     let frame = encode_request(t.id, &t.request);
                     match self.conn(t.to) {
-                        Some(c) => c.out.extend_from_slice(&frame),
-                        None => op.handle_server_lost(self.clock.now(), t.to),
+                        Some(c) => {
+                            c.out.extend_from_slice(&frame);
+                            driven.handle_sent(t.to, frame.len());
+                        }
+                        None => driven.handle_server_lost(self.clock.now(), t.to),
                     }
+                    continue;
                 }
-                while let Some(ev) = op.poll_event() {
-                    busy = true;
-                    if let Outcome::Finished(r) = on_event(op, self.clock.now(), ev) {
-                        return r;
+                Output::Event(ev) => {
+                    let now = self.clock.now();
+                    if let Outcome::Finished(r) = on_event(&mut **driven.op_mut(), now, ev) {
+                        return (r, driven.stats());
                     }
+                    continue;
                 }
-                if !busy {
-                    break;
-                }
-            }
+                Output::Wait(deadline) => deadline,
+                Output::Stalled => panic!("the operation stalled (a lafs-core bug)"),
+            };
             // Sweep the sockets; feed answers and breakages to the operation.
-            let progressed = self.sweep(op);
-            if op.poll_timeout().is_some_and(|t| t <= self.clock.now()) {
-                op.handle_timeout(self.clock.now());
+            let progressed = self.sweep(&mut driven);
+            if deadline.is_some_and(|t| t <= self.clock.now()) {
+                driven.handle_timeout(self.clock.now());
             } else if !progressed {
                 // Nothing ready: wait a little, never past the operation's timer.
-                let wait = op.poll_timeout().map_or(Duration::from_millis(1), |t| {
+                let wait = deadline.map_or(Duration::from_millis(1), |t| {
                     Duration::from_micros(t.saturating_since(self.clock.now()).as_micros())
                         .min(Duration::from_millis(1))
                 });
@@ -122,7 +125,7 @@ impl EventLoop {
     }
 
     /// Write what each socket will take, read what each has; returns whether anything moved.
-    fn sweep<O: ClientOp>(&mut self, op: &mut O) -> bool {
+    fn sweep<O: ClientOp>(&mut self, op: &mut Driven<O>) -> bool {
         let mut progressed = false;
         let mut lost = Vec::new();
         let mut buf = vec![0u8; 256 * 1024];
@@ -159,9 +162,11 @@ impl EventLoop {
                 }
             }
             loop {
+                let before = c.decoder.buffered();
                 match c.decoder.pop() {
                     Ok(Some(Frame::Response { id, response })) => {
-                        op.handle_input(self.clock.now(), *server, id, response)
+                        let bytes = before - c.decoder.buffered();
+                        op.handle_response(self.clock.now(), *server, id, response, bytes)
                     }
                     Ok(None) => break,
                     Ok(Some(Frame::Request { .. })) | Err(_) => {
@@ -238,7 +243,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &descriptors,
         b"lease secret",
     );
-    let cap: Cap = event_loop.run(&mut upload, |op, now, ev| match ev {
+    let (cap, up_stats) = event_loop.run(&mut upload, |op, now, ev| match ev {
         UploadEvent::NeedSegment { offset, length, .. } => {
             op.provide_segment(now, &file[offset as usize..(offset + length) as usize]);
             Outcome::Running
@@ -246,8 +251,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         UploadEvent::Done(result) => Outcome::Finished(Ok(result.cap)),
         UploadEvent::Failed(e) => Outcome::Finished(Err(e)),
         _ => Outcome::Running,
-    })?;
-    println!("uploaded {} bytes: {cap}", file.len());
+    });
+    let cap: Cap = cap?;
+    println!(
+        "uploaded {} bytes in {} round trips: {cap}",
+        file.len(),
+        up_stats.round_trips
+    );
 
     // Download it again over the same sockets.
     let chk = ChkFile::from_cap(&cap).ok_or("not a CHK cap")?;
@@ -257,7 +267,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut download = Download::new(event_loop.clock.now(), config, chk, &descriptors);
     let mut got = Vec::new();
-    event_loop.run(&mut download, |_, _, ev| match ev {
+    let (done, down_stats) = event_loop.run(&mut download, |_, _, ev| match ev {
         DownloadEvent::Data { bytes, .. } => {
             got.extend_from_slice(&bytes);
             Outcome::Running
@@ -265,13 +275,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         DownloadEvent::Done { .. } => Outcome::Finished(Ok(())),
         DownloadEvent::Failed(e) => Outcome::Finished(Err(e)),
         _ => Outcome::Running,
-    })?;
+    });
+    done?;
     if got != file {
         return Err("downloaded bytes differ from the upload".into());
     }
     println!(
-        "downloaded and verified {} bytes over {} sockets of our own",
+        "downloaded and verified {} bytes in {} round trips over {} sockets of our own",
         got.len(),
+        down_stats.round_trips,
         event_loop.conns.len()
     );
     drop(servers);
