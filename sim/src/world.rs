@@ -694,7 +694,7 @@ impl Sim {
         loop {
             match driven.poll_output() {
                 Output::Transmit(t) => self.transmit(op, t),
-                Output::Event(ev) => self.on_event(op, &mut **driven.op_mut(), ev),
+                Output::Event(ev) => self.on_event(op, driven.op_mut(), ev),
                 Output::Wait(_) | Output::Stalled => break,
             }
         }
