@@ -5,15 +5,28 @@
 //!   single [`Driven::poll_output`] call (transmits, then events, then how long to wait);
 //! - [`routes`]: a connection's wire-level request ids mapped to (operation, request), with
 //!   loss fan-out when the connection breaks;
-//! - [`stats`]: round-trip depth and bytes of one operation.
+//! - [`stats`]: round-trip depth and bytes of one operation;
+//! - [`task`]: each client operation as the application sees it (data in and out, a report at
+//!   the end), so a runtime drives every kind with one loop;
+//! - [`state`]: the pure half of a grid client (servers, verified signatures, task making);
+//! - [`report`]: the configuration, reports and errors every runtime's client shares.
 //!
 //! A runtime opens and closes connections, moves frames, sleeps until the deadline
 //! `poll_output` gives, and passes the application's requests in and results out.
 
 pub mod driven;
+pub mod report;
 pub mod routes;
+pub mod state;
 pub mod stats;
+pub mod task;
 
 pub use driven::{Driven, Output};
+pub use report::{
+    ClientConfig, ClientError, DownloadReport, MutableReadReport, MutableWriteReport, Reach,
+    ServerEntry, Stage, TransferProgress, UploadReport,
+};
 pub use routes::{OpId, Routes};
+pub use state::{ClientState, DownloadPlan, VerifiedSignatures};
 pub use stats::{StatsCounter, TransferStats};
+pub use task::{DownloadTask, PublishTask, RetrieveTask, StatusTask, Step, Task, UploadTask};

@@ -1,164 +1,35 @@
-//! The client side: uploads and downloads over TCP, driving lafs-core's sans-IO operations.
+//! The client side on threads: every operation of lafs-core's client engine
+//! ([`lafs_core::client`]) run on the caller's thread over shared TCP connections.
 //!
 //! A [`GridClient`] opens one connection per server the first time an operation needs it and
 //! keeps it for later operations (see [`super::connection`] for what is shared between
-//! threads). Each operation runs on the caller's thread: it drains the core operation's
-//! transmits and events (the drain rule), then blocks on its own channel for answers until the
-//! operation's next timeout.
-//!
-//! Request ids: the core numbers each operation's requests from 0, so two operations on one
-//! connection would collide. Each connection therefore hands out its own wire-level ids and maps
-//! each one back to (operation, the operation's id). Operations may run from several threads at
-//! once over one `GridClient`; the tests exercise them one at a time plus one concurrent case.
+//! threads). An operation is a lafs-core [`Task`]: this module only sends its transmits, reads
+//! or writes local data when it asks, and blocks on the operation's own channel for answers
+//! until the deadline the task gives. Operations may run from many threads at once over one
+//! `GridClient`; each connection maps its wire-level request ids back to (operation, request).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use lafs_core::cap::Cap;
-pub use lafs_core::client::TransferStats;
-use lafs_core::client::{Driven, Output, StatsCounter};
-use lafs_core::crypto::convergent_key_hasher;
-use lafs_core::immutable::download::{
-    clip_range, ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
+pub use lafs_core::client::{
+    ClientConfig, ClientError, DownloadReport, MutableReadReport, MutableWriteReport, ServerEntry,
+    Stage, TransferProgress, TransferStats, UploadReport,
 };
-use lafs_core::immutable::params::{effective_segment_size, LIT_THRESHOLD};
-use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent};
-use lafs_core::mutable::share::SignatureCache;
-use lafs_core::op::{ClientOp, Transmit};
-use lafs_core::placement::{ServerDescriptor, ServerId};
-use lafs_core::server_status::{GridStatus, GridStatusReport};
-use lafs_core::time::Instant;
-
-mod mutable;
-pub use mutable::{MutableReadReport, MutableWriteReport};
+use lafs_core::client::{ClientState, DownloadPlan, Reach, Step, Task, VerifiedSignatures};
+use lafs_core::crypto::rsa_keys::MutableKey;
+use lafs_core::mutable::layout::MutableFormat;
+use lafs_core::mutable::{PublishConfig, ServerMap};
+use lafs_core::placement::ServerId;
+use lafs_core::server_status::GridStatusReport;
 
 use super::connection::{install, Connection, Input};
 use super::server::lock;
 use crate::clock;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
-
-/// How the client finds one storage server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerEntry {
-    pub id: ServerId,
-    pub addr: SocketAddr,
-    /// The server's announced permutation seed (decoded), which orders it on each file's ring.
-    pub permutation_seed: Vec<u8>,
-}
-
-/// A client's secrets and tunables.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// Mixed into convergent keys, so only clients sharing it deduplicate each other's files.
-    pub convergence_secret: Vec<u8>,
-    /// The node's lease secret; per-file and per-server lease secrets derive from it.
-    pub lease_secret: Vec<u8>,
-    pub upload: UploadConfig,
-    pub download: DownloadConfig,
-    /// How long to wait for a TCP connection before counting the server as lost.
-    pub connect_timeout: Duration,
-}
-
-impl ClientConfig {
-    /// Tahoe's defaults (3-of-10, happy 7, 1 MiB segments) with the given secrets.
-    pub fn new(convergence_secret: Vec<u8>, lease_secret: Vec<u8>) -> ClientConfig {
-        ClientConfig {
-            convergence_secret,
-            lease_secret,
-            upload: UploadConfig::default(),
-            download: DownloadConfig::default(),
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Which part of a transfer a [`TransferProgress`] is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// Reading the file once to compute its convergent key.
-    Hashing,
-    /// Encoding and sending the file's segments.
-    Uploading,
-    /// Receiving and writing verified plaintext.
-    Downloading,
-}
-
-/// How far a transfer has got: `done` of `total` plaintext bytes in `stage`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TransferProgress {
-    pub stage: Stage,
-    pub done: u64,
-    pub total: u64,
-}
-
-/// A finished upload.
-#[derive(Clone, Debug)]
-pub struct UploadReport {
-    /// The file's read cap.
-    pub cap: Cap,
-    /// Plaintext bytes.
-    pub size: u64,
-    /// Wall time, including the hashing pass.
-    pub elapsed: Duration,
-    /// Servers-of-happiness achieved (0 for LIT caps).
-    pub happiness: usize,
-    /// Shares per server (written now or found already there).
-    pub shares: BTreeMap<ServerId, BTreeSet<u16>>,
-    pub stats: TransferStats,
-    /// Servers that failed, refused or were lost along the way, with what happened; the
-    /// operation worked around them.
-    pub server_problems: Vec<(ServerId, String)>,
-}
-
-/// A finished download.
-#[derive(Clone, Debug)]
-pub struct DownloadReport {
-    /// Plaintext bytes written.
-    pub size: u64,
-    pub elapsed: Duration,
-    pub stats: TransferStats,
-    /// Servers lost or misbehaving along the way (including corrupt shares), with what happened.
-    pub server_problems: Vec<(ServerId, String)>,
-}
-
-/// Why a client operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("upload failed: {0}")]
-    Upload(#[from] UploadError),
-    #[error("download failed: {0}")]
-    Download(#[from] DownloadError),
-    #[error("{what}: {source}")]
-    Io {
-        /// What the client was doing with the local file.
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot reach any storage server: {}", list_unreachable(.0))]
-    Unreachable(Vec<(SocketAddr, String)>),
-    #[error("{0} caps cannot be downloaded as immutable files")]
-    NotImmutableFile(&'static str),
-    #[error("{0}")]
-    NotMutableFile(String),
-    #[error("mutable write failed: {0}")]
-    Publish(#[from] lafs_core::mutable::PublishError),
-    #[error("mutable read failed: {0}")]
-    Retrieve(#[from] lafs_core::mutable::RetrieveError),
-    #[error("the {0} stalled with nothing in flight and no timer (a lafs-core bug)")]
-    Stalled(&'static str),
-}
-
-fn list_unreachable(list: &[(SocketAddr, String)]) -> String {
-    list.iter()
-        .map(|(addr, e)| format!("{addr} ({e})"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Anything an upload can read twice (once to hash, once to send).
 pub trait ReadSeek: Read + Seek {}
@@ -167,87 +38,50 @@ impl<T: Read + Seek + ?Sized> ReadSeek for T {}
 /// A client of a grid of storage servers reached over TCP.
 #[derive(Debug)]
 pub struct GridClient {
-    config: ClientConfig,
-    descriptors: Vec<ServerDescriptor>,
-    addrs: BTreeMap<ServerId, SocketAddr>,
+    state: ClientState,
     /// Live connections, opened lazily and reused by every operation.
     table: Mutex<BTreeMap<ServerId, Arc<Connection>>>,
     next_op: AtomicU64,
     connections_opened: AtomicU64,
-    /// Signatures already verified, per mutable file (by its key's fingerprint), so repeated
-    /// reads of a directory skip the RSA check of a version they have seen.
-    verified: Mutex<HashMap<[u8; 32], SignatureCache>>,
+    verified: Mutex<VerifiedSignatures>,
 }
 
-/// Files whose verified signatures are remembered (all forgotten when full: a bound, not a
-/// policy; a directory tree in active use is far smaller).
-const VERIFIED_FILES: usize = 4096;
-
-/// Signature pairs remembered per file, one per version: the lowest sequence numbers go first
-/// (a signed prefix starts with its format byte and sequence number, so the set's order is
-/// theirs).
-const VERIFIED_PER_FILE: usize = 4;
+/// Local data an operation reads or writes while it runs.
+enum LocalData<'a> {
+    /// The operation sends no data of its own.
+    None,
+    /// An upload's plaintext.
+    Source(&'a mut dyn ReadSeek),
+    /// Where verified plaintext goes.
+    Sink(&'a mut dyn Write),
+}
 
 impl GridClient {
     pub fn new(servers: Vec<ServerEntry>, config: ClientConfig) -> GridClient {
         GridClient {
-            descriptors: servers
-                .iter()
-                .map(|s| ServerDescriptor {
-                    id: s.id,
-                    permutation_seed: s.permutation_seed.clone(),
-                })
-                .collect(),
-            addrs: servers.iter().map(|s| (s.id, s.addr)).collect(),
-            config,
+            state: ClientState::new(&servers, config),
             table: Mutex::new(BTreeMap::new()),
             next_op: AtomicU64::new(0),
             connections_opened: AtomicU64::new(0),
-            verified: Mutex::new(HashMap::new()),
+            verified: Mutex::new(VerifiedSignatures::default()),
         }
     }
 
     pub fn config(&self) -> &ClientConfig {
-        &self.config
+        self.state.config()
+    }
+
+    /// TCP connections opened since the client was created (a measure of connection reuse).
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened.load(Ordering::Relaxed)
     }
 
     /// Ask every storage server for its version, space used and available and shares held, all
     /// at once (one round trip); a server that has not answered within `timeout` is reported
     /// as timed out. Connections are the ones operations use (opened if needed).
     pub fn grid_status(&self, timeout: Duration) -> Result<GridStatusReport, ClientError> {
-        let mut session = Session::new(self, "status query");
-        let servers: Vec<ServerId> = self.descriptors.iter().map(|d| d.id).collect();
-        let mut op = GridStatus::new(clock::now(), &servers, clock::to_core(timeout));
-        session.drive(&mut op, |_, _, report| Some(report))
-    }
-
-    /// The signatures verified by earlier reads of the file with this key fingerprint.
-    fn verified_for(&self, fingerprint: &[u8; 32]) -> SignatureCache {
-        lock(&self.verified)
-            .get(fingerprint)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Remember what a read of the file with this fingerprint verified.
-    fn remember_verified(&self, fingerprint: [u8; 32], verified: &SignatureCache) {
-        if verified.is_empty() {
-            return;
-        }
-        let mut all = lock(&self.verified);
-        if all.len() >= VERIFIED_FILES && !all.contains_key(&fingerprint) {
-            all.clear();
-        }
-        let known = all.entry(fingerprint).or_default();
-        known.extend(verified.iter().cloned());
-        while known.len() > VERIFIED_PER_FILE {
-            known.pop_first();
-        }
-    }
-
-    /// TCP connections opened since the client was created (a measure of connection reuse).
-    pub fn connections_opened(&self) -> u64 {
-        self.connections_opened.load(Ordering::Relaxed)
+        let task = self.state.status(clock::now(), clock::to_core(timeout));
+        self.run(task, LocalData::None, &mut |_| {})
     }
 
     /// Upload `data` (a convenience over [`GridClient::upload_reader`]).
@@ -265,10 +99,7 @@ impl GridClient {
         path: &Path,
         progress: &mut dyn FnMut(TransferProgress),
     ) -> Result<UploadReport, ClientError> {
-        let io = |source| ClientError::Io {
-            what: format!("opening {}", path.display()),
-            source,
-        };
+        let io = |source| ClientError::io(format!("opening {}", path.display()), source);
         let mut file = std::fs::File::open(path).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
         self.upload_reader(size, &mut file, progress)
@@ -283,69 +114,15 @@ impl GridClient {
         progress: &mut dyn FnMut(TransferProgress),
     ) -> Result<UploadReport, ClientError> {
         let started = std::time::Instant::now();
-        // LIT files carry their bytes in the cap; the key is never used.
-        let key = if size <= LIT_THRESHOLD {
-            [0u8; 16]
-        } else {
+        let key = if self.state.needs_key(size) {
             self.convergent_key(size, reader, progress)?
+        } else {
+            [0u8; 16]
         };
-        let mut session = Session::new(self, "upload");
-        let mut op = Upload::new(
-            clock::now(),
-            self.config.upload,
-            key,
-            size,
-            &self.descriptors,
-            &self.config.lease_secret,
-        );
-        let mut read_error = None;
-        let mut problems = Vec::new();
-        let mut buf = Vec::new();
-        let outcome = session.drive(&mut op, |op, now, event| match event {
-            UploadEvent::NeedSegment { offset, length, .. } => {
-                match read_range(reader, offset, length, &mut buf) {
-                    Ok(()) => {
-                        op.provide_segment(now, &buf);
-                        progress(TransferProgress {
-                            stage: Stage::Uploading,
-                            done: offset + length,
-                            total: size,
-                        });
-                    }
-                    Err(e) => {
-                        read_error = Some(e);
-                        op.cancel(now);
-                    }
-                }
-                None
-            }
-            UploadEvent::ServerProblem { server, problem } => {
-                tracing::info!(%server, %problem, "upload: server problem");
-                problems.push((server, problem));
-                None
-            }
-            UploadEvent::Progress { .. } => None,
-            UploadEvent::Done(result) => Some(Ok(result)),
-            UploadEvent::Failed(e) => Some(Err(e)),
-        })?;
-        match outcome {
-            Ok(result) => Ok(UploadReport {
-                cap: result.cap,
-                size,
-                elapsed: started.elapsed(),
-                happiness: result.happiness,
-                shares: result.shares,
-                stats: session.stats(),
-                server_problems: problems,
-            }),
-            Err(e) => Err(match read_error {
-                Some(source) => ClientError::Io {
-                    what: "reading the file to upload".into(),
-                    source,
-                },
-                None => session.failure(ClientError::Upload(e)),
-            }),
-        }
+        let task = self
+            .state
+            .upload(clock::now(), key, size, started.elapsed());
+        self.run(task, LocalData::Source(reader), progress)
     }
 
     /// Download the immutable file `cap` into `out`, verified segment by segment.
@@ -375,7 +152,6 @@ impl GridClient {
         self.download_part(cap, Some((offset, length)), out, progress)
     }
 
-    /// The whole file (`range` = `None`) or `(offset, length)` of it.
     fn download_part(
         &self,
         cap: &Cap,
@@ -383,102 +159,80 @@ impl GridClient {
         out: &mut dyn Write,
         progress: &mut dyn FnMut(TransferProgress),
     ) -> Result<DownloadReport, ClientError> {
-        let started = std::time::Instant::now();
-        let write_error = |source| ClientError::Io {
-            what: "writing the downloaded file".into(),
-            source,
-        };
-        let wanted = |size: u64| match range {
-            Some((offset, length)) => clip_range(size, offset, length),
-            None => Ok(0..size),
-        };
-        let file = match cap {
-            Cap::Lit { data } => {
-                let r = wanted(data.len() as u64)?;
-                out.write_all(&data[r.start as usize..r.end as usize])
-                    .map_err(write_error)?;
-                let size = r.end - r.start;
+        match self.state.download(clock::now(), cap, range)? {
+            DownloadPlan::Literal(bytes, report) => {
+                out.write_all(&bytes)
+                    .map_err(|e| ClientError::io("writing the downloaded file", e))?;
                 progress(TransferProgress {
                     stage: Stage::Downloading,
-                    done: size,
-                    total: size,
+                    done: report.size,
+                    total: report.size,
                 });
-                return Ok(DownloadReport {
-                    size,
-                    elapsed: started.elapsed(),
-                    stats: TransferStats::default(),
-                    server_problems: Vec::new(),
-                });
+                Ok(report)
             }
-            other => {
-                ChkFile::from_cap(other).ok_or(ClientError::NotImmutableFile(other.kind_name()))?
-            }
-        };
-        let r = wanted(file.size)?;
-        let total = r.end - r.start;
-        let mut session = Session::new(self, "download");
-        let mut op = match range {
-            None => Download::new(clock::now(), self.config.download, file, &self.descriptors),
-            Some(_) => Download::new_range(
-                clock::now(),
-                self.config.download,
-                file,
-                &self.descriptors,
-                r.start,
-                total,
-            ),
-        };
-        let mut failure = None;
-        let mut problems = Vec::new();
-        let mut written = 0u64;
-        let outcome = session.drive(&mut op, |op, _now, event| match event {
-            DownloadEvent::Data { offset, bytes } => {
-                debug_assert_eq!(offset, r.start + written, "segments arrive in order");
-                match out.write_all(&bytes) {
-                    Ok(()) => {
-                        written += bytes.len() as u64;
-                        progress(TransferProgress {
-                            stage: Stage::Downloading,
-                            done: written,
-                            total,
-                        });
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        op.cancel();
-                    }
-                }
-                None
-            }
-            DownloadEvent::CorruptShare {
-                server,
-                shnum,
-                error,
-            } => {
-                tracing::warn!(%server, shnum, %error, "download: corrupt share dropped");
-                problems.push((server, format!("share {shnum} is corrupt: {error}")));
-                None
-            }
-            DownloadEvent::ServerProblem { server, problem } => {
-                tracing::info!(%server, %problem, "download: server problem");
-                problems.push((server, problem));
-                None
-            }
-            DownloadEvent::Done { .. } => Some(Ok(())),
-            DownloadEvent::Failed(e) => Some(Err(e)),
-        })?;
-        match outcome {
-            Ok(()) => Ok(DownloadReport {
-                size: written,
-                elapsed: started.elapsed(),
-                stats: session.stats(),
-                server_problems: problems,
-            }),
-            Err(e) => Err(match failure {
-                Some(source) => write_error(source),
-                None => session.failure(ClientError::Download(e)),
-            }),
+            DownloadPlan::Fetch(task) => self.run(*task, LocalData::Sink(out), progress),
         }
+    }
+
+    /// Create a mutable file holding `contents`, signed with `key` (from a key pool; keys must
+    /// never be reused).
+    pub fn create_mutable(
+        &self,
+        format: MutableFormat,
+        key: MutableKey,
+        contents: Vec<u8>,
+        config: PublishConfig,
+    ) -> Result<MutableWriteReport, ClientError> {
+        let task =
+            self.state
+                .create_mutable(clock::now(), format, key, contents, config, fresh_seed());
+        self.run(task, LocalData::None, &mut |_| {})
+    }
+
+    /// Replace the contents of the mutable file `cap` (a write cap, or a directory cap over one).
+    /// With `map` from a recent read or write of this file it costs one round trip.
+    pub fn update_mutable(
+        &self,
+        cap: &Cap,
+        contents: Vec<u8>,
+        map: Option<ServerMap>,
+    ) -> Result<MutableWriteReport, ClientError> {
+        let task = self
+            .state
+            .update_mutable(clock::now(), cap, contents, map, fresh_seed())?;
+        self.run(task, LocalData::None, &mut |_| {})
+    }
+
+    /// Overwrite `data.len()` bytes at `offset` of the MDMF file `cap` in place: only the
+    /// segments they touch are rewritten (the file's length cannot change).
+    pub fn modify_mutable(
+        &self,
+        cap: &Cap,
+        offset: u64,
+        data: Vec<u8>,
+        map: Option<ServerMap>,
+    ) -> Result<MutableWriteReport, ClientError> {
+        let task = self
+            .state
+            .modify_mutable(clock::now(), cap, offset, data, map, fresh_seed())?;
+        self.run(task, LocalData::None, &mut |_| {})
+    }
+
+    /// Read the newest version of the mutable file `cap` (or `range` = (offset, length) of it).
+    pub fn read_mutable(
+        &self,
+        cap: &Cap,
+        range: Option<(u64, u64)>,
+    ) -> Result<(Vec<u8>, MutableReadReport), ClientError> {
+        let (task, fingerprint) = {
+            let verified = lock(&self.verified);
+            self.state
+                .read_mutable(clock::now(), cap, range, &verified)?
+        };
+        let mut out = Vec::new();
+        let report = self.run(task, LocalData::Sink(&mut out), &mut |_| {})?;
+        lock(&self.verified).remember(fingerprint, &report.map.verified);
+        Ok((out, report))
     }
 
     /// Pass 1 of an upload: hash the whole plaintext into its convergent key.
@@ -488,13 +242,8 @@ impl GridClient {
         reader: &mut dyn ReadSeek,
         progress: &mut dyn FnMut(TransferProgress),
     ) -> Result<[u8; 16], ClientError> {
-        let p = self.config.upload.params;
-        let segment = effective_segment_size(size, p.k, p.max_segment_size);
-        let mut hasher = convergent_key_hasher(&self.config.convergence_secret, p.k, p.n, segment);
-        let io = |source| ClientError::Io {
-            what: "reading the file to upload".into(),
-            source,
-        };
+        let mut hasher = self.state.key_hasher(size);
+        let io = |source| ClientError::io("reading the file to upload", source);
         reader.seek(SeekFrom::Start(0)).map_err(io)?;
         let mut buf = vec![0u8; 1 << 20];
         let mut done = 0u64;
@@ -512,6 +261,85 @@ impl GridClient {
         Ok(hasher.finish())
     }
 
+    /// Run `task` to its end on this thread: the whole of this runtime's part in an operation.
+    fn run<T: Task>(
+        &self,
+        mut task: T,
+        mut data: LocalData<'_>,
+        progress: &mut dyn FnMut(TransferProgress),
+    ) -> Result<T::Report, ClientError> {
+        let mut session = Session::new(self);
+        let mut buf = Vec::new();
+        loop {
+            match task.poll_step() {
+                Step::Transmit(t) => match session.connection(t.to) {
+                    Some(conn) => match conn.send(session.op, t.id, &t.request, &session.tx) {
+                        Ok(bytes) => task.handle_sent(t.to, bytes),
+                        Err(_) => task.handle_server_lost(clock::now(), t.to),
+                    },
+                    None => task.handle_server_lost(clock::now(), t.to),
+                },
+                Step::NeedSegment { offset, length } => {
+                    let read = match &mut data {
+                        LocalData::Source(reader) => {
+                            read_range(&mut **reader, offset, length, &mut buf)
+                        }
+                        _ => Err(std::io::ErrorKind::Unsupported.into()),
+                    };
+                    match read {
+                        Ok(()) => task.provide_segment(clock::now(), &buf),
+                        Err(e) => task.fail_local(
+                            clock::now(),
+                            ClientError::io("reading the file to upload", e),
+                        ),
+                    }
+                }
+                Step::Data { bytes, .. } => {
+                    let written = match &mut data {
+                        LocalData::Sink(out) => out.write_all(&bytes),
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = written {
+                        task.fail_local(
+                            clock::now(),
+                            ClientError::io("writing the downloaded file", e),
+                        );
+                    }
+                }
+                Step::Progress(p) => progress(p),
+                Step::Problem { server, problem } => {
+                    tracing::info!(%server, %problem, "server problem");
+                }
+                Step::Wait(deadline) => {
+                    let input = match deadline {
+                        Some(d) => session.rx.recv_timeout(clock::until(clock::now(), d)).ok(),
+                        // Requests in flight but no timer to bound the wait: only answers
+                        // already queued can move it on (lafs-core's operations time their
+                        // requests, so this does not happen).
+                        None => session.rx.try_recv().ok(),
+                    };
+                    match (input, deadline) {
+                        (
+                            Some(Input::Response {
+                                server,
+                                id,
+                                response,
+                                wire_bytes,
+                            }),
+                            _,
+                        ) => task.handle_response(clock::now(), server, id, response, wire_bytes),
+                        (Some(Input::Lost { server }), _) => {
+                            task.handle_server_lost(clock::now(), server)
+                        }
+                        (None, Some(_)) => task.handle_timeout(clock::now()),
+                        (None, None) => return Err(ClientError::Stalled("operation")),
+                    }
+                }
+                Step::Finished(outcome) => return outcome.map_err(|e| session.reach.failure(e)),
+            }
+        }
+    }
+
     /// The live connection to `server`, opening one if there is none (or the last one broke).
     fn connection(&self, server: ServerId) -> std::io::Result<Arc<Connection>> {
         if let Some(c) = lock(&self.table).get(&server) {
@@ -519,17 +347,12 @@ impl GridClient {
                 return Ok(Arc::clone(c));
             }
         }
-        let addr = *self.addrs.get(&server).ok_or_else(|| {
+        let addr = self.state.addr(&server).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "server not in the grid list")
         })?;
-        let write_timeout = clock_std(
-            self.config
-                .upload
-                .request_timeout
-                .max(self.config.download.request_timeout),
-        );
+        let config = self.state.config();
         // Connect without holding the table lock, so one slow server does not hold up others.
-        let conn = Connection::open(server, addr, self.config.connect_timeout, write_timeout)?;
+        let conn = Connection::open(server, addr, config.connect_timeout, config.write_timeout())?;
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
         // If another thread connected first, use its connection and close ours.
         let (conn, to_close) = install(&self.table, conn);
@@ -549,8 +372,12 @@ impl Drop for GridClient {
     }
 }
 
-fn clock_std(d: lafs_core::time::Duration) -> Duration {
-    Duration::from_micros(d.as_micros())
+/// Fresh unpredictable bytes for a publish's salts and signature.
+fn fresh_seed() -> [u8; 32] {
+    use rand::RngCore;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    seed
 }
 
 /// Read exactly `[offset, offset + length)` of `reader` into `buf`.
@@ -567,100 +394,27 @@ fn read_range(
     reader.read_exact(buf)
 }
 
-/// One operation's view of the network: its channel, the connections it used, its counters.
+/// One operation's view of the network: its channel, the connections it used, whom it reached.
 struct Session<'a> {
     client: &'a GridClient,
-    what: &'static str,
     /// This operation's number, distinct across the client's operations.
     op: u64,
     tx: Sender<Input>,
     rx: Receiver<Input>,
     used: BTreeMap<ServerId, Arc<Connection>>,
-    reached: BTreeSet<ServerId>,
-    unreachable: BTreeMap<ServerId, (SocketAddr, String)>,
-    counter: StatsCounter,
+    reach: Reach,
 }
 
 impl<'a> Session<'a> {
-    fn new(client: &'a GridClient, what: &'static str) -> Session<'a> {
+    fn new(client: &'a GridClient) -> Session<'a> {
         let (tx, rx) = mpsc::channel();
         Session {
             client,
-            what,
             op: client.next_op.fetch_add(1, Ordering::Relaxed),
             tx,
             rx,
             used: BTreeMap::new(),
-            reached: BTreeSet::new(),
-            unreachable: BTreeMap::new(),
-            counter: StatsCounter::default(),
-        }
-    }
-
-    /// What the operation has cost so far.
-    fn stats(&self) -> TransferStats {
-        self.counter.stats()
-    }
-
-    /// Run `op` until `on_event` returns a result, following lafs-core's [`Driven`] outputs;
-    /// whatever the operation queued with its result (corruption advisories) is sent first.
-    fn drive<O: ClientOp, R>(
-        &mut self,
-        op: &mut O,
-        mut on_event: impl FnMut(&mut O, Instant, O::Event) -> Option<R>,
-    ) -> Result<R, ClientError> {
-        let mut driven = Driven::with_counter(op, std::mem::take(&mut self.counter));
-        let mut result = None;
-        let outcome = loop {
-            match driven.poll_output() {
-                Output::Transmit(t) => self.transmit(&mut driven, t),
-                Output::Event(event) => {
-                    if let Some(r) = on_event(&mut **driven.op_mut(), clock::now(), event) {
-                        result = Some(r);
-                    }
-                }
-                _ if result.is_some() => break Ok(()),
-                Output::Wait(Some(deadline)) => {
-                    match self.rx.recv_timeout(clock::until(clock::now(), deadline)) {
-                        Ok(input) => self.apply(&mut driven, input),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                            driven.handle_timeout(clock::now())
-                        }
-                    }
-                }
-                // Requests in flight but no timer to bound the wait: only answers already
-                // queued can move it on (every operation of lafs-core times its requests).
-                Output::Wait(None) => match self.rx.try_recv() {
-                    Ok(input) => self.apply(&mut driven, input),
-                    Err(_) => break Err(ClientError::Stalled(self.what)),
-                },
-                Output::Stalled => break Err(ClientError::Stalled(self.what)),
-            }
-        };
-        self.counter = driven.into_parts().1;
-        outcome.map(|()| result.expect("the loop ends with a result or an error"))
-    }
-
-    fn transmit<O: ClientOp>(&mut self, driven: &mut Driven<O>, t: Transmit) {
-        let Some(conn) = self.connection(t.to) else {
-            driven.handle_server_lost(clock::now(), t.to);
-            return;
-        };
-        match conn.send(self.op, t.id, &t.request, &self.tx) {
-            Ok(bytes) => driven.handle_sent(t.to, bytes),
-            Err(_) => driven.handle_server_lost(clock::now(), t.to),
-        }
-    }
-
-    fn apply<O: ClientOp>(&mut self, driven: &mut Driven<O>, input: Input) {
-        match input {
-            Input::Response {
-                server,
-                id,
-                response,
-                wire_bytes,
-            } => driven.handle_response(clock::now(), server, id, response, wire_bytes),
-            Input::Lost { server } => driven.handle_server_lost(clock::now(), server),
+            reach: Reach::default(),
         }
     }
 
@@ -671,12 +425,12 @@ impl<'a> Session<'a> {
                 return Some(Arc::clone(c));
             }
         }
-        if self.unreachable.contains_key(&server) {
+        if self.reach.is_unreachable(&server) {
             return None;
         }
         match self.client.connection(server) {
             Ok(c) => {
-                self.reached.insert(server);
+                self.reach.reached(server);
                 if let Some(old) = self.used.insert(server, Arc::clone(&c)) {
                     old.forget_op(self.op);
                 }
@@ -685,23 +439,13 @@ impl<'a> Session<'a> {
             Err(e) => {
                 let addr = self
                     .client
-                    .addrs
-                    .get(&server)
-                    .copied()
-                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    .state
+                    .addr(&server)
+                    .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
                 tracing::info!(%server, %addr, error = %e, "cannot connect to storage server");
-                self.unreachable.insert(server, (addr, e.to_string()));
+                self.reach.unreachable(server, addr, e.to_string());
                 None
             }
-        }
-    }
-
-    /// The error to report for a failed operation: "unreachable" if no server could be reached.
-    fn failure(&self, e: ClientError) -> ClientError {
-        if self.reached.is_empty() && !self.unreachable.is_empty() {
-            ClientError::Unreachable(self.unreachable.values().cloned().collect())
-        } else {
-            e
         }
     }
 }
