@@ -29,4 +29,6 @@ pub use report::{
 pub use routes::{OpId, Routes};
 pub use state::{ClientState, DownloadPlan, VerifiedSignatures};
 pub use stats::{StatsCounter, TransferStats};
-pub use task::{DownloadTask, PublishTask, RetrieveTask, StatusTask, Step, Task, UploadTask};
+pub use task::{
+    DownloadTask, Input, PublishTask, RetrieveTask, StatusTask, Step, Task, UploadTask,
+};

@@ -43,6 +43,19 @@ impl Instant {
     }
 }
 
+impl From<std::time::Duration> for Duration {
+    /// Saturating at `u64::MAX` microseconds.
+    fn from(d: std::time::Duration) -> Duration {
+        Duration(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+impl From<Duration> for std::time::Duration {
+    fn from(d: Duration) -> std::time::Duration {
+        std::time::Duration::from_micros(d.0)
+    }
+}
+
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {

@@ -1,29 +1,29 @@
-//! The client side: immutable uploads and downloads as futures, driving lafs-core's sans-IO
-//! `Upload` and `Download` with the drain rule.
+//! The client side as futures: every operation of lafs-core's client engine
+//! ([`lafs_core::client`]) run inside the future that awaits it, over shared TCP connections.
 //!
 //! A [`GridClient`] opens one connection per server the first time an operation needs it and
 //! keeps it for later operations; any number of operations may run at once, from any tasks on
-//! any executor (connections multiplex them with their own wire-level request ids). Each
-//! operation runs inside the future that awaits it: encoding, decoding and hashing happen on the
-//! thread that polls that future, exactly as lafs-runtime-std runs them on the caller's thread.
+//! any executor (connections multiplex them with their own wire-level request ids). An
+//! operation is a lafs-core [`Task`]: this module only sends its transmits, reads or writes
+//! local data when it asks, and awaits answers or the task's deadline. Encoding, decoding and
+//! hashing happen on the thread that polls the operation's future.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::SeekFrom;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_io::Timer;
 use lafs_core::cap::Cap;
-pub use lafs_core::client::TransferStats;
-use lafs_core::client::{Driven, Output, StatsCounter};
-use lafs_core::crypto::convergent_key_hasher;
-use lafs_core::immutable::download::{
-    ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
+pub use lafs_core::client::{
+    ClientConfig, ClientError, DownloadReport, MutableReadReport, MutableWriteReport, ServerEntry,
+    Stage, TransferProgress, TransferStats, UploadReport,
 };
-use lafs_core::immutable::params::{effective_segment_size, LIT_THRESHOLD};
-use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent};
-use lafs_core::op::{ClientOp, Transmit};
-use lafs_core::placement::{ServerDescriptor, ServerId};
+use lafs_core::client::{ClientState, DownloadPlan, Reach, Step, Task, VerifiedSignatures};
+use lafs_core::crypto::rsa_keys::MutableKey;
+use lafs_core::mutable::layout::MutableFormat;
+use lafs_core::mutable::{PublishConfig, ServerMap};
+use lafs_core::placement::ServerId;
+use lafs_core::server_status::GridStatusReport;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
@@ -32,135 +32,62 @@ use crate::clock;
 use crate::connection::{Connection, Input};
 use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
 
-/// How the client finds one storage server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerEntry {
-    pub id: ServerId,
-    pub addr: SocketAddr,
-    /// The server's permutation seed, which orders it on each file's ring (lafs servers use
-    /// their id).
-    pub permutation_seed: Vec<u8>,
-}
+/// Anything an upload can read twice (once to hash, once to send).
+pub trait AsyncReadSeek: AsyncRead + AsyncSeek + Unpin + Send {}
+impl<T: AsyncRead + AsyncSeek + Unpin + Send + ?Sized> AsyncReadSeek for T {}
 
-/// A client's secrets and tunables.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// Mixed into convergent keys, so only clients sharing it deduplicate each other's files.
-    pub convergence_secret: Vec<u8>,
-    /// The node's lease secret; per-file and per-server lease secrets derive from it.
-    pub lease_secret: Vec<u8>,
-    pub upload: UploadConfig,
-    pub download: DownloadConfig,
-    /// How long to wait for a TCP connection before counting the server as lost.
-    pub connect_timeout: Duration,
-}
-
-impl ClientConfig {
-    /// Tahoe's defaults (3-of-10, happy 7, 1 MiB segments) with the given secrets.
-    pub fn new(convergence_secret: Vec<u8>, lease_secret: Vec<u8>) -> ClientConfig {
-        ClientConfig {
-            convergence_secret,
-            lease_secret,
-            upload: UploadConfig::default(),
-            download: DownloadConfig::default(),
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// A finished upload.
-#[derive(Clone, Debug)]
-pub struct UploadReport {
-    pub cap: Cap,
-    pub size: u64,
-    /// Wall time, including the hashing pass.
-    pub elapsed: Duration,
-    /// Servers-of-happiness achieved (0 for LIT caps).
-    pub happiness: usize,
-    /// Shares per server (written now or found already there).
-    pub shares: BTreeMap<ServerId, BTreeSet<u16>>,
-    pub stats: TransferStats,
-    /// Servers that failed, refused or were lost along the way; the upload worked around them.
-    pub server_problems: Vec<(ServerId, String)>,
-}
-
-/// A finished download.
-#[derive(Clone, Debug)]
-pub struct DownloadReport {
-    /// Plaintext bytes written.
-    pub size: u64,
-    pub elapsed: Duration,
-    pub stats: TransferStats,
-    /// Servers lost or misbehaving along the way (including corrupt shares).
-    pub server_problems: Vec<(ServerId, String)>,
-}
-
-/// Why a client operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("upload failed: {0}")]
-    Upload(#[from] UploadError),
-    #[error("download failed: {0}")]
-    Download(#[from] DownloadError),
-    #[error("{what}: {source}")]
-    Io {
-        /// What the client was doing with the local data.
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot reach any storage server: {}", list_unreachable(.0))]
-    Unreachable(Vec<(SocketAddr, String)>),
-    #[error("{0} caps cannot be downloaded as immutable files")]
-    NotImmutableFile(&'static str),
-    #[error("the {0} stalled with nothing in flight and no timer (a lafs-core bug)")]
-    Stalled(&'static str),
-}
-
-fn list_unreachable(list: &[(SocketAddr, String)]) -> String {
-    list.iter()
-        .map(|(addr, e)| format!("{addr} ({e})"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+/// Where a download's verified plaintext goes.
+pub trait AsyncSink: AsyncWrite + Unpin + Send {}
+impl<T: AsyncWrite + Unpin + Send + ?Sized> AsyncSink for T {}
 
 /// A client of a grid of storage servers reached over TCP, for async programs.
 #[derive(Debug)]
 pub struct GridClient {
-    config: ClientConfig,
-    descriptors: Vec<ServerDescriptor>,
-    addrs: BTreeMap<ServerId, SocketAddr>,
+    state: ClientState,
     /// Live connections, opened lazily and reused by every operation.
     table: Mutex<BTreeMap<ServerId, Arc<Connection>>>,
     next_op: AtomicU64,
     connections_opened: AtomicU64,
+    verified: Mutex<VerifiedSignatures>,
+}
+
+/// Local data an operation reads or writes while it runs.
+enum LocalData<'a> {
+    /// The operation sends no data of its own.
+    None,
+    /// An upload's plaintext.
+    Source(&'a mut dyn AsyncReadSeek),
+    /// Where verified plaintext goes.
+    Sink(&'a mut dyn AsyncSink),
 }
 
 impl GridClient {
     pub fn new(servers: Vec<ServerEntry>, config: ClientConfig) -> GridClient {
         GridClient {
-            descriptors: servers
-                .iter()
-                .map(|s| ServerDescriptor {
-                    id: s.id,
-                    permutation_seed: s.permutation_seed.clone(),
-                })
-                .collect(),
-            addrs: servers.iter().map(|s| (s.id, s.addr)).collect(),
-            config,
+            state: ClientState::new(&servers, config),
             table: Mutex::new(BTreeMap::new()),
             next_op: AtomicU64::new(0),
             connections_opened: AtomicU64::new(0),
+            verified: Mutex::new(VerifiedSignatures::default()),
         }
     }
 
     pub fn config(&self) -> &ClientConfig {
-        &self.config
+        self.state.config()
     }
 
     /// TCP connections opened since the client was created (a measure of connection reuse).
     pub fn connections_opened(&self) -> u64 {
         self.connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// Ask every storage server for its version, space used and available and shares held, all
+    /// at once (one round trip); servers silent for `timeout` are reported as timed out.
+    pub async fn grid_status(&self, timeout: Duration) -> Result<GridStatusReport, ClientError> {
+        let task = self
+            .state
+            .status(clock::now(), lafs_core::time::Duration::from(timeout));
+        self.run(task, LocalData::None).await
     }
 
     /// Upload `data`.
@@ -171,134 +98,45 @@ impl GridClient {
 
     /// Upload the first `size` bytes of `reader`: one pass to compute the convergent key, a
     /// second reading each segment when the upload asks for it.
-    pub async fn upload_reader<R>(
+    pub async fn upload_reader(
         &self,
         size: u64,
-        reader: &mut R,
-    ) -> Result<UploadReport, ClientError>
-    where
-        R: AsyncRead + AsyncSeek + Unpin,
-    {
+        reader: &mut dyn AsyncReadSeek,
+    ) -> Result<UploadReport, ClientError> {
         let started = std::time::Instant::now();
-        let read_err = |source| ClientError::Io {
-            what: "reading the data to upload",
-            source,
-        };
-        // LIT files carry their bytes in the cap; the key is never used.
-        let key = if size <= LIT_THRESHOLD {
-            [0u8; 16]
+        let key = if self.state.needs_key(size) {
+            self.convergent_key(size, reader)
+                .await
+                .map_err(|e| ClientError::io("reading the data to upload", e))?
         } else {
-            self.convergent_key(size, reader).await.map_err(read_err)?
+            [0u8; 16]
         };
-        let mut session = Session::new(self, "upload");
-        let mut op = Upload::new(
-            clock::now(),
-            self.config.upload,
-            key,
-            size,
-            &self.descriptors,
-            &self.config.lease_secret,
-        );
-        let mut problems = Vec::new();
-        let mut buf = Vec::new();
-        loop {
-            match session.next_event(&mut op).await? {
-                UploadEvent::NeedSegment { offset, length, .. } => {
-                    if let Err(e) = read_range(reader, offset, length, &mut buf).await {
-                        op.cancel(clock::now());
-                        // Let the cancelled upload tell its servers to abort.
-                        session.flush(&mut op).await;
-                        return Err(read_err(e));
-                    }
-                    op.provide_segment(clock::now(), &buf);
-                }
-                UploadEvent::ServerProblem { server, problem } => {
-                    tracing::info!(%server, %problem, "upload: server problem");
-                    problems.push((server, problem));
-                }
-                UploadEvent::Progress { .. } => {}
-                UploadEvent::Done(result) => {
-                    return Ok(UploadReport {
-                        cap: result.cap,
-                        size,
-                        elapsed: started.elapsed(),
-                        happiness: result.happiness,
-                        shares: result.shares,
-                        stats: session.stats(),
-                        server_problems: problems,
-                    })
-                }
-                UploadEvent::Failed(e) => return Err(session.failure(ClientError::Upload(e))),
-            }
-        }
+        let task = self
+            .state
+            .upload(clock::now(), key, size, started.elapsed());
+        self.run(task, LocalData::Source(reader)).await
     }
 
     /// Download the immutable file `cap` into `out`, verified segment by segment.
-    pub async fn download<W>(&self, cap: &Cap, out: &mut W) -> Result<DownloadReport, ClientError>
-    where
-        W: AsyncWrite + Unpin,
-    {
-        let started = std::time::Instant::now();
-        let write_err = |source| ClientError::Io {
-            what: "writing the downloaded data",
-            source,
-        };
-        let file = match cap {
-            Cap::Lit { data } => {
-                out.write_all(data).await.map_err(write_err)?;
-                out.flush().await.map_err(write_err)?;
-                return Ok(DownloadReport {
-                    size: data.len() as u64,
-                    elapsed: started.elapsed(),
-                    stats: TransferStats::default(),
-                    server_problems: Vec::new(),
-                });
-            }
-            other => {
-                ChkFile::from_cap(other).ok_or(ClientError::NotImmutableFile(other.kind_name()))?
-            }
-        };
-        let mut session = Session::new(self, "download");
-        let mut op = Download::new(clock::now(), self.config.download, file, &self.descriptors);
-        let mut problems = Vec::new();
-        let mut written = 0u64;
-        loop {
-            match session.next_event(&mut op).await? {
-                DownloadEvent::Data { bytes, .. } => {
-                    if let Err(e) = out.write_all(&bytes).await {
-                        op.cancel();
-                        return Err(write_err(e));
-                    }
-                    written += bytes.len() as u64;
-                }
-                DownloadEvent::CorruptShare {
-                    server,
-                    shnum,
-                    error,
-                } => {
-                    tracing::warn!(%server, shnum, %error, "download: corrupt share dropped");
-                    problems.push((server, format!("share {shnum} is corrupt: {error}")));
-                }
-                DownloadEvent::ServerProblem { server, problem } => {
-                    tracing::info!(%server, %problem, "download: server problem");
-                    problems.push((server, problem));
-                }
-                DownloadEvent::Done { .. } => {
-                    out.flush().await.map_err(write_err)?;
-                    // Corruption advisories may still be queued: send them before leaving.
-                    session.flush(&mut op).await;
-                    return Ok(DownloadReport {
-                        size: written,
-                        elapsed: started.elapsed(),
-                        stats: session.stats(),
-                        server_problems: problems,
-                    });
-                }
-                DownloadEvent::Failed(e) => {
-                    return Err(session.failure(ClientError::Download(e)));
-                }
-            }
-        }
+    pub async fn download(
+        &self,
+        cap: &Cap,
+        out: &mut dyn AsyncSink,
+    ) -> Result<DownloadReport, ClientError> {
+        self.download_part(cap, None, out).await
+    }
+
+    /// Download bytes `[offset, offset + length)` of the immutable file `cap` into `out`,
+    /// fetching and verifying only the segments that cover them; a range running past the end
+    /// is cut there, one starting past it fails before any request is sent.
+    pub async fn download_range(
+        &self,
+        cap: &Cap,
+        offset: u64,
+        length: u64,
+        out: &mut dyn AsyncSink,
+    ) -> Result<DownloadReport, ClientError> {
+        self.download_part(cap, Some((offset, length)), out).await
     }
 
     /// Download `cap` into memory.
@@ -311,14 +149,93 @@ impl GridClient {
         Ok((out, report))
     }
 
+    async fn download_part(
+        &self,
+        cap: &Cap,
+        range: Option<(u64, u64)>,
+        out: &mut dyn AsyncSink,
+    ) -> Result<DownloadReport, ClientError> {
+        match self.state.download(clock::now(), cap, range)? {
+            DownloadPlan::Literal(bytes, report) => {
+                let written = async {
+                    out.write_all(&bytes).await?;
+                    out.flush().await
+                };
+                written
+                    .await
+                    .map_err(|e| ClientError::io("writing the downloaded data", e))?;
+                Ok(report)
+            }
+            DownloadPlan::Fetch(task) => self.run(*task, LocalData::Sink(out)).await,
+        }
+    }
+
+    /// Create a mutable file holding `contents`, signed with `key` (keys must never be reused).
+    pub async fn create_mutable(
+        &self,
+        format: MutableFormat,
+        key: MutableKey,
+        contents: Vec<u8>,
+        config: PublishConfig,
+    ) -> Result<MutableWriteReport, ClientError> {
+        let task =
+            self.state
+                .create_mutable(clock::now(), format, key, contents, config, fresh_seed());
+        self.run(task, LocalData::None).await
+    }
+
+    /// Replace the contents of the mutable file `cap`; with `map` from a recent read or write of
+    /// it, one round trip.
+    pub async fn update_mutable(
+        &self,
+        cap: &Cap,
+        contents: Vec<u8>,
+        map: Option<ServerMap>,
+    ) -> Result<MutableWriteReport, ClientError> {
+        let task = self
+            .state
+            .update_mutable(clock::now(), cap, contents, map, fresh_seed())?;
+        self.run(task, LocalData::None).await
+    }
+
+    /// Overwrite `data.len()` bytes at `offset` of the MDMF file `cap` in place.
+    pub async fn modify_mutable(
+        &self,
+        cap: &Cap,
+        offset: u64,
+        data: Vec<u8>,
+        map: Option<ServerMap>,
+    ) -> Result<MutableWriteReport, ClientError> {
+        let task = self
+            .state
+            .modify_mutable(clock::now(), cap, offset, data, map, fresh_seed())?;
+        self.run(task, LocalData::None).await
+    }
+
+    /// Read the newest version of the mutable file `cap` (or `range` = (offset, length) of it).
+    pub async fn read_mutable(
+        &self,
+        cap: &Cap,
+        range: Option<(u64, u64)>,
+    ) -> Result<(Vec<u8>, MutableReadReport), ClientError> {
+        let (task, fingerprint) = {
+            let verified = lock(&self.verified);
+            self.state
+                .read_mutable(clock::now(), cap, range, &verified)?
+        };
+        let mut out = Vec::new();
+        let report = self.run(task, LocalData::Sink(&mut out)).await?;
+        lock(&self.verified).remember(fingerprint, &report.map.verified);
+        Ok((out, report))
+    }
+
     /// Pass 1 of an upload: hash the whole plaintext into its convergent key.
-    async fn convergent_key<R>(&self, size: u64, reader: &mut R) -> std::io::Result<[u8; 16]>
-    where
-        R: AsyncRead + AsyncSeek + Unpin,
-    {
-        let p = self.config.upload.params;
-        let segment = effective_segment_size(size, p.k, p.max_segment_size);
-        let mut hasher = convergent_key_hasher(&self.config.convergence_secret, p.k, p.n, segment);
+    async fn convergent_key(
+        &self,
+        size: u64,
+        reader: &mut dyn AsyncReadSeek,
+    ) -> std::io::Result<[u8; 16]> {
+        let mut hasher = self.state.key_hasher(size);
         reader.seek(SeekFrom::Start(0)).await?;
         let mut buf = vec![0u8; 1 << 20];
         let mut done = 0u64;
@@ -331,6 +248,89 @@ impl GridClient {
         Ok(hasher.finish())
     }
 
+    /// Run `task` to its end inside this future: the whole of this runtime's part in an
+    /// operation.
+    async fn run<T: Task>(
+        &self,
+        mut task: T,
+        mut data: LocalData<'_>,
+    ) -> Result<T::Report, ClientError> {
+        let mut session = Session::new(self);
+        let mut buf = Vec::new();
+        loop {
+            match task.poll_step() {
+                Step::Transmit(t) => match session.connection(t.to).await {
+                    Some(conn) => {
+                        match conn.send(session.op, t.id, &t.request, &session.tx).await {
+                            Ok(bytes) => task.handle_sent(t.to, bytes),
+                            Err(_) => task.handle_server_lost(clock::now(), t.to),
+                        }
+                    }
+                    None => task.handle_server_lost(clock::now(), t.to),
+                },
+                Step::NeedSegment { offset, length } => {
+                    let read = match &mut data {
+                        LocalData::Source(reader) => {
+                            read_range(&mut **reader, offset, length, &mut buf).await
+                        }
+                        _ => Err(std::io::ErrorKind::Unsupported.into()),
+                    };
+                    match read {
+                        Ok(()) => task.provide_segment(clock::now(), &buf),
+                        Err(e) => task.fail_local(
+                            clock::now(),
+                            ClientError::io("reading the data to upload", e),
+                        ),
+                    }
+                }
+                Step::Data { bytes, .. } => {
+                    let written = match &mut data {
+                        LocalData::Sink(out) => out.write_all(&bytes).await,
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = written {
+                        task.fail_local(
+                            clock::now(),
+                            ClientError::io("writing the downloaded data", e),
+                        );
+                    }
+                }
+                Step::Progress(_) => {}
+                Step::Problem { server, problem } => {
+                    tracing::info!(%server, %problem, "server problem");
+                }
+                Step::Wait(Some(deadline)) => {
+                    let wait = clock::until(clock::now(), deadline);
+                    let answer = async { session.rx.recv().await.ok() };
+                    let timer = async {
+                        Timer::after(wait).await;
+                        None
+                    };
+                    match answer.or(timer).await {
+                        Some(input) => task.handle_input(clock::now(), input),
+                        None => task.handle_timeout(clock::now()),
+                    }
+                }
+                // Requests in flight but no timer to bound the wait: only answers already
+                // queued can move it on (lafs-core's operations time their requests).
+                Step::Wait(None) => match session.rx.try_recv() {
+                    Ok(input) => task.handle_input(clock::now(), input),
+                    Err(_) => return Err(ClientError::Stalled("operation")),
+                },
+                Step::Finished(outcome) => {
+                    if let LocalData::Sink(out) = &mut data {
+                        if outcome.is_ok() {
+                            out.flush()
+                                .await
+                                .map_err(|e| ClientError::io("writing the downloaded data", e))?;
+                        }
+                    }
+                    return outcome.map_err(|e| session.reach.failure(e));
+                }
+            }
+        }
+    }
+
     /// The live connection to `server`, opening one if there is none (or the last one broke).
     async fn connection(&self, server: ServerId) -> std::io::Result<Arc<Connection>> {
         if let Some(c) = lock(&self.table).get(&server) {
@@ -338,18 +338,13 @@ impl GridClient {
                 return Ok(Arc::clone(c));
             }
         }
-        let addr = *self.addrs.get(&server).ok_or_else(|| {
+        let addr = self.state.addr(&server).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "server not in the grid list")
         })?;
-        let write_timeout = clock::to_std(
-            self.config
-                .upload
-                .request_timeout
-                .max(self.config.download.request_timeout),
-        );
+        let config = self.state.config();
         // Connect without holding the table lock, so one slow server does not hold up others.
         let conn =
-            Connection::open(server, addr, self.config.connect_timeout, write_timeout).await?;
+            Connection::open(server, addr, config.connect_timeout, config.write_timeout()).await?;
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
         Ok(install(&self.table, conn))
     }
@@ -380,16 +375,21 @@ impl Drop for GridClient {
     }
 }
 
+/// Fresh unpredictable bytes for a publish's salts and signature.
+fn fresh_seed() -> [u8; 32] {
+    use rand::RngCore;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    seed
+}
+
 /// Read exactly `[offset, offset + length)` of `reader` into `buf`.
-async fn read_range<R>(
-    reader: &mut R,
+async fn read_range(
+    reader: &mut dyn AsyncReadSeek,
     offset: u64,
     length: u64,
     buf: &mut Vec<u8>,
-) -> std::io::Result<()>
-where
-    R: AsyncRead + AsyncSeek + Unpin,
-{
+) -> std::io::Result<()> {
     let len = usize::try_from(length)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "segment too large"))?;
     buf.resize(len, 0);
@@ -397,108 +397,27 @@ where
     reader.read_exact(buf).await
 }
 
-/// One operation's view of the network: its channel, the connections it used, its counters.
+/// One operation's view of the network: its channel, the connections it used, whom it reached.
 struct Session<'a> {
     client: &'a GridClient,
-    what: &'static str,
     /// This operation's number, distinct across the client's operations.
     op: u64,
     tx: Sender<Input>,
     rx: Receiver<Input>,
     used: BTreeMap<ServerId, Arc<Connection>>,
-    reached: BTreeSet<ServerId>,
-    unreachable: BTreeMap<ServerId, (SocketAddr, String)>,
-    counter: StatsCounter,
+    reach: Reach,
 }
 
 impl<'a> Session<'a> {
-    fn new(client: &'a GridClient, what: &'static str) -> Session<'a> {
+    fn new(client: &'a GridClient) -> Session<'a> {
         let (tx, rx) = smol::channel::unbounded();
         Session {
             client,
-            what,
             op: client.next_op.fetch_add(1, Ordering::Relaxed),
             tx,
             rx,
             used: BTreeMap::new(),
-            reached: BTreeSet::new(),
-            unreachable: BTreeMap::new(),
-            counter: StatsCounter::default(),
-        }
-    }
-
-    /// What the operation has cost so far.
-    fn stats(&self) -> TransferStats {
-        self.counter.stats()
-    }
-
-    /// lafs-core's [`Driven`] outputs as a future: send every pending transmit, then return the
-    /// next event; with neither, wait for an answer or the operation's timer and feed it in.
-    async fn next_event<O: ClientOp>(&mut self, op: &mut O) -> Result<O::Event, ClientError> {
-        let mut driven = Driven::with_counter(op, std::mem::take(&mut self.counter));
-        let outcome = loop {
-            match driven.poll_output() {
-                Output::Transmit(t) => self.transmit(&mut driven, t).await,
-                Output::Event(event) => break Ok(event),
-                Output::Wait(Some(deadline)) => {
-                    let wait = clock::until(clock::now(), deadline);
-                    let answer = async { self.rx.recv().await.ok() };
-                    let timer = async {
-                        Timer::after(wait).await;
-                        None
-                    };
-                    match answer.or(timer).await {
-                        Some(input) => self.apply(&mut driven, input),
-                        None => driven.handle_timeout(clock::now()),
-                    }
-                }
-                // Requests in flight but no timer to bound the wait: only answers already
-                // queued can move it on (every operation of lafs-core times its requests).
-                Output::Wait(None) => match self.rx.try_recv() {
-                    Ok(input) => self.apply(&mut driven, input),
-                    Err(_) => break Err(ClientError::Stalled(self.what)),
-                },
-                Output::Stalled => break Err(ClientError::Stalled(self.what)),
-            }
-        };
-        self.counter = driven.into_parts().1;
-        outcome
-    }
-
-    /// Send every transmit the operation has queued (it has ended or been cancelled: its
-    /// remaining events no longer matter).
-    async fn flush<O: ClientOp>(&mut self, op: &mut O) {
-        let mut driven = Driven::with_counter(op, std::mem::take(&mut self.counter));
-        loop {
-            match driven.poll_output() {
-                Output::Transmit(t) => self.transmit(&mut driven, t).await,
-                Output::Event(_) => {}
-                Output::Wait(_) | Output::Stalled => break,
-            }
-        }
-        self.counter = driven.into_parts().1;
-    }
-
-    async fn transmit<O: ClientOp>(&mut self, driven: &mut Driven<O>, t: Transmit) {
-        let Some(conn) = self.connection(t.to).await else {
-            driven.handle_server_lost(clock::now(), t.to);
-            return;
-        };
-        match conn.send(self.op, t.id, &t.request, &self.tx).await {
-            Ok(bytes) => driven.handle_sent(t.to, bytes),
-            Err(_) => driven.handle_server_lost(clock::now(), t.to),
-        }
-    }
-
-    fn apply<O: ClientOp>(&mut self, driven: &mut Driven<O>, input: Input) {
-        match input {
-            Input::Response {
-                server,
-                id,
-                response,
-                wire_bytes,
-            } => driven.handle_response(clock::now(), server, id, response, wire_bytes),
-            Input::Lost { server } => driven.handle_server_lost(clock::now(), server),
+            reach: Reach::default(),
         }
     }
 
@@ -509,12 +428,12 @@ impl<'a> Session<'a> {
                 return Some(Arc::clone(c));
             }
         }
-        if self.unreachable.contains_key(&server) {
+        if self.reach.is_unreachable(&server) {
             return None;
         }
         match self.client.connection(server).await {
             Ok(c) => {
-                self.reached.insert(server);
+                self.reach.reached(server);
                 if let Some(old) = self.used.insert(server, Arc::clone(&c)) {
                     old.forget_op(self.op);
                 }
@@ -523,23 +442,13 @@ impl<'a> Session<'a> {
             Err(e) => {
                 let addr = self
                     .client
-                    .addrs
-                    .get(&server)
-                    .copied()
-                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    .state
+                    .addr(&server)
+                    .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
                 tracing::info!(%server, %addr, error = %e, "cannot connect to storage server");
-                self.unreachable.insert(server, (addr, e.to_string()));
+                self.reach.unreachable(server, addr, e.to_string());
                 None
             }
-        }
-    }
-
-    /// The error to report for a failed operation: "unreachable" if no server could be reached.
-    fn failure(&self, e: ClientError) -> ClientError {
-        if self.reached.is_empty() && !self.unreachable.is_empty() {
-            ClientError::Unreachable(self.unreachable.values().cloned().collect())
-        } else {
-            e
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use lafs_core::time::{Duration as CoreDuration, Instant};
+use lafs_core::time::Instant;
 
 static ANCHOR: OnceLock<(u64, std::time::Instant)> = OnceLock::new();
 
@@ -26,12 +26,7 @@ pub fn now() -> Instant {
 
 /// How long from `now` until `deadline` (zero if it has passed).
 pub fn until(now: Instant, deadline: Instant) -> std::time::Duration {
-    std::time::Duration::from_micros(deadline.saturating_since(now).as_micros())
-}
-
-/// A core duration as a std one.
-pub fn to_std(d: CoreDuration) -> std::time::Duration {
-    std::time::Duration::from_micros(d.as_micros())
+    deadline.saturating_since(now).into()
 }
 
 #[cfg(all(test, not(loom)))]

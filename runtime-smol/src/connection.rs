@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_io::{Async, Timer};
 use lafs_core::op::RequestId;
 use lafs_core::placement::ServerId;
-use lafs_core::wire::{encode_request, Frame, FrameDecoder, Request, Response};
+use lafs_core::wire::{encode_request, Frame, FrameDecoder, Request};
 use smol::channel::Sender;
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,19 +24,7 @@ use crate::sync::Arc;
 /// Socket read buffer per connection.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// What a connection's reader task tells an operation.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// The answer to the operation's request `id`; `wire_bytes` is the frame's size.
-    Response {
-        server: ServerId,
-        id: RequestId,
-        response: Response,
-        wire_bytes: usize,
-    },
-    /// The connection broke with requests of this operation in flight.
-    Lost { server: ServerId },
-}
+pub(crate) use lafs_core::client::Input;
 
 /// A live (or dead, see [`Connection::is_closed`]) connection to one server.
 #[derive(Debug)]

@@ -1,14 +1,15 @@
 //! lafs-runtime-smol: lafs-core driven by smol and async-io, for async programs.
 //!
-//! - [`GridClient`]: immutable uploads and downloads as futures over reused TCP connections
-//!   (`upload_bytes`, `upload_reader`, `download`, `download_bytes`). Operations may run
-//!   concurrently from any tasks on any executor.
+//! - [`GridClient`]: every client operation of lafs-core's engine as a future over reused TCP
+//!   connections: immutable uploads and downloads (whole or ranged), mutable files (create,
+//!   update, in-place modify, read), grid status. Operations may run concurrently from any
+//!   tasks on any executor.
 //! - [`Server`]: a storage server as one self-contained future (`Server::bind(..)?.run()`),
 //!   serving any [`lafs_core::store::ShareStore`]; drop it to stop it.
 //!
 //! Both speak lafs-core's framed protocol, so they interoperate with lafs-runtime-std's client
-//! and server, and follow the same drain rule (after every input: send every transmit, handle
-//! every event, then wait for an answer or `poll_timeout`). Time is [`clock::now`]: microseconds
+//! and server, and run the same lafs-core tasks as lafs-runtime-std (the drain rule, accounting
+//! and reports live in `lafs_core::client`). Time is [`clock::now`]: microseconds
 //! since the Unix epoch, as in lafs-runtime-std. `examples/smol_grid.rs` runs a grid and a
 //! client inside one smol program.
 //!
@@ -54,7 +55,9 @@ mod sync;
 
 #[cfg(not(loom))]
 pub use client::{
-    ClientConfig, ClientError, DownloadReport, GridClient, ServerEntry, TransferStats, UploadReport,
+    AsyncReadSeek, AsyncSink, ClientConfig, ClientError, DownloadReport, GridClient,
+    MutableReadReport, MutableWriteReport, ServerEntry, Stage, TransferProgress, TransferStats,
+    UploadReport,
 };
 #[cfg(not(loom))]
 pub use server::Server;

@@ -28,12 +28,12 @@ pub fn now() -> CoreInstant {
 
 /// How long from `now` until `deadline`, as a std duration (zero if it has passed).
 pub fn until(now: CoreInstant, deadline: CoreInstant) -> std::time::Duration {
-    std::time::Duration::from_micros(deadline.saturating_since(now).as_micros())
+    deadline.saturating_since(now).into()
 }
 
 /// A std duration as the core's duration (saturating at `u64::MAX` microseconds).
 pub fn to_core(d: std::time::Duration) -> CoreDuration {
-    CoreDuration(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    d.into()
 }
 
 #[cfg(test)]

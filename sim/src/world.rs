@@ -44,6 +44,13 @@ const LEASE_SECRET: &[u8] = b"lafs-sim lease secret...........";
 /// Mixed into the seed for the contents of mutable versions and for publish randomness.
 const MUTABLE_CONTENT_SALT: u64 = 0x6d75_7461_626c_6531;
 const PUBLISH_SEED_SALT: u64 = 0x7075_626c_6973_6831;
+
+/// The bytes the `attempt`-th publish (0 = the create) of mutable file `file` writes in a run
+/// with `seed`, so a test outside the simulator can expect the same contents.
+pub fn mutable_bytes(seed: u64, file: usize, attempt: usize, size: u64) -> Vec<u8> {
+    let tag = ((file as u64) << 32) | attempt as u64;
+    file_bytes(seed ^ MUTABLE_CONTENT_SALT, tag, size as usize)
+}
 /// A run that has not settled after this many events is reported, not waited for.
 const EVENT_BUDGET: u64 = 20_000_000;
 
@@ -446,6 +453,12 @@ impl Sim {
     }
 
     /// The store of server `i` (for scenario tests).
+    /// What plan operation `op` (a mutable read) delivered, if it finished.
+    pub fn read_bytes(&self, op: usize) -> Option<&[u8]> {
+        let o = self.ops.get(op)?;
+        o.finished.is_some().then_some(o.read.as_slice())
+    }
+
     pub fn store(&self, server: usize) -> &MemoryShareStore {
         self.servers[server].server.store()
     }
@@ -955,7 +968,7 @@ impl Sim {
         let m = &mut self.mfiles[file];
         let attempt = m.attempts.len();
         let tag = ((file as u64) << 32) | attempt as u64;
-        let contents = file_bytes(self.seed ^ MUTABLE_CONTENT_SALT, tag, size as usize);
+        let contents = mutable_bytes(self.seed, file, attempt, size);
         m.attempts.push(Arc::from(contents.as_slice()));
         let mut seed = [0u8; 32];
         seed.copy_from_slice(&file_bytes(self.seed ^ PUBLISH_SEED_SALT, tag, 32));

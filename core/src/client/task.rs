@@ -52,6 +52,20 @@ pub enum Step<R> {
     Finished(Result<R, ClientError>),
 }
 
+/// What a connection hands to the operation waiting on it.
+#[derive(Debug)]
+pub enum Input {
+    /// The answer to the operation's request `id`; `wire_bytes` is the frame's size.
+    Response {
+        server: ServerId,
+        id: RequestId,
+        response: Response,
+        wire_bytes: usize,
+    },
+    /// The connection broke with requests of this operation in flight.
+    Lost { server: ServerId },
+}
+
 /// A client operation as its runtime drives it (see the module doc).
 pub trait Task {
     type Report;
@@ -75,6 +89,19 @@ pub trait Task {
     /// know) and finishes with `error`.
     fn fail_local(&mut self, now: Instant, error: ClientError);
     fn stats(&self) -> TransferStats;
+
+    /// An answer or a loss from a connection.
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Response {
+                server,
+                id,
+                response,
+                wire_bytes,
+            } => self.handle_response(now, server, id, response, wire_bytes),
+            Input::Lost { server } => self.handle_server_lost(now, server),
+        }
+    }
 }
 
 use sealed::{Events, Run};

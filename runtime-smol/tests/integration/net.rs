@@ -242,3 +242,115 @@ fn smol_and_std_runtimes_interoperate_both_ways() {
         .expect("std download from smol servers");
     assert!(out == bytes);
 }
+
+#[test]
+fn ranged_downloads_fetch_one_segment_and_refuse_ranges_past_the_end() {
+    smol::block_on(async {
+        let grid = SmolGrid::start(10);
+        let client = GridClient::new(grid.entries.clone(), config());
+        let bytes = data(300_000, 4);
+        let cap = client.upload_bytes(&bytes).await.expect("upload").cap;
+        let mut part = Vec::new();
+        let r = client
+            .download_range(&cap, 150_000, 1_000, &mut part)
+            .await
+            .expect("range");
+        assert_eq!(part, bytes[150_000..151_000]);
+        assert_eq!(r.stats.round_trips, 1, "one segment, one round trip");
+        let mut tail = Vec::new();
+        let r = client
+            .download_range(&cap, 299_500, 10_000, &mut tail)
+            .await
+            .expect("a range past the end is cut there");
+        assert_eq!((tail.as_slice(), r.size), (&bytes[299_500..], 500));
+        let err = client
+            .download_range(&cap, 300_001, 1, &mut Vec::new())
+            .await
+            .expect_err("starts past the end");
+        assert!(matches!(err, ClientError::Download(_)), "{err}");
+    });
+}
+
+#[test]
+fn mutable_files_are_created_updated_modified_in_place_and_read() {
+    use lafs_core::crypto::key_source::KeySource;
+    use lafs_core::mutable::layout::MutableFormat;
+    use lafs_core::mutable::PublishConfig;
+    smol::block_on(async {
+        let grid = SmolGrid::start(10);
+        let client = GridClient::new(grid.entries.clone(), config());
+        let mut keys = lafs_sim_keys();
+        let v1 = data(200_000, 5);
+        let created = client
+            .create_mutable(
+                MutableFormat::Mdmf,
+                keys.next_key().expect("key"),
+                v1.clone(),
+                PublishConfig::default(),
+            )
+            .await
+            .expect("create");
+        assert_eq!(created.stats.round_trips, 1, "a create is one round trip");
+        let (got, read) = client.read_mutable(&created.cap, None).await.expect("read");
+        assert_eq!((got == v1, read.seqnum), (true, 1));
+        // In place: 10 bytes in the middle; the rest is untouched.
+        let modified = client
+            .modify_mutable(&created.cap, 100_000, vec![0xee; 10], Some(read.map))
+            .await
+            .expect("modify");
+        let mut want = v1.clone();
+        want[100_000..100_010].fill(0xee);
+        let (got, read) = client.read_mutable(&created.cap, None).await.expect("read");
+        assert!(got == want, "the in-place write changed only its 10 bytes");
+        assert_eq!(read.seqnum, modified.seqnum);
+        let v3 = data(1_000, 6);
+        client
+            .update_mutable(&created.cap, v3.clone(), Some(read.map))
+            .await
+            .expect("update");
+        let (got, _) = client
+            .read_mutable(&created.cap, Some((990, 100)))
+            .await
+            .expect("range read");
+        assert_eq!(got, v3[990..]);
+        let err = client
+            .read_mutable(&Cap::Lit { data: vec![1] }, None)
+            .await
+            .expect_err("not a mutable cap");
+        assert!(matches!(err, ClientError::NotMutableFile(_)), "{err}");
+    });
+}
+
+#[test]
+fn grid_status_reports_every_server_and_one_that_is_gone() {
+    use lafs_core::server_status::ServerState;
+    smol::block_on(async {
+        let mut grid = SmolGrid::start(4);
+        let mut c = config();
+        c.upload.params.happy = 4;
+        let client = GridClient::new(grid.entries.clone(), c);
+        client.upload_bytes(&data(20_000, 7)).await.expect("upload");
+        grid.kill(3).await;
+        let status = client
+            .grid_status(Duration::from_secs(2))
+            .await
+            .expect("status");
+        assert_eq!(status.servers.len(), 4);
+        let answered = status
+            .servers
+            .iter()
+            .filter(|(_, s)| matches!(s, ServerState::Answered(_)))
+            .count();
+        assert_eq!(answered, 3, "{:?}", status.servers);
+    });
+}
+
+/// The repository's fixed RSA test keys (no key generation in tests).
+fn lafs_sim_keys() -> lafs_core::crypto::key_source::FixtureKeys {
+    let pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/rsa-2048-fixture-keys.pem"
+    ))
+    .expect("fixture keys");
+    lafs_core::crypto::key_source::FixtureKeys::from_pem_bundle(&pem)
+}

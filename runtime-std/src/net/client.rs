@@ -319,18 +319,7 @@ impl GridClient {
                         None => session.rx.try_recv().ok(),
                     };
                     match (input, deadline) {
-                        (
-                            Some(Input::Response {
-                                server,
-                                id,
-                                response,
-                                wire_bytes,
-                            }),
-                            _,
-                        ) => task.handle_response(clock::now(), server, id, response, wire_bytes),
-                        (Some(Input::Lost { server }), _) => {
-                            task.handle_server_lost(clock::now(), server)
-                        }
+                        (Some(input), _) => task.handle_input(clock::now(), input),
                         (None, Some(_)) => task.handle_timeout(clock::now()),
                         (None, None) => return Err(ClientError::Stalled("operation")),
                     }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use lafs_core::client::Routes;
 use lafs_core::op::RequestId;
 use lafs_core::placement::ServerId;
-use lafs_core::wire::{encode_request, Frame, FrameDecoder, Request, Response};
+use lafs_core::wire::{encode_request, Frame, FrameDecoder, Request};
 
 use super::server::lock;
 use crate::sync::{Arc, Mutex};
@@ -33,19 +33,7 @@ use crate::sync::{Arc, Mutex};
 /// Socket read buffer per connection.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// What a connection's reader thread tells an operation.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// The answer to the operation's request `id`; `wire_bytes` is the frame's size.
-    Response {
-        server: ServerId,
-        id: RequestId,
-        response: Response,
-        wire_bytes: usize,
-    },
-    /// The connection broke with requests of this operation in flight.
-    Lost { server: ServerId },
-}
+pub(crate) use lafs_core::client::Input;
 
 /// The completion hand-off of one connection: lafs-core's [`Routes`] (wire ids, loss fan-out)
 /// behind the lock its sender threads and its reader thread share; the loom tests below check

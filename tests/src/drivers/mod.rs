@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use lafs_core::codec::CodecKind;
 use lafs_core::immutable::EncodingParams;
+use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::placement::ServerId;
 use lafs_core::store::{
     EnablerRecord, Lease, MutableShareChange, MutableShareInfo, ShareInfo, ShareStore, StoreError,
@@ -120,6 +121,37 @@ pub trait Driver: Sized {
 
     /// From now on `server` has no space for new shares.
     fn fill(&mut self, server: usize);
+
+    /// Create mutable file `file` (numbered apart from immutable files) holding
+    /// [`mutable_contents`]`(file, 0, size)`, signed with the next fixture key.
+    fn create_mutable(
+        &mut self,
+        file: usize,
+        format: MutableFormat,
+        size: u64,
+    ) -> Result<(), String>;
+
+    /// Publish the next version of mutable file `file`: [`mutable_contents`]`(file, n, size)`
+    /// for its `n`-th publish, reusing the map of the client's last operation on it.
+    fn update_mutable(&mut self, file: usize, size: u64) -> Result<(), String>;
+
+    /// Read mutable file `file`: whole, or `range` = (offset, length).
+    fn read_mutable(&mut self, file: usize, range: Option<(u64, u64)>) -> Result<Vec<u8>, String>;
+}
+
+/// The bytes of the `attempt`-th publish (0 = the create) of mutable test file `file`: the
+/// same for every driver (the simulator's own generator).
+pub fn mutable_contents(file: usize, attempt: usize, size: u64) -> Vec<u8> {
+    lafs_sim::world::mutable_bytes(CONTENT_SEED, file, attempt, size)
+}
+
+/// A mutable file made through a real-socket driver: its cap, how many publishes it has had,
+/// and the map of the last operation on it.
+#[derive(Debug)]
+pub struct MutableFile {
+    pub cap: lafs_core::cap::Cap,
+    pub publishes: usize,
+    pub map: Option<lafs_core::mutable::ServerMap>,
 }
 
 /// The id of real-socket test server `i` (its permutation seed too).

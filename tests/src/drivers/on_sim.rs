@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use lafs_core::codec::CodecKind;
+use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::time::{Duration, Instant};
 use lafs_sim::net::NetConfig;
 use lafs_sim::report::{OpKind, OpTiming};
@@ -114,6 +115,19 @@ impl SimDriver {
             bytes: contents(file, self.plan.files[file]),
             corrupt_shares: (self.report.corrupt_shares_detected - corrupt_before) as usize,
         })
+    }
+
+    /// How the publish of mutable `file` that started at `start` ended.
+    fn published(&self, file: usize, start: Instant) -> Result<(), String> {
+        let t = self.timing(OpKind::Publish, file, start);
+        if t.ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "mutable write failed: {:?}",
+                self.report.failure_reasons
+            ))
+        }
     }
 
     /// Run the plan with the ops just appended (all starting at `start`), and move the cursor
@@ -278,5 +292,49 @@ impl Driver for SimDriver {
             server,
             duration: FOREVER,
         });
+    }
+
+    fn create_mutable(
+        &mut self,
+        file: usize,
+        format: MutableFormat,
+        size: u64,
+    ) -> Result<(), String> {
+        let start = self.cursor;
+        self.push_op(start, OpSpec::MutableCreate { file, format, size });
+        self.run_step(start);
+        self.published(file, start)
+    }
+
+    fn update_mutable(&mut self, file: usize, size: u64) -> Result<(), String> {
+        let start = self.cursor;
+        self.push_op(
+            start,
+            OpSpec::MutableUpdate {
+                file,
+                size,
+                warm: true,
+            },
+        );
+        self.run_step(start);
+        self.published(file, start)
+    }
+
+    fn read_mutable(&mut self, file: usize, range: Option<(u64, u64)>) -> Result<Vec<u8>, String> {
+        let start = self.cursor;
+        let op = self.plan.ops.len();
+        self.push_op(start, OpSpec::MutableRead { file, range });
+        self.run_step(start);
+        let t = self.timing(OpKind::Retrieve, file, start);
+        if !t.ok {
+            return Err(format!(
+                "mutable read failed: {:?}",
+                self.report.failure_reasons
+            ));
+        }
+        let sim = self.sim.as_ref().expect("a run happened");
+        sim.read_bytes(op)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| "the read did not finish".to_string())
     }
 }

@@ -22,9 +22,13 @@ use lafs_runtime_smol::{ClientConfig, GridClient, Server, ServerEntry, UploadRep
 use lafs_store::disk_store::DiskShareStore;
 
 use super::on_std::{disk_config, storage_index};
+use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
+use lafs_core::mutable::layout::MutableFormat;
+use lafs_core::mutable::PublishConfig;
+
 use super::{
-    contents, corrupt_disk_shares, corrupt_notes, holders, server_id, Driver, Fetched,
-    FillableStore, Op, OpResult, Setup, Uploaded,
+    contents, corrupt_disk_shares, corrupt_notes, holders, mutable_contents, server_id, Driver,
+    Fetched, FillableStore, MutableFile, Op, OpResult, Setup, Uploaded,
 };
 
 /// One storage server: its disk, address, fullness, and the thread running it.
@@ -83,15 +87,13 @@ pub struct SmolDriver {
     nodes: Vec<Node>,
     client: Arc<GridClient>,
     caps: BTreeMap<usize, Cap>,
+    keys: FixtureKeys,
+    mutables: BTreeMap<usize, MutableFile>,
 }
 
+/// The same client settings as the std driver's (both runtimes share lafs-core's type).
 fn client_config(setup: Setup) -> ClientConfig {
-    let std = super::on_std::client_config(setup);
-    let mut c = ClientConfig::new(std.convergence_secret, std.lease_secret);
-    c.upload = std.upload;
-    c.download = std.download;
-    c.connect_timeout = std.connect_timeout;
-    c
+    super::on_std::client_config(setup)
 }
 
 impl SmolDriver {
@@ -179,6 +181,8 @@ impl Driver for SmolDriver {
             nodes,
             client: Arc::new(GridClient::new(entries, client_config(setup))),
             caps: BTreeMap::new(),
+            keys: crate::keys::fixture_keys(),
+            mutables: BTreeMap::new(),
         }
     }
 
@@ -280,6 +284,50 @@ impl Driver for SmolDriver {
 
     fn fill(&mut self, server: usize) {
         self.nodes[server].full.store(true, Ordering::SeqCst);
+    }
+
+    fn create_mutable(
+        &mut self,
+        file: usize,
+        format: MutableFormat,
+        size: u64,
+    ) -> Result<(), String> {
+        let key = self.keys.next_key().map_err(|e| e.to_string())?;
+        let contents = mutable_contents(file, 0, size);
+        let r = ::smol::block_on(self.client.create_mutable(
+            format,
+            key,
+            contents,
+            PublishConfig::default(),
+        ))
+        .map_err(|e| e.to_string())?;
+        self.mutables.insert(
+            file,
+            MutableFile {
+                cap: r.cap,
+                publishes: 1,
+                map: Some(r.map),
+            },
+        );
+        Ok(())
+    }
+
+    fn update_mutable(&mut self, file: usize, size: u64) -> Result<(), String> {
+        let m = self.mutables.get_mut(&file).ok_or("no such mutable file")?;
+        let contents = mutable_contents(file, m.publishes, size);
+        let r = ::smol::block_on(self.client.update_mutable(&m.cap, contents, m.map.take()))
+            .map_err(|e| e.to_string())?;
+        m.publishes += 1;
+        m.map = Some(r.map);
+        Ok(())
+    }
+
+    fn read_mutable(&mut self, file: usize, range: Option<(u64, u64)>) -> Result<Vec<u8>, String> {
+        let m = self.mutables.get_mut(&file).ok_or("no such mutable file")?;
+        let (bytes, r) =
+            ::smol::block_on(self.client.read_mutable(&m.cap, range)).map_err(|e| e.to_string())?;
+        m.map = Some(r.map);
+        Ok(bytes)
     }
 }
 

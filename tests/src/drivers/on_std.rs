@@ -17,9 +17,13 @@ use lafs_runtime_std::net::{
 };
 use lafs_store::disk_store::{DiskShareStore, DiskStoreConfig};
 
+use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
+use lafs_core::mutable::layout::MutableFormat;
+use lafs_core::mutable::PublishConfig;
+
 use super::{
-    contents, corrupt_disk_shares, corrupt_notes, holders, server_id, Driver, Fetched,
-    FillableStore, Op, OpResult, Setup, Uploaded,
+    contents, corrupt_disk_shares, corrupt_notes, holders, mutable_contents, server_id, Driver,
+    Fetched, FillableStore, MutableFile, Op, OpResult, Setup, Uploaded,
 };
 
 /// Secrets shared by the real-socket drivers (so both make the same caps).
@@ -71,6 +75,8 @@ pub struct StdDriver {
     nodes: Vec<Node>,
     client: GridClient,
     caps: BTreeMap<usize, Cap>,
+    keys: FixtureKeys,
+    mutables: BTreeMap<usize, MutableFile>,
 }
 
 /// Client settings for a setup (short timeouts so a dead server costs seconds, not minutes).
@@ -133,6 +139,8 @@ impl Driver for StdDriver {
             nodes,
             client: GridClient::new(entries, client_config(setup)),
             caps: BTreeMap::new(),
+            keys: crate::keys::fixture_keys(),
+            mutables: BTreeMap::new(),
         }
     }
 
@@ -233,6 +241,51 @@ impl Driver for StdDriver {
 
     fn fill(&mut self, server: usize) {
         self.nodes[server].full.store(true, Ordering::SeqCst);
+    }
+
+    fn create_mutable(
+        &mut self,
+        file: usize,
+        format: MutableFormat,
+        size: u64,
+    ) -> Result<(), String> {
+        let key = self.keys.next_key().map_err(|e| e.to_string())?;
+        let contents = mutable_contents(file, 0, size);
+        let r = self
+            .client
+            .create_mutable(format, key, contents, PublishConfig::default())
+            .map_err(|e| e.to_string())?;
+        self.mutables.insert(
+            file,
+            MutableFile {
+                cap: r.cap,
+                publishes: 1,
+                map: Some(r.map),
+            },
+        );
+        Ok(())
+    }
+
+    fn update_mutable(&mut self, file: usize, size: u64) -> Result<(), String> {
+        let m = self.mutables.get_mut(&file).ok_or("no such mutable file")?;
+        let contents = mutable_contents(file, m.publishes, size);
+        let r = self
+            .client
+            .update_mutable(&m.cap, contents, m.map.take())
+            .map_err(|e| e.to_string())?;
+        m.publishes += 1;
+        m.map = Some(r.map);
+        Ok(())
+    }
+
+    fn read_mutable(&mut self, file: usize, range: Option<(u64, u64)>) -> Result<Vec<u8>, String> {
+        let m = self.mutables.get_mut(&file).ok_or("no such mutable file")?;
+        let (bytes, r) = self
+            .client
+            .read_mutable(&m.cap, range)
+            .map_err(|e| e.to_string())?;
+        m.map = Some(r.map);
+        Ok(bytes)
     }
 }
 

@@ -3,13 +3,16 @@
 //!
 //! Each scenario is what a user of the grid relies on: files of every size come back
 //! byte-exact; a server dying mid-upload, a corrupted share, a full server, or servers
-//! restarting cost nothing but time; many operations at once each get their own bytes.
+//! restarting cost nothing but time; many operations at once each get their own bytes; mutable
+//! files (SDMF and MDMF) read back each version written, whole or in part, also with a server
+//! down.
 
 use lafs_core::codec::CodecKind;
+use lafs_core::mutable::layout::MutableFormat;
 use lafs_tests::drivers::on_sim::SimDriver;
 use lafs_tests::drivers::on_smol::SmolDriver;
 use lafs_tests::drivers::on_std::StdDriver;
-use lafs_tests::drivers::{contents, Driver, Op, OpResult, Setup};
+use lafs_tests::drivers::{contents, mutable_contents, Driver, Op, OpResult, Setup};
 
 /// Check a download against the file's contents without printing megabytes on failure.
 fn assert_bytes<D: Driver>(what: &str, file: usize, size: u64, got: &[u8]) {
@@ -198,6 +201,56 @@ fn more_concurrent_operations_than_servers<D: Driver>() {
     }
 }
 
+fn mutable_files_create_update_and_read<D: Driver>() {
+    let mut setup = Setup::new(5);
+    setup.encoding.happy = 5;
+    let mut d = D::start(setup);
+    for (file, format) in [(0, MutableFormat::Sdmf), (1, MutableFormat::Mdmf)] {
+        d.create_mutable(file, format, 5_000)
+            .unwrap_or_else(|e| panic!("{}: create {format:?}: {e}", D::NAME));
+        let got = d.read_mutable(file, None).expect("read after create");
+        assert_eq!(
+            got,
+            mutable_contents(file, 0, 5_000),
+            "{}: {format:?}",
+            D::NAME
+        );
+        // A new version of another length, then the new bytes, whole and in part.
+        d.update_mutable(file, 7_000)
+            .unwrap_or_else(|e| panic!("{}: update {format:?}: {e}", D::NAME));
+        let want = mutable_contents(file, 1, 7_000);
+        let got = d.read_mutable(file, None).expect("read after update");
+        assert_eq!(got, want, "{}: {format:?} after update", D::NAME);
+        let part = d
+            .read_mutable(file, Some((6_500, 1_000)))
+            .expect("range read");
+        assert_eq!(
+            part,
+            want[6_500..],
+            "{}: {format:?} range cut at the end",
+            D::NAME
+        );
+    }
+}
+
+fn mutable_files_survive_a_server_restart<D: Driver>() {
+    let mut setup = Setup::new(5);
+    setup.encoding.happy = 5;
+    let mut d = D::start(setup);
+    d.create_mutable(0, MutableFormat::Mdmf, 3_000)
+        .expect("create");
+    d.update_mutable(0, 3_000).expect("update");
+    d.stop(2);
+    // k of n shares are enough to read, and to know the newest version.
+    let got = d.read_mutable(0, None).expect("read with a server down");
+    assert_eq!(got, mutable_contents(0, 1, 3_000), "{}", D::NAME);
+    d.restart(2);
+    d.update_mutable(0, 4_000)
+        .expect("update after the restart");
+    let got = d.read_mutable(0, None).expect("read after the restart");
+    assert_eq!(got, mutable_contents(0, 2, 4_000), "{}", D::NAME);
+}
+
 macro_rules! suite {
     ($name:ident, $driver:ty) => {
         mod $name {
@@ -230,6 +283,14 @@ macro_rules! suite {
             #[test]
             fn more_concurrent_operations_than_servers() {
                 super::more_concurrent_operations_than_servers::<$driver>();
+            }
+            #[test]
+            fn mutable_files_create_update_and_read() {
+                super::mutable_files_create_update_and_read::<$driver>();
+            }
+            #[test]
+            fn mutable_files_survive_a_server_restart() {
+                super::mutable_files_survive_a_server_restart::<$driver>();
             }
         }
     };
