@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::cap::Cap;
 use crate::crypto::rsa_keys::MutableKey;
+use crate::dirnode::path::check_new_name;
 use crate::dirnode::{ChildCap, Directory};
 use crate::mutable::layout::MutableFormat;
 use crate::time::Instant;
@@ -129,6 +130,16 @@ impl Walk {
             path,
             guesses,
         };
+        // A component no link could have (empty, `.`, `..`, with `/`) is refused before any read.
+        if let Some(Err(e)) = walk
+            .path
+            .iter()
+            .map(|c| check_new_name(c))
+            .find(Result::is_err)
+        {
+            walk.outcome = Some(Err(DirOpError::Path(e)));
+            return walk;
+        }
         let levels = walk.path.len() + usize::from(read_last);
         for j in 0..levels.min(walk.guesses.len()) {
             let cap = walk.guesses[j].clone();
