@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::cap::Cap;
-use crate::dirnode::Directory;
+use crate::dirnode::{Child, Directory};
 use crate::mutable::ServerMap;
 
 /// What is remembered of one writeable directory.
@@ -151,6 +151,14 @@ impl DirCache {
         self.take(cap);
     }
 
+    /// What `name` links in the remembered state of `dir`, without any I/O: `None` when the
+    /// directory is not remembered, `Some(None)` when it is and has no such child. For choosing
+    /// how to write there (an upload's overwrite check): the edit itself is checked again
+    /// against the state it publishes over, so a stale answer costs a retry at most.
+    pub fn remembered_child(&mut self, dir: &Cap, name: &str) -> Option<Option<Child>> {
+        self.peek(dir).map(|d| d.get(name).cloned())
+    }
+
     pub fn contains(&self, cap: &Cap) -> bool {
         self.entries.contains_key(cap)
     }
@@ -223,6 +231,18 @@ mod tests {
         assert_eq!(cache.take(&dir_cap(1)).unwrap().dir.len(), 2);
         assert!(cache.take(&dir_cap(1)).is_none(), "taken states are gone");
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn remembered_child_answers_only_from_what_is_remembered() {
+        let mut cache = DirCache::default();
+        assert_eq!(cache.remembered_child(&dir_cap(1), "child-0"), None);
+        cache.put(dir_cap(1), state(1));
+        assert!(matches!(
+            cache.remembered_child(&dir_cap(1), "child-0"),
+            Some(Some(_))
+        ));
+        assert_eq!(cache.remembered_child(&dir_cap(1), "other"), Some(None));
     }
 
     #[test]
