@@ -1262,6 +1262,10 @@ fn read_caps_can_list_and_look_up_but_not_change() {
     assert_eq!(asked, 0);
     let (err, _) = w.mv(&mut cache, &ro, "sub/f", "g", Overwrite::No);
     assert!(matches!(err, Err(DirOpError::ReadOnly { .. })), "{err:?}");
+    // Making parents below a read-only directory is refused before a key is spent.
+    let (err, _, asked) = w.put(&mut cache, &ro, "new/f", &file, Overwrite::No, true);
+    assert!(matches!(err, Err(DirOpError::ReadOnly { .. })), "{err:?}");
+    assert_eq!(asked, 0);
     assert_eq!(w.seqnum(&root), before, "nothing published");
 }
 
@@ -1459,4 +1463,50 @@ fn the_same_seed_publishes_the_same_bytes_and_another_seed_does_not() {
         "no hidden randomness or clock"
     );
     assert_ne!(a, publish_with_seed([2; 32]), "salts come from the seed");
+}
+
+#[test]
+fn immutable_directories_are_read_through_download_and_refuse_edits() {
+    let mut w = World::new();
+    let file = w.file(1);
+    let mut dir = Directory::new(Access::Immutable);
+    for i in 0..40 {
+        dir.add(
+            &format!("entry-{i:02}"),
+            ChildCap::Known(file.clone()),
+            None,
+            false,
+            1.0,
+        )
+        .unwrap();
+    }
+    let packed = dir.pack();
+    let chk = w
+        .grid
+        .upload(&packed, UploadConfig::default())
+        .0
+        .expect("upload")
+        .cap;
+    let root = Cap::directory(chk).unwrap();
+    let mut cache = DirCache::default();
+    let (listed, run) = w.list(&mut cache, &root);
+    assert_eq!(listed.unwrap().len(), 40);
+    assert!(run.rounds >= 1);
+    assert!(
+        cache.is_empty(),
+        "immutable directories have no map to remember"
+    );
+    let (found, _) = w.lookup(&mut cache, &root, "entry-07");
+    assert_eq!(child_cap(&found.unwrap()), file);
+    let (err, _) = w.unlink(&mut cache, &root, "entry-07");
+    assert!(
+        matches!(
+            err,
+            Err(DirOpError::ReadOnly {
+                kind: "DIR2-CHK",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
 }

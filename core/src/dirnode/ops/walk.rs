@@ -433,13 +433,25 @@ impl Walk {
                         kind: kind_of(&other),
                     }));
                 }
-                None if self.create.is_some() => {
-                    self.current = fetched.map.map(|map| Remembered {
-                        map,
-                        dir: fetched.dir,
-                    });
-                    self.making = Making::NeedKey;
-                }
+                None if self.create.is_some() => match fetched.map {
+                    Some(map) => {
+                        self.current = Some(Remembered {
+                            map,
+                            dir: fetched.dir,
+                        });
+                        self.making = Making::NeedKey;
+                    }
+                    None => {
+                        // Refused before a key is spent on a directory that could not be linked.
+                        let here = &self.path[..self.level];
+                        let kind =
+                            read::dir_cap(&self.here, here).map_or("DIR2", |d| d.kind_name());
+                        self.outcome = Some(Err(DirOpError::ReadOnly {
+                            path: show_path(here),
+                            kind,
+                        }));
+                    }
+                },
                 None => {
                     self.outcome = Some(Err(DirOpError::NotFound {
                         path: show_path(so_far),
