@@ -45,6 +45,38 @@ impl Remembered {
     }
 }
 
+/// States to give back to the cache when the operation ends: the newest per directory, or
+/// `None` to forget one found malformed.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    states: BTreeMap<Cap, Option<Remembered>>,
+}
+
+impl Memo {
+    pub fn remember(&mut self, cap: Cap, state: Remembered) {
+        self.states.insert(cap, Some(state));
+    }
+
+    /// Gives back a state taken from the cache and left unused, unless something newer about
+    /// that directory was learned meanwhile.
+    pub fn give_back(&mut self, cap: Cap, state: Remembered) {
+        self.states.entry(cap).or_insert(Some(state));
+    }
+
+    pub fn forget(&mut self, cap: Cap) {
+        self.states.insert(cap, None);
+    }
+
+    pub fn return_to(&mut self, cache: &mut DirCache) {
+        for (cap, state) in std::mem::take(&mut self.states) {
+            match state {
+                Some(state) => cache.put(cap, state),
+                None => cache.forget(&cap),
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     state: Remembered,

@@ -1,16 +1,17 @@
 //! What every directory operation carries: the grid it runs on ([`DirConfig`]), its running
-//! sub-operations, the directory states it will hand back to the cache, and its progress reports.
+//! sub-operations, the directory states it will hand back to the cache, its progress reports and
+//! its source of backoff jitter.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
-use crate::cap::Cap;
 use crate::crypto::drbg::Drbg;
 use crate::immutable::download::DownloadConfig;
 use crate::mutable::{PublishConfig, RetrieveConfig};
 use crate::placement::ServerDescriptor;
 use crate::time::{Duration, Instant};
 
-use super::cache::{DirCache, Remembered};
+use super::cache::Memo;
+use super::progress::DirProgress;
 use super::subops::SubOps;
 
 /// The grid a directory operation runs on and how its sub-operations behave.
@@ -33,57 +34,6 @@ impl DirConfig {
             publish: PublishConfig::default(),
             retrieve: RetrieveConfig::default(),
             download: DownloadConfig::default(),
-        }
-    }
-}
-
-/// Steps a directory operation reports as it goes (for logs and progress displays). Paths are
-/// shown as names, never caps.
-#[derive(Clone, Debug, PartialEq)]
-pub enum DirProgress {
-    /// A directory was read from the grid.
-    Read { path: String },
-    /// A new version of a directory was published.
-    Published { path: String },
-    /// Another writer changed the directory first; it will be read again and the change
-    /// reapplied at `retry_at`.
-    Conflict {
-        path: String,
-        attempt: u32,
-        retry_at: Instant,
-    },
-    /// A new, still unlinked directory was created.
-    Created,
-}
-
-/// States to give back to the cache when the operation ends: the newest per directory, or
-/// `None` to forget one found malformed.
-#[derive(Debug, Default)]
-pub(crate) struct Memo {
-    states: BTreeMap<Cap, Option<Remembered>>,
-}
-
-impl Memo {
-    pub fn remember(&mut self, cap: Cap, state: Remembered) {
-        self.states.insert(cap, Some(state));
-    }
-
-    /// Gives back a state taken from the cache and left unused, unless something newer about
-    /// that directory was learned meanwhile.
-    pub fn give_back(&mut self, cap: Cap, state: Remembered) {
-        self.states.entry(cap).or_insert(Some(state));
-    }
-
-    pub fn forget(&mut self, cap: Cap) {
-        self.states.insert(cap, None);
-    }
-
-    pub fn return_to(&mut self, cache: &mut DirCache) {
-        for (cap, state) in std::mem::take(&mut self.states) {
-            match state {
-                Some(state) => cache.put(cap, state),
-                None => cache.forget(&cap),
-            }
         }
     }
 }

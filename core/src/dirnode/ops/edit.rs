@@ -19,8 +19,9 @@ use crate::time::Instant;
 
 use super::backoff::MAX_ATTEMPTS;
 use super::cache::Remembered;
-use super::ctx::{link_time, Ctx, DirProgress};
+use super::ctx::{link_time, Ctx};
 use super::error::{show_path, DirOpError};
+use super::progress::DirProgress;
 use super::read::{self, dir_cap, Reading};
 use super::subops::{SubDone, SubId};
 

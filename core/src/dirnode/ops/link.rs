@@ -18,9 +18,10 @@ use crate::time::Instant;
 use crate::wire::Response;
 
 use super::cache::DirCache;
-use super::ctx::{earliest, Ctx, DirConfig, DirProgress};
+use super::ctx::{earliest, Ctx, DirConfig};
 use super::edit::{Change, Changed, Edit};
 use super::error::{show_path, DirOpError};
+use super::progress::DirProgress;
 use super::walk::{Walk, WalkStatus};
 
 /// How to link.

@@ -11,8 +11,9 @@ use crate::time::Instant;
 use crate::wire::Response;
 
 use super::cache::DirCache;
-use super::ctx::{earliest, Ctx, DirConfig, DirProgress};
+use super::ctx::{earliest, Ctx, DirConfig};
 use super::error::DirOpError;
+use super::progress::DirProgress;
 use super::walk::{Walk, WalkStatus};
 
 #[derive(Debug)]

@@ -12,8 +12,9 @@ use crate::time::Instant;
 use crate::wire::Response;
 
 use super::cache::DirCache;
-use super::ctx::{earliest, Ctx, DirConfig, DirProgress};
+use super::ctx::{earliest, Ctx, DirConfig};
 use super::error::{show_path, DirOpError};
+use super::progress::DirProgress;
 use super::read::access_of;
 use super::walk::{Walk, WalkStatus};
 

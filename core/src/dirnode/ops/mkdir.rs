@@ -14,8 +14,9 @@ use crate::time::Instant;
 use crate::wire::Response;
 
 use super::cache::{DirCache, Remembered};
-use super::ctx::{Ctx, DirConfig, DirProgress};
+use super::ctx::{Ctx, DirConfig};
 use super::error::DirOpError;
+use super::progress::DirProgress;
 use super::read::access_of;
 use super::subops::{SubDone, SubId};
 

@@ -18,9 +18,10 @@ use crate::time::Instant;
 use crate::wire::Response;
 
 use super::cache::{DirCache, Remembered};
-use super::ctx::{earliest, Ctx, DirConfig, DirProgress};
+use super::ctx::{earliest, Ctx, DirConfig};
 use super::edit::{Change, Edit};
 use super::error::{show_path, DirOpError};
+use super::progress::DirProgress;
 use super::read::{self, access_of, dir_cap, Reading};
 use super::subops::{SubDone, SubId};
 use super::walk::{Walk, WalkStatus};

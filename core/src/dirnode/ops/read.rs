@@ -8,8 +8,9 @@ use crate::immutable::download::ChkFile;
 use crate::mutable::{FileKeys, ServerMap};
 use crate::time::Instant;
 
-use super::ctx::{Ctx, DirProgress};
+use super::ctx::Ctx;
 use super::error::{kind_of, show_path, DirOpError};
+use super::progress::DirProgress;
 use super::subops::{SubDone, SubId};
 
 /// A directory as read.

@@ -16,9 +16,10 @@ use crate::time::Instant;
 use crate::wire::Response;
 
 use super::cache::{DirCache, Remembered};
-use super::ctx::{earliest, Ctx, DirConfig, DirProgress};
+use super::ctx::{earliest, Ctx, DirConfig};
 use super::edit::{Change, Edit};
 use super::error::{show_path, DirOpError};
+use super::progress::DirProgress;
 use super::read::dir_cap;
 use super::subops::{SubDone, SubId};
 use super::walk::{Reached, Walk, WalkStatus};

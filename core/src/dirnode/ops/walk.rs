@@ -20,9 +20,10 @@ use crate::mutable::layout::MutableFormat;
 use crate::time::Instant;
 
 use super::cache::{DirCache, Remembered};
-use super::ctx::{Ctx, DirProgress};
+use super::ctx::Ctx;
 use super::edit::{Change, Changed, Edit};
 use super::error::{kind_of, show_path, DirOpError};
+use super::progress::DirProgress;
 use super::read::{self, access_of, Fetched, Reading};
 use super::subops::{SubDone, SubId};
 
