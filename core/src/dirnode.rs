@@ -23,6 +23,7 @@ pub mod edit;
 pub mod entry;
 pub mod json;
 pub mod metadata;
+pub mod ops;
 pub mod path;
 pub mod table;
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use lafs_core::cap::Cap;
 use lafs_core::client::{Driven, Output};
 use lafs_core::crypto::rsa_keys::MutableKey;
+use lafs_core::dirnode::ops::DirConfig;
 use lafs_core::immutable::download::{
     ChkFile, Download, DownloadConfig, DownloadError, DownloadEvent,
 };
@@ -168,6 +169,20 @@ impl Grid {
             out.push((to, id, Some(response)));
         }
         out
+    }
+
+    /// The directory operations' view of this grid (its servers and the tests' lease secret).
+    pub fn dir_config(&self) -> DirConfig {
+        DirConfig::new(self.descriptors.clone(), LEASE_SECRET.to_vec())
+    }
+
+    /// Has server `to` answer one request now, with no faults: for tests that interleave the
+    /// requests of several operations themselves.
+    pub fn answer(&mut self, to: ServerId, request: Request) -> Response {
+        self.servers
+            .get_mut(&to)
+            .expect("known server")
+            .handle_request(self.now, ConnectionId(0), request)
     }
 
     /// Drive `op` to completion. `on_event` handles each event (and may call the op's mutators);
