@@ -14,6 +14,7 @@
 //! A runtime opens and closes connections, moves frames, sleeps until the deadline
 //! `poll_output` gives, and passes the application's requests in and results out.
 
+pub mod dir_task;
 pub mod driven;
 pub mod report;
 pub mod routes;
@@ -21,6 +22,7 @@ pub mod state;
 pub mod stats;
 pub mod task;
 
+pub use dir_task::{DirEvent, DirOperation};
 pub use driven::{Driven, Output};
 pub use report::{
     ClientConfig, ClientError, DownloadReport, MutableReadReport, MutableWriteReport, Reach,
@@ -30,5 +32,5 @@ pub use routes::{OpId, Routes};
 pub use state::{ClientState, DownloadPlan, VerifiedSignatures};
 pub use stats::{StatsCounter, TransferStats};
 pub use task::{
-    DownloadTask, Input, PublishTask, RetrieveTask, StatusTask, Step, Task, UploadTask,
+    DirTask, DownloadTask, Input, PublishTask, RetrieveTask, StatusTask, Step, Task, UploadTask,
 };

@@ -18,8 +18,13 @@ pub use lafs_core::client::{
     ClientConfig, ClientError, DownloadReport, MutableReadReport, MutableWriteReport, ServerEntry,
     Stage, TransferProgress, TransferStats, UploadReport,
 };
-use lafs_core::client::{ClientState, DownloadPlan, Reach, Step, Task, VerifiedSignatures};
+use lafs_core::client::{
+    ClientState, DirOperation, DirTask, DownloadPlan, Reach, Step, Task, VerifiedSignatures,
+};
+use lafs_core::crypto::key_source::KeySource;
 use lafs_core::crypto::rsa_keys::MutableKey;
+use lafs_core::dirnode::ops::{DirCache, Found, LinkOptions, Linked};
+use lafs_core::dirnode::{Child, ChildCap, Directory, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::{PublishConfig, ServerMap};
 use lafs_core::placement::ServerId;
@@ -31,6 +36,10 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, Asy
 use crate::clock;
 use crate::connection::{Connection, Input};
 use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
+
+/// Bytes of directory state a client remembers (server maps and decoded tables of the
+/// writeable directories it used last): a few hundred typical directories.
+const DIR_CACHE_BYTES: usize = 16 << 20;
 
 /// Anything an upload can read twice (once to hash, once to send).
 pub trait AsyncReadSeek: AsyncRead + AsyncSeek + Unpin + Send {}
@@ -49,6 +58,8 @@ pub struct GridClient {
     next_op: AtomicU64,
     connections_opened: AtomicU64,
     verified: Mutex<VerifiedSignatures>,
+    /// Remembered directory states, shared by every operation of this client.
+    dirs: Mutex<DirCache>,
 }
 
 /// Local data an operation reads or writes while it runs.
@@ -59,6 +70,8 @@ enum LocalData<'a> {
     Source(&'a mut dyn AsyncReadSeek),
     /// Where verified plaintext goes.
     Sink(&'a mut dyn AsyncSink),
+    /// Where keys for new directories come from.
+    Keys(&'a mut (dyn KeySource + Send)),
 }
 
 impl GridClient {
@@ -69,6 +82,7 @@ impl GridClient {
             next_op: AtomicU64::new(0),
             connections_opened: AtomicU64::new(0),
             verified: Mutex::new(VerifiedSignatures::default()),
+            dirs: Mutex::new(DirCache::new(DIR_CACHE_BYTES)),
         }
     }
 
@@ -84,10 +98,10 @@ impl GridClient {
     /// Ask every storage server for its version, space used and available and shares held, all
     /// at once (one round trip); servers silent for `timeout` are reported as timed out.
     pub async fn grid_status(&self, timeout: Duration) -> Result<GridStatusReport, ClientError> {
-        let task = self
+        let mut task = self
             .state
             .status(clock::now(), lafs_core::time::Duration::from(timeout));
-        self.run(task, LocalData::None).await
+        self.run(&mut task, LocalData::None).await
     }
 
     /// Upload `data`.
@@ -111,10 +125,10 @@ impl GridClient {
         } else {
             [0u8; 16]
         };
-        let task = self
+        let mut task = self
             .state
             .upload(clock::now(), key, size, started.elapsed());
-        self.run(task, LocalData::Source(reader)).await
+        self.run(&mut task, LocalData::Source(reader)).await
     }
 
     /// Download the immutable file `cap` into `out`, verified segment by segment.
@@ -166,7 +180,7 @@ impl GridClient {
                     .map_err(|e| ClientError::io("writing the downloaded data", e))?;
                 Ok(report)
             }
-            DownloadPlan::Fetch(task) => self.run(*task, LocalData::Sink(out)).await,
+            DownloadPlan::Fetch(mut task) => self.run(&mut *task, LocalData::Sink(out)).await,
         }
     }
 
@@ -178,10 +192,10 @@ impl GridClient {
         contents: Vec<u8>,
         config: PublishConfig,
     ) -> Result<MutableWriteReport, ClientError> {
-        let task =
+        let mut task =
             self.state
                 .create_mutable(clock::now(), format, key, contents, config, fresh_seed());
-        self.run(task, LocalData::None).await
+        self.run(&mut task, LocalData::None).await
     }
 
     /// Replace the contents of the mutable file `cap`; with `map` from a recent read or write of
@@ -192,10 +206,10 @@ impl GridClient {
         contents: Vec<u8>,
         map: Option<ServerMap>,
     ) -> Result<MutableWriteReport, ClientError> {
-        let task = self
+        let mut task = self
             .state
             .update_mutable(clock::now(), cap, contents, map, fresh_seed())?;
-        self.run(task, LocalData::None).await
+        self.run(&mut task, LocalData::None).await
     }
 
     /// Overwrite `data.len()` bytes at `offset` of the MDMF file `cap` in place.
@@ -206,10 +220,10 @@ impl GridClient {
         data: Vec<u8>,
         map: Option<ServerMap>,
     ) -> Result<MutableWriteReport, ClientError> {
-        let task = self
-            .state
-            .modify_mutable(clock::now(), cap, offset, data, map, fresh_seed())?;
-        self.run(task, LocalData::None).await
+        let mut task =
+            self.state
+                .modify_mutable(clock::now(), cap, offset, data, map, fresh_seed())?;
+        self.run(&mut task, LocalData::None).await
     }
 
     /// Read the newest version of the mutable file `cap` (or `range` = (offset, length) of it).
@@ -218,15 +232,132 @@ impl GridClient {
         cap: &Cap,
         range: Option<(u64, u64)>,
     ) -> Result<(Vec<u8>, MutableReadReport), ClientError> {
-        let (task, fingerprint) = {
+        let (mut task, fingerprint) = {
             let verified = lock(&self.verified);
             self.state
                 .read_mutable(clock::now(), cap, range, &verified)?
         };
         let mut out = Vec::new();
-        let report = self.run(task, LocalData::Sink(&mut out)).await?;
+        let report = self.run(&mut task, LocalData::Sink(&mut out)).await?;
         lock(&self.verified).remember(fingerprint, &report.map.verified);
         Ok((out, report))
+    }
+
+    /// A new, unlinked directory (its write cap), with a key from `keys`.
+    pub async fn mkdir(
+        &self,
+        format: MutableFormat,
+        keys: &mut (dyn KeySource + Send),
+    ) -> Result<Cap, ClientError> {
+        let mut task = self.state.mkdir(clock::now(), format, fresh_seed());
+        self.run_dir(&mut task, LocalData::Keys(keys)).await
+    }
+
+    /// A new directory linked at `path` below `root`; `parents` makes missing ones on the way.
+    pub async fn mkdir_at(
+        &self,
+        root: &Cap,
+        path: &[String],
+        format: MutableFormat,
+        parents: bool,
+        keys: &mut (dyn KeySource + Send),
+    ) -> Result<Cap, ClientError> {
+        let mut task = self.state.mkdir_at(
+            clock::now(),
+            &mut lock(&self.dirs),
+            root.clone(),
+            path.to_vec(),
+            format,
+            parents,
+            fresh_seed(),
+        );
+        self.run_dir(&mut task, LocalData::Keys(keys)).await
+    }
+
+    /// The entries of the directory `cap`.
+    pub async fn list_directory(&self, cap: &Cap) -> Result<Directory, ClientError> {
+        let mut task = self.state.list(
+            clock::now(),
+            &mut lock(&self.dirs),
+            cap.clone(),
+            fresh_seed(),
+        );
+        self.run_dir(&mut task, LocalData::None).await
+    }
+
+    /// What `path` below `root` names.
+    pub async fn lookup(&self, root: &Cap, path: &[String]) -> Result<Found, ClientError> {
+        let mut task = self.state.lookup(
+            clock::now(),
+            &mut lock(&self.dirs),
+            root.clone(),
+            path.to_vec(),
+            fresh_seed(),
+        );
+        self.run_dir(&mut task, LocalData::None).await
+    }
+
+    /// Link `child` at `path` below `root` (keys are used only if `options` makes parents).
+    pub async fn link(
+        &self,
+        root: &Cap,
+        path: &[String],
+        child: ChildCap,
+        options: LinkOptions,
+        keys: &mut (dyn KeySource + Send),
+    ) -> Result<Linked, ClientError> {
+        let mut task = self.state.link(
+            clock::now(),
+            &mut lock(&self.dirs),
+            root.clone(),
+            path.to_vec(),
+            child,
+            options,
+            fresh_seed(),
+        );
+        self.run_dir(&mut task, LocalData::Keys(keys)).await
+    }
+
+    /// Remove the link at `path` below `root`; returns what it linked.
+    pub async fn unlink(&self, root: &Cap, path: &[String]) -> Result<Child, ClientError> {
+        let mut task = self.state.unlink(
+            clock::now(),
+            &mut lock(&self.dirs),
+            root.clone(),
+            path.to_vec(),
+            fresh_seed(),
+        );
+        self.run_dir(&mut task, LocalData::None).await
+    }
+
+    /// Move the link at `from` to `to` (each a root and a path): a rename within one directory
+    /// or a move between two.
+    pub async fn move_link(
+        &self,
+        from: (&Cap, &[String]),
+        to: (&Cap, &[String]),
+        overwrite: Overwrite,
+    ) -> Result<(), ClientError> {
+        let mut task = self.state.move_link(
+            clock::now(),
+            &mut lock(&self.dirs),
+            (from.0.clone(), from.1.to_vec()),
+            (to.0.clone(), to.1.to_vec()),
+            overwrite,
+            fresh_seed(),
+        );
+        self.run_dir(&mut task, LocalData::None).await
+    }
+
+    /// Run a directory task and give the shared cache what it learned, whatever the outcome.
+    async fn run_dir<O: DirOperation>(
+        &self,
+        task: &mut DirTask<O>,
+        data: LocalData<'_>,
+    ) -> Result<O::Output, ClientError> {
+        let outcome = self.run(task, data).await;
+        task.return_to(&mut lock(&self.dirs));
+        outcome
     }
 
     /// Pass 1 of an upload: hash the whole plaintext into its convergent key.
@@ -252,7 +383,7 @@ impl GridClient {
     /// operation.
     async fn run<T: Task>(
         &self,
-        mut task: T,
+        task: &mut T,
         mut data: LocalData<'_>,
     ) -> Result<T::Report, ClientError> {
         let mut session = Session::new(self);
@@ -296,6 +427,16 @@ impl GridClient {
                     }
                 }
                 Step::Progress(_) => {}
+                Step::NeedKey => {
+                    let key = match &mut data {
+                        LocalData::Keys(keys) => keys.next_key().map_err(|e| e.to_string()),
+                        _ => Err("this operation was given no key source".to_string()),
+                    };
+                    match key {
+                        Ok(key) => task.provide_key(clock::now(), key),
+                        Err(why) => task.key_unavailable(clock::now(), why),
+                    }
+                }
                 Step::Problem { server, problem } => {
                     tracing::info!(%server, %problem, "server problem");
                 }

@@ -170,6 +170,8 @@ pub enum ClientError {
     Publish(#[from] PublishError),
     #[error("mutable read failed: {0}")]
     Retrieve(#[from] RetrieveError),
+    #[error(transparent)]
+    Dir(#[from] crate::dirnode::ops::DirOpError),
     #[error("the {0} stalled with nothing in flight and no timer (a lafs-core bug)")]
     Stalled(&'static str),
 }

@@ -23,7 +23,11 @@ use crate::time::Instant;
 
 use super::report::{ClientConfig, ClientError, DownloadReport, ServerEntry};
 use super::stats::TransferStats;
-use super::task::{DownloadTask, PublishTask, RetrieveTask, StatusTask, UploadTask};
+use super::task::{DirTask, DownloadTask, PublishTask, RetrieveTask, StatusTask, UploadTask};
+use crate::dirnode::ops::{
+    DirCache, DirConfig, Link, LinkOptions, List, Lookup, Mkdir, MkdirAt, Move, Unlink,
+};
+use crate::dirnode::{ChildCap, Overwrite};
 
 /// Files whose verified signatures are remembered (all forgotten when full: a bound, not a
 /// policy; a directory tree in active use is far smaller).
@@ -274,6 +278,132 @@ impl ClientState {
     pub fn status(&self, now: Instant, timeout: crate::time::Duration) -> StatusTask {
         let servers: Vec<ServerId> = self.descriptors.iter().map(|d| d.id).collect();
         StatusTask::new(now, GridStatus::new(now, &servers, timeout))
+    }
+}
+
+/// Directory operations. Each takes the caller's [`DirCache`] (states it may edit are taken
+/// out while it runs; give them back with [`DirTask::return_to`]) and a fresh `seed` (publish
+/// salts and backoff jitter).
+impl ClientState {
+    fn dir_config(&self) -> DirConfig {
+        let mut config = DirConfig::new(self.descriptors.clone(), self.config.lease_secret.clone());
+        config.download = self.config.download;
+        config
+    }
+
+    /// A new, unlinked directory.
+    pub fn mkdir(&self, now: Instant, format: MutableFormat, seed: [u8; 32]) -> DirTask<Mkdir> {
+        DirTask::new(
+            now,
+            "mkdir",
+            Mkdir::new(now, self.dir_config(), seed, format),
+        )
+    }
+
+    /// A new directory linked at `path` below `root`; `parents` makes missing ones too.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mkdir_at(
+        &self,
+        now: Instant,
+        cache: &mut DirCache,
+        root: Cap,
+        path: Vec<String>,
+        format: MutableFormat,
+        parents: bool,
+        seed: [u8; 32],
+    ) -> DirTask<MkdirAt> {
+        let op = MkdirAt::new(
+            now,
+            self.dir_config(),
+            seed,
+            cache,
+            root,
+            path,
+            format,
+            parents,
+        );
+        DirTask::new(now, "mkdir", op)
+    }
+
+    /// The entries of the directory `cap`.
+    pub fn list(
+        &self,
+        now: Instant,
+        cache: &mut DirCache,
+        cap: Cap,
+        seed: [u8; 32],
+    ) -> DirTask<List> {
+        DirTask::new(
+            now,
+            "list",
+            List::new(now, self.dir_config(), seed, cache, cap),
+        )
+    }
+
+    /// What `path` below `root` names (the directory itself for an empty path).
+    pub fn lookup(
+        &self,
+        now: Instant,
+        cache: &mut DirCache,
+        root: Cap,
+        path: Vec<String>,
+        seed: [u8; 32],
+    ) -> DirTask<Lookup> {
+        let op = Lookup::new(now, self.dir_config(), seed, cache, root, path);
+        DirTask::new(now, "lookup", op)
+    }
+
+    /// Link `child` at `path` below `root`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn link(
+        &self,
+        now: Instant,
+        cache: &mut DirCache,
+        root: Cap,
+        path: Vec<String>,
+        child: ChildCap,
+        options: LinkOptions,
+        seed: [u8; 32],
+    ) -> DirTask<Link> {
+        let op = Link::new(
+            now,
+            self.dir_config(),
+            seed,
+            cache,
+            root,
+            path,
+            child,
+            options,
+        );
+        DirTask::new(now, "link", op)
+    }
+
+    /// Remove the link at `path` below `root`.
+    pub fn unlink(
+        &self,
+        now: Instant,
+        cache: &mut DirCache,
+        root: Cap,
+        path: Vec<String>,
+        seed: [u8; 32],
+    ) -> DirTask<Unlink> {
+        let op = Unlink::new(now, self.dir_config(), seed, cache, root, path);
+        DirTask::new(now, "unlink", op)
+    }
+
+    /// Move the link `from` = (root, path) to `to` = (root, path), within one directory (a
+    /// rename) or between two.
+    pub fn move_link(
+        &self,
+        now: Instant,
+        cache: &mut DirCache,
+        from: (Cap, Vec<String>),
+        to: (Cap, Vec<String>),
+        overwrite: Overwrite,
+        seed: [u8; 32],
+    ) -> DirTask<Move> {
+        let op = Move::new(now, self.dir_config(), seed, cache, from, to, overwrite);
+        DirTask::new(now, "move", op)
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::crypto::rsa_keys::MutableKey;
+use crate::dirnode::ops::DirCache;
 use crate::immutable::download::{Download, DownloadEvent};
 use crate::immutable::upload::{Upload, UploadEvent};
 use crate::mutable::{PublishEvent, RetrieveEvent};
@@ -15,6 +17,7 @@ use crate::server_status::{GridStatus, GridStatusReport};
 use crate::time::Instant;
 use crate::wire::Response;
 
+use super::dir_task::{DirEvent, DirOperation};
 use super::driven::{Driven, Output};
 use super::report::{
     ClientError, DownloadReport, MutableReadReport, MutableWriteReport, Stage, TransferProgress,
@@ -40,6 +43,9 @@ pub enum Step<R> {
         bytes: Vec<u8>,
     },
     Progress(TransferProgress),
+    /// A directory must be made: pass a fresh RSA key to [`Task::provide_key`] (or
+    /// [`Task::key_unavailable`]).
+    NeedKey,
     /// A server misbehaved or was lost; the task works around it (the runtime may log it).
     Problem {
         server: ServerId,
@@ -88,6 +94,10 @@ pub trait Task {
     /// Reading or writing local data failed: the task stops (telling servers what they need to
     /// know) and finishes with `error`.
     fn fail_local(&mut self, now: Instant, error: ClientError);
+    /// The key a [`Step::NeedKey`] asked for.
+    fn provide_key(&mut self, now: Instant, key: MutableKey);
+    /// No key can be had for a [`Step::NeedKey`]: the task fails without making the directory.
+    fn key_unavailable(&mut self, now: Instant, reason: String);
     fn stats(&self) -> TransferStats;
 
     /// An answer or a loss from a connection.
@@ -167,6 +177,7 @@ mod sealed {
         /// Local data failed: stop the operation.
         fn cancel(&mut self, now: Instant);
         fn provide(&mut self, _now: Instant, _bytes: &[u8]) {}
+        fn key(&mut self, _now: Instant, _key: Result<MutableKey, String>) {}
     }
 }
 
@@ -247,6 +258,16 @@ impl<T: Events> Task for T {
 
     fn stats(&self) -> TransferStats {
         self.run_ref().driven.stats()
+    }
+
+    fn provide_key(&mut self, now: Instant, key: MutableKey) {
+        self.run().latest = now;
+        self.key(now, Ok(key));
+    }
+
+    fn key_unavailable(&mut self, now: Instant, reason: String) {
+        self.run().latest = now;
+        self.key(now, Err(reason));
     }
 }
 
@@ -502,4 +523,50 @@ impl Events for StatusTask {
         self.run.finish(Ok(report))
     }
     fn cancel(&mut self, _now: Instant) {}
+}
+
+/// A directory operation: list, look up, make, link, unlink, rename or move.
+#[derive(Debug)]
+pub struct DirTask<O: DirOperation> {
+    run: Run<O, O::Output>,
+}
+
+impl<O: DirOperation> DirTask<O> {
+    pub fn new(now: Instant, what: &'static str, op: O) -> DirTask<O> {
+        DirTask {
+            run: Run::new(what, now, op),
+        }
+    }
+
+    /// Give `cache` what the operation learned (call once it has finished).
+    pub fn return_to(&mut self, cache: &mut DirCache) {
+        self.run.driven.op_mut().return_to(cache);
+    }
+}
+
+impl<O: DirOperation> Events for DirTask<O> {
+    type Op = O;
+    type Report = O::Output;
+    fn run(&mut self) -> &mut Run<O, O::Output> {
+        &mut self.run
+    }
+    fn run_ref(&self) -> &Run<O, O::Output> {
+        &self.run
+    }
+    fn on_event(&mut self, event: O::Event) -> Option<Step<O::Output>> {
+        match O::classify(event) {
+            DirEvent::Progress => None,
+            DirEvent::NeedKey => Some(Step::NeedKey),
+            DirEvent::Done(v) => self.run.finish(Ok(v)),
+            DirEvent::Failed(e) => self.run.finish(Err(ClientError::Dir(e))),
+        }
+    }
+    fn cancel(&mut self, _now: Instant) {}
+    fn key(&mut self, now: Instant, key: Result<MutableKey, String>) {
+        let op = self.run.driven.op_mut();
+        match key {
+            Ok(key) => op.provide_key(now, key),
+            Err(reason) => op.key_unavailable(now, reason),
+        }
+    }
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use lafs_core::cap::Cap;
 use lafs_core::codec::CodecKind;
 use lafs_core::immutable::EncodingParams;
 use lafs_core::mutable::layout::MutableFormat;
@@ -137,6 +138,65 @@ pub trait Driver: Sized {
 
     /// Read mutable file `file`: whole, or `range` = (offset, length).
     fn read_mutable(&mut self, file: usize, range: Option<(u64, u64)>) -> Result<Vec<u8>, String>;
+}
+
+/// Directories, on drivers that run lafs-core's directory operations (the real-socket
+/// runtimes; the simulator does not run them yet). Paths are names below a root directory;
+/// errors are the operation's message.
+pub trait DirDriver: Driver {
+    /// A new, unlinked directory (its write cap).
+    fn mkdir(&mut self) -> Result<Cap, String>;
+    /// A new directory at `path` below `root` (`parents`: make missing ones too).
+    fn mkdir_at(&mut self, root: &Cap, path: &[&str], parents: bool) -> Result<Cap, String>;
+    /// Link immutable file `file` (uploaded earlier through this driver) at `path`; with
+    /// `replace` false an existing name is refused.
+    fn link_file(
+        &mut self,
+        root: &Cap,
+        path: &[&str],
+        file: usize,
+        replace: bool,
+    ) -> Result<(), String>;
+    /// The names in the directory at `path` below `root`.
+    fn list(&mut self, root: &Cap, path: &[&str]) -> Result<Vec<String>, String>;
+    /// The cap at `path` below `root`.
+    fn lookup(&mut self, root: &Cap, path: &[&str]) -> Result<Cap, String>;
+    /// Remove the link at `path` below `root`.
+    fn unlink(&mut self, root: &Cap, path: &[&str]) -> Result<(), String>;
+    /// Move the link at `from` to `to` (both below `root`).
+    fn move_link(&mut self, root: &Cap, from: &[&str], to: &[&str]) -> Result<(), String>;
+    /// The cap of immutable file `file`, uploaded earlier.
+    fn file_cap(&self, file: usize) -> Option<Cap>;
+}
+
+/// A path as the directory operations take it.
+pub fn path(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// The names of a directory's entries, in order.
+pub fn names(dir: &lafs_core::dirnode::Directory) -> Vec<String> {
+    dir.list().map(|(name, _)| name.to_string()).collect()
+}
+
+/// The known cap of a looked-up child.
+pub fn known_cap(found: lafs_core::dirnode::ops::Found) -> Result<Cap, String> {
+    match found.cap {
+        lafs_core::dirnode::ChildCap::Known(cap) => Ok(cap),
+        lafs_core::dirnode::ChildCap::Unknown(_) => Err("a cap of an unknown kind".into()),
+    }
+}
+
+/// The link options for linking a file, replacing an existing name or not.
+pub fn file_link(replace: bool) -> lafs_core::dirnode::ops::LinkOptions {
+    lafs_core::dirnode::ops::LinkOptions {
+        overwrite: if replace {
+            lafs_core::dirnode::Overwrite::Yes
+        } else {
+            lafs_core::dirnode::Overwrite::No
+        },
+        ..Default::default()
+    }
 }
 
 /// The bytes of the `attempt`-th publish (0 = the create) of mutable test file `file`: the

@@ -26,9 +26,12 @@ use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::PublishConfig;
 
+use lafs_core::dirnode::{ChildCap, Overwrite};
+
 use super::{
-    contents, corrupt_disk_shares, corrupt_notes, holders, mutable_contents, server_id, Driver,
-    Fetched, FillableStore, MutableFile, Op, OpResult, Setup, Uploaded,
+    contents, corrupt_disk_shares, corrupt_notes, file_link, holders, known_cap, mutable_contents,
+    names, path, server_id, DirDriver, Driver, Fetched, FillableStore, MutableFile, Op, OpResult,
+    Setup, Uploaded,
 };
 
 /// One storage server: its disk, address, fullness, and the thread running it.
@@ -336,5 +339,74 @@ impl Drop for SmolDriver {
         for node in &mut self.nodes {
             node.join();
         }
+    }
+}
+
+impl DirDriver for SmolDriver {
+    fn mkdir(&mut self) -> Result<Cap, String> {
+        ::smol::block_on(self.client.mkdir(MutableFormat::Sdmf, &mut self.keys))
+            .map_err(|e| e.to_string())
+    }
+
+    fn mkdir_at(&mut self, root: &Cap, at: &[&str], parents: bool) -> Result<Cap, String> {
+        ::smol::block_on(self.client.mkdir_at(
+            root,
+            &path(at),
+            MutableFormat::Sdmf,
+            parents,
+            &mut self.keys,
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    fn link_file(
+        &mut self,
+        root: &Cap,
+        at: &[&str],
+        file: usize,
+        replace: bool,
+    ) -> Result<(), String> {
+        let cap = self.caps.get(&file).cloned().ok_or("no such file")?;
+        ::smol::block_on(self.client.link(
+            root,
+            &path(at),
+            ChildCap::Known(cap),
+            file_link(replace),
+            &mut self.keys,
+        ))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    fn list(&mut self, root: &Cap, at: &[&str]) -> Result<Vec<String>, String> {
+        let dir = known_cap(
+            ::smol::block_on(self.client.lookup(root, &path(at))).map_err(|e| e.to_string())?,
+        )?;
+        let listed =
+            ::smol::block_on(self.client.list_directory(&dir)).map_err(|e| e.to_string())?;
+        Ok(names(&listed))
+    }
+
+    fn lookup(&mut self, root: &Cap, at: &[&str]) -> Result<Cap, String> {
+        known_cap(::smol::block_on(self.client.lookup(root, &path(at))).map_err(|e| e.to_string())?)
+    }
+
+    fn unlink(&mut self, root: &Cap, at: &[&str]) -> Result<(), String> {
+        ::smol::block_on(self.client.unlink(root, &path(at)))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn move_link(&mut self, root: &Cap, from: &[&str], to: &[&str]) -> Result<(), String> {
+        ::smol::block_on(self.client.move_link(
+            (root, &path(from)),
+            (root, &path(to)),
+            Overwrite::No,
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    fn file_cap(&self, file: usize) -> Option<Cap> {
+        self.caps.get(&file).cloned()
     }
 }

@@ -21,9 +21,12 @@ use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::PublishConfig;
 
+use lafs_core::dirnode::{ChildCap, Overwrite};
+
 use super::{
-    contents, corrupt_disk_shares, corrupt_notes, holders, mutable_contents, server_id, Driver,
-    Fetched, FillableStore, MutableFile, Op, OpResult, Setup, Uploaded,
+    contents, corrupt_disk_shares, corrupt_notes, file_link, holders, known_cap, mutable_contents,
+    names, path, server_id, DirDriver, Driver, Fetched, FillableStore, MutableFile, Op, OpResult,
+    Setup, Uploaded,
 };
 
 /// Secrets shared by the real-socket drivers (so both make the same caps).
@@ -294,5 +297,83 @@ pub fn storage_index(cap: &Cap) -> Option<lafs_core::wire::StorageIndex> {
     match cap {
         Cap::ChkRead { key, .. } => Some(lafs_core::crypto::storage_index_from_key(key)),
         _ => None,
+    }
+}
+
+impl DirDriver for StdDriver {
+    fn mkdir(&mut self) -> Result<Cap, String> {
+        self.client
+            .mkdir(MutableFormat::Sdmf, &mut self.keys)
+            .map_err(|e| e.to_string())
+    }
+
+    fn mkdir_at(&mut self, root: &Cap, at: &[&str], parents: bool) -> Result<Cap, String> {
+        self.client
+            .mkdir_at(
+                root,
+                &path(at),
+                MutableFormat::Sdmf,
+                parents,
+                &mut self.keys,
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    fn link_file(
+        &mut self,
+        root: &Cap,
+        at: &[&str],
+        file: usize,
+        replace: bool,
+    ) -> Result<(), String> {
+        let cap = self.caps.get(&file).cloned().ok_or("no such file")?;
+        self.client
+            .link(
+                root,
+                &path(at),
+                ChildCap::Known(cap),
+                file_link(replace),
+                &mut self.keys,
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn list(&mut self, root: &Cap, at: &[&str]) -> Result<Vec<String>, String> {
+        let dir = known_cap(
+            self.client
+                .lookup(root, &path(at))
+                .map_err(|e| e.to_string())?,
+        )?;
+        let listed = self
+            .client
+            .list_directory(&dir)
+            .map_err(|e| e.to_string())?;
+        Ok(names(&listed))
+    }
+
+    fn lookup(&mut self, root: &Cap, at: &[&str]) -> Result<Cap, String> {
+        known_cap(
+            self.client
+                .lookup(root, &path(at))
+                .map_err(|e| e.to_string())?,
+        )
+    }
+
+    fn unlink(&mut self, root: &Cap, at: &[&str]) -> Result<(), String> {
+        self.client
+            .unlink(root, &path(at))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn move_link(&mut self, root: &Cap, from: &[&str], to: &[&str]) -> Result<(), String> {
+        self.client
+            .move_link((root, &path(from)), (root, &path(to)), Overwrite::No)
+            .map_err(|e| e.to_string())
+    }
+
+    fn file_cap(&self, file: usize) -> Option<Cap> {
+        self.caps.get(&file).cloned()
     }
 }

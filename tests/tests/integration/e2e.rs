@@ -12,7 +12,7 @@ use lafs_core::mutable::layout::MutableFormat;
 use lafs_tests::drivers::on_sim::SimDriver;
 use lafs_tests::drivers::on_smol::SmolDriver;
 use lafs_tests::drivers::on_std::StdDriver;
-use lafs_tests::drivers::{contents, mutable_contents, Driver, Op, OpResult, Setup};
+use lafs_tests::drivers::{contents, mutable_contents, DirDriver, Driver, Op, OpResult, Setup};
 
 /// Check a download against the file's contents without printing megabytes on failure.
 fn assert_bytes<D: Driver>(what: &str, file: usize, size: u64, got: &[u8]) {
@@ -250,6 +250,62 @@ fn mutable_files_survive_a_server_restart<D: Driver>() {
     let got = d.read_mutable(0, None).expect("read after the restart");
     assert_eq!(got, mutable_contents(0, 2, 4_000), "{}", D::NAME);
 }
+
+fn directories_make_link_list_rename_move_and_unlink<D: DirDriver>() {
+    let mut setup = Setup::new(5);
+    setup.encoding.happy = 5;
+    let mut d = D::start(setup);
+    d.upload(0, 50_000).expect("upload");
+    let root = d.mkdir().expect("mkdir");
+    assert_eq!(d.list(&root, &[]).expect("list"), Vec::<String>::new());
+    d.mkdir_at(&root, &["a", "b"], true).expect("mkdir -p a/b");
+    d.link_file(&root, &["a", "b", "f"], 0, false)
+        .expect("link");
+    assert_eq!(d.list(&root, &["a", "b"]).expect("list a/b"), ["f"]);
+    // The link reaches the file: its cap downloads the uploaded bytes.
+    let cap = d.lookup(&root, &["a", "b", "f"]).expect("lookup");
+    assert_eq!(Some(cap), d.file_cap(0), "{}", D::NAME);
+    let err = d
+        .link_file(&root, &["a", "b", "f"], 0, false)
+        .expect_err("an existing name is refused without replace");
+    assert!(err.contains("exists"), "{}: {err}", D::NAME);
+    d.move_link(&root, &["a", "b", "f"], &["a", "b", "g"])
+        .expect("rename");
+    d.move_link(&root, &["a", "b", "g"], &["a", "g"])
+        .expect("move to the parent");
+    assert_eq!(d.list(&root, &["a"]).expect("list a"), ["b", "g"]);
+    assert_eq!(
+        d.list(&root, &["a", "b"]).expect("list a/b"),
+        Vec::<String>::new()
+    );
+    d.unlink(&root, &["a", "g"]).expect("unlink");
+    assert_eq!(d.list(&root, &["a"]).expect("list a"), ["b"]);
+    let err = d
+        .unlink(&root, &["a", "g"])
+        .expect_err("nothing left to unlink");
+    assert!(err.contains("no child named \"g\""), "{}: {err}", D::NAME);
+    let err = d
+        .mkdir_at(&root, &["x", "y"], false)
+        .expect_err("no parent x without -p");
+    assert!(err.contains("does not exist"), "{}: {err}", D::NAME);
+}
+
+macro_rules! dir_suite {
+    ($name:ident, $driver:ty) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn directories_make_link_list_rename_move_and_unlink() {
+                super::directories_make_link_list_rename_move_and_unlink::<$driver>();
+            }
+        }
+    };
+}
+
+// The simulator does not run directory operations yet (docs/runtimes.md).
+dir_suite!(std_threads_dirs, StdDriver);
+dir_suite!(smol_tasks_dirs, SmolDriver);
 
 macro_rules! suite {
     ($name:ident, $driver:ty) => {
