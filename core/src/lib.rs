@@ -19,6 +19,7 @@ pub mod netstring;
 pub mod op;
 pub mod placement;
 pub mod server;
+pub mod server_frames;
 pub mod server_status;
 pub mod store;
 pub mod time;

@@ -16,10 +16,8 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use lafs_core::server::{ConnectionId, StorageServer};
+use lafs_core::server_frames::{ConnectionFrames, NextReply};
 use lafs_core::store::ShareStore;
-use lafs_core::wire::{
-    encode_response, ErrorKind, Frame, FrameDecoder, FrameKind, Response, WireError,
-};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Executor;
 
@@ -94,14 +92,15 @@ impl<S: ShareStore + Send + 'static> Server<S> {
     }
 }
 
-/// Read frames and answer them until the peer hangs up, the stream fails, or framing is lost.
+/// Read frames and answer each as soon as it is handled (never holding more than one reply),
+/// until the peer hangs up, the stream fails, or framing is lost.
 async fn serve_connection<S: ShareStore>(
     state: &Mutex<StorageServer<S>>,
     conn: ConnectionId,
     stream: Async<TcpStream>,
 ) {
     let _ = stream.get_ref().set_nodelay(true);
-    let mut decoder = FrameDecoder::new();
+    let mut frames = ConnectionFrames::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut io: &Async<TcpStream> = &stream;
     loop {
@@ -111,41 +110,22 @@ async fn serve_connection<S: ShareStore>(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        decoder.push(&buf[..n]);
-        // Answers to every complete request in this read go out in one write.
-        let mut out = Vec::new();
+        frames.push(&buf[..n]);
         loop {
-            let (id, response) = match decoder.pop() {
-                Ok(None) => break,
-                Ok(Some(Frame::Request { id, request })) => {
-                    let response = lock(state).handle_request(clock::now(), conn, request);
-                    (id, response)
+            let reply = frames
+                .next_reply(|request| lock(state).handle_request(clock::now(), conn, request));
+            match reply {
+                NextReply::Reply(bytes) => {
+                    if io.write_all(&bytes).await.is_err() {
+                        return;
+                    }
                 }
-                Ok(Some(Frame::Response { id, .. })) => {
-                    tracing::debug!(conn = conn.0, id, "client sent a response frame; closing");
+                NextReply::NeedMore => break,
+                NextReply::Close(why) => {
+                    tracing::debug!(conn = conn.0, %why, "closing");
                     return;
                 }
-                Err(WireError::Malformed {
-                    id,
-                    kind: FrameKind::Request,
-                    error,
-                }) => (
-                    id,
-                    Response::Error {
-                        kind: ErrorKind::BadRequest,
-                        message: format!("malformed request: {error}"),
-                    },
-                ),
-                Err(e) => {
-                    tracing::debug!(conn = conn.0, error = %e, "framing lost; closing");
-                    let _ = io.write_all(&out).await;
-                    return;
-                }
-            };
-            out.extend_from_slice(&encode_response(id, &response));
-        }
-        if !out.is_empty() && io.write_all(&out).await.is_err() {
-            return;
+            }
         }
     }
 }

@@ -23,10 +23,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use lafs_core::server::{ConnectionId, StorageServer};
+use lafs_core::server_frames::{ConnectionFrames, NextReply};
 use lafs_core::store::ShareStore;
-use lafs_core::wire::{
-    encode_response, ErrorKind, Frame, FrameDecoder, FrameKind, Response, WireError,
-};
 
 use crate::clock;
 use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
@@ -279,10 +277,11 @@ fn accept_loop<S: ShareStore + Send + 'static>(listener: TcpListener, shared: Ar
     }
 }
 
-/// Read frames and answer them until the peer hangs up, the stream fails, or framing is lost.
+/// Read frames and answer each as soon as it is handled, until the peer hangs up, the stream
+/// fails, or framing is lost.
 fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let mut decoder = FrameDecoder::new();
+    let mut frames = ConnectionFrames::new();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = match stream.read(&mut buf) {
@@ -291,36 +290,22 @@ fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut s
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        decoder.push(&buf[..n]);
+        frames.push(&buf[..n]);
         loop {
-            let (id, response) = match decoder.pop() {
-                Ok(None) => break,
-                Ok(Some(Frame::Request { id, request })) => {
-                    let response = lock(&shared.server).handle_request(clock::now(), conn, request);
-                    (id, response)
+            let reply = frames.next_reply(|request| {
+                lock(&shared.server).handle_request(clock::now(), conn, request)
+            });
+            match reply {
+                NextReply::Reply(bytes) => {
+                    if stream.write_all(&bytes).is_err() {
+                        return;
+                    }
                 }
-                Ok(Some(Frame::Response { id, .. })) => {
-                    tracing::debug!(conn = conn.0, id, "client sent a response frame; closing");
+                NextReply::NeedMore => break,
+                NextReply::Close(why) => {
+                    tracing::debug!(conn = conn.0, %why, "closing");
                     return;
                 }
-                Err(WireError::Malformed {
-                    id,
-                    kind: FrameKind::Request,
-                    error,
-                }) => (
-                    id,
-                    Response::Error {
-                        kind: ErrorKind::BadRequest,
-                        message: format!("malformed request: {error}"),
-                    },
-                ),
-                Err(e) => {
-                    tracing::debug!(conn = conn.0, error = %e, "framing lost; closing");
-                    return;
-                }
-            };
-            if stream.write_all(&encode_response(id, &response)).is_err() {
-                return;
             }
         }
     }

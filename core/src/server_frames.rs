@@ -1,0 +1,95 @@
+//! A storage server's side of one connection, without the socket: bytes in, one framed reply
+//! per request out, in order. Every runtime's server loop is "read, [`ConnectionFrames::push`],
+//! then write each [`ConnectionFrames::next_reply`] as soon as it is made" — so a burst of
+//! pipelined reads never piles up replies in memory before the first is written.
+
+use crate::wire::{
+    encode_response, ErrorKind, Frame, FrameDecoder, FrameKind, Request, Response, WireError,
+};
+
+/// What the connection's next frame calls for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NextReply {
+    /// Write these bytes (one framed response).
+    Reply(Vec<u8>),
+    /// Nothing complete yet: read more.
+    NeedMore,
+    /// The peer broke the protocol (a response frame, or framing lost): close the connection.
+    Close(String),
+}
+
+/// The framing state of one connection.
+#[derive(Debug, Default)]
+pub struct ConnectionFrames {
+    decoder: FrameDecoder,
+}
+
+impl ConnectionFrames {
+    pub fn new() -> ConnectionFrames {
+        ConnectionFrames::default()
+    }
+
+    /// Bytes read from the socket.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.decoder.push(bytes);
+    }
+
+    /// Answer the next complete request with `answer` (the server's `handle_request`, under
+    /// whatever lock the runtime keeps). A malformed request is answered with `BadRequest`
+    /// without reaching `answer`.
+    pub fn next_reply(&mut self, answer: impl FnOnce(Request) -> Response) -> NextReply {
+        let (id, response) = match self.decoder.pop() {
+            Ok(None) => return NextReply::NeedMore,
+            Ok(Some(Frame::Request { id, request })) => (id, answer(request)),
+            Ok(Some(Frame::Response { id, .. })) => {
+                return NextReply::Close(format!("the client sent a response frame (id {id})"))
+            }
+            Err(WireError::Malformed {
+                id,
+                kind: FrameKind::Request,
+                error,
+            }) => (
+                id,
+                Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message: format!("malformed request: {error}"),
+                },
+            ),
+            Err(e) => return NextReply::Close(format!("framing lost: {e}")),
+        };
+        NextReply::Reply(encode_response(id, &response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode_frame, encode_request};
+
+    #[test]
+    fn each_pipelined_request_gets_its_own_reply_in_order() {
+        let mut c = ConnectionFrames::new();
+        let mut bytes = encode_request(7, &Request::GetVersion);
+        bytes.extend(encode_request(8, &Request::GetVersion));
+        c.push(&bytes[..5]);
+        assert_eq!(c.next_reply(|_| unreachable!()), NextReply::NeedMore);
+        c.push(&bytes[5..]);
+        for want in [7, 8] {
+            let NextReply::Reply(out) = c.next_reply(|_| Response::Done) else {
+                panic!("a reply");
+            };
+            assert_eq!(decode_frame(&out).expect("frame").id(), want);
+        }
+        assert_eq!(c.next_reply(|_| unreachable!()), NextReply::NeedMore);
+    }
+
+    #[test]
+    fn a_response_frame_from_a_client_closes_the_connection() {
+        let mut c = ConnectionFrames::new();
+        c.push(&encode_response(1, &Response::Done));
+        assert!(matches!(
+            c.next_reply(|_| Response::Done),
+            NextReply::Close(_)
+        ));
+    }
+}
