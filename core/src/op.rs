@@ -63,8 +63,8 @@ impl FileLeaseSecrets {
 
 /// The calls every client operation shares, so one driver loop can run any of them.
 ///
-/// Operation-specific mutators (`provide_segment`, `cancel`) stay inherent methods; a driver
-/// reacts to the operation's events, which say when to call them.
+/// Every operation implements it directly; operation-specific mutators (`provide_segment`,
+/// `cancel`) are inherent methods, called when the operation's events say so.
 pub trait ClientOp {
     type Event;
     /// A server answered request `id`.
@@ -113,41 +113,3 @@ impl<T: ClientOp + ?Sized> ClientOp for &mut T {
         (**self).poll_timeout()
     }
 }
-
-/// Implement [`ClientOp`] by forwarding to an operation's inherent methods of the same names.
-macro_rules! impl_client_op {
-    ($op:ty, $event:ty) => {
-        impl $crate::op::ClientOp for $op {
-            type Event = $event;
-            fn handle_input(
-                &mut self,
-                now: $crate::time::Instant,
-                from: $crate::placement::ServerId,
-                id: $crate::op::RequestId,
-                response: $crate::wire::Response,
-            ) {
-                <$op>::handle_input(self, now, from, id, response)
-            }
-            fn handle_server_lost(
-                &mut self,
-                now: $crate::time::Instant,
-                server: $crate::placement::ServerId,
-            ) {
-                <$op>::handle_server_lost(self, now, server)
-            }
-            fn handle_timeout(&mut self, now: $crate::time::Instant) {
-                <$op>::handle_timeout(self, now)
-            }
-            fn poll_transmit(&mut self) -> Option<$crate::op::Transmit> {
-                <$op>::poll_transmit(self)
-            }
-            fn poll_event(&mut self) -> Option<$event> {
-                <$op>::poll_event(self)
-            }
-            fn poll_timeout(&self) -> Option<$crate::time::Instant> {
-                <$op>::poll_timeout(self)
-            }
-        }
-    };
-}
-pub(crate) use impl_client_op;

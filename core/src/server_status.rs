@@ -86,7 +86,23 @@ impl GridStatus {
         status
     }
 
-    pub fn handle_input(&mut self, _now: Instant, from: ServerId, id: RequestId, resp: Response) {
+    fn finish_if_settled(&mut self) {
+        if !self.pending.is_empty() || self.states.len() < self.order.len() {
+            return;
+        }
+        let servers = self
+            .order
+            .iter()
+            .map(|s| (*s, self.states.remove(s).unwrap_or(ServerState::TimedOut)))
+            .collect();
+        self.report = Some(GridStatusReport { servers });
+    }
+}
+
+impl crate::op::ClientOp for GridStatus {
+    type Event = GridStatusReport;
+
+    fn handle_input(&mut self, _now: Instant, from: ServerId, id: RequestId, resp: Response) {
         if self.pending.get(&id) != Some(&from) {
             return; // not ours, or already settled
         }
@@ -114,7 +130,7 @@ impl GridStatus {
         self.finish_if_settled();
     }
 
-    pub fn handle_server_lost(&mut self, _now: Instant, server: ServerId) {
+    fn handle_server_lost(&mut self, _now: Instant, server: ServerId) {
         let lost: Vec<RequestId> = self
             .pending
             .iter()
@@ -128,7 +144,7 @@ impl GridStatus {
         self.finish_if_settled();
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    fn handle_timeout(&mut self, now: Instant) {
         if now < self.deadline {
             return;
         }
@@ -138,36 +154,23 @@ impl GridStatus {
         self.finish_if_settled();
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop()
     }
 
-    pub fn poll_event(&mut self) -> Option<GridStatusReport> {
+    fn poll_event(&mut self) -> Option<GridStatusReport> {
         self.report.take()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    fn poll_timeout(&self) -> Option<Instant> {
         (!self.pending.is_empty()).then_some(self.deadline)
     }
-
-    fn finish_if_settled(&mut self) {
-        if !self.pending.is_empty() || self.states.len() < self.order.len() {
-            return;
-        }
-        let servers = self
-            .order
-            .iter()
-            .map(|s| (*s, self.states.remove(s).unwrap_or(ServerState::TimedOut)))
-            .collect();
-        self.report = Some(GridStatusReport { servers });
-    }
 }
-
-crate::op::impl_client_op!(GridStatus, GridStatusReport);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::op::ClientOp as _;
     use crate::wire::ErrorKind;
 
     fn id(n: u8) -> ServerId {

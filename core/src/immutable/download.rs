@@ -319,116 +319,6 @@ impl Download {
 
     // ---- inputs ----
 
-    /// A server answered request `id`.
-    pub fn handle_input(
-        &mut self,
-        now: Instant,
-        from: ServerId,
-        id: RequestId,
-        response: Response,
-    ) {
-        let Some(p) = self.pending.remove(&id) else {
-            return;
-        };
-        if p.server != from || self.finished {
-            return;
-        }
-        if let Some(info) = self.servers.get_mut(&from) {
-            info.busy = false;
-        }
-        if let Some(sh) = p.shnum {
-            if let Some(share) = self.shares.get_mut(&sh) {
-                share.fetching = false;
-            }
-        }
-        match response {
-            Response::ImmutableRead { shares, held } => {
-                if let Some(info) = self.servers.get_mut(&from) {
-                    info.held = held.into_iter().collect();
-                }
-                // The server no longer has a share we were reading: forget it (asking again
-                // would loop forever) and let discovery find another.
-                if let Some(sh) = p.shnum {
-                    if !shares.iter().any(|r| r.shnum == sh) {
-                        self.shares.remove(&sh);
-                    }
-                }
-                for read in shares {
-                    let known_elsewhere = self
-                        .shares
-                        .get(&read.shnum)
-                        .is_some_and(|s| s.server != from);
-                    if known_elsewhere
-                        || self.corrupt.contains(&read.shnum)
-                        || usize::from(read.shnum) >= self.file.n
-                    {
-                        continue;
-                    }
-                    let share = self.shares.entry(read.shnum).or_insert_with(|| Share {
-                        server: from,
-                        data: SparseShare::new(),
-                        regions: None,
-                        verifier: None,
-                        block_tree: None,
-                        verified_segment: None,
-                        fetching: false,
-                    });
-                    share.data.share_len = Some(read.share_len);
-                    for (range, chunk) in p.ranges.iter().zip(read.chunks) {
-                        share.data.insert(range.offset, chunk);
-                    }
-                }
-                // A server that answers a targeted read without the bytes asked for (short of
-                // the share's end) will not do better next time: stop using that share.
-                if let Some(sh) = p.shnum {
-                    let incomplete = self.shares.get(&sh).is_some_and(|share| {
-                        p.ranges
-                            .iter()
-                            .any(|r| share.data.get(Range::new(r.offset, r.length)).is_none())
-                    });
-                    if incomplete {
-                        self.shares.remove(&sh);
-                        self.events.push_back(DownloadEvent::ServerProblem {
-                            server: from,
-                            problem: format!("share {sh}: the server returned less than was asked"),
-                        });
-                    }
-                }
-            }
-            Response::Error { kind, message } => {
-                self.events.push_back(DownloadEvent::ServerProblem {
-                    server: from,
-                    problem: format!("{kind:?}: {message}"),
-                });
-                if let Some(sh) = p.shnum {
-                    self.shares.remove(&sh);
-                }
-            }
-            other => self.lose_server(from, &format!("unexpected response {other:?}")),
-        }
-        self.step(now);
-    }
-
-    /// The connection to `server` broke.
-    pub fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
-        self.lose_server(server, "connection lost");
-        self.step(now);
-    }
-
-    /// Call when [`Download::poll_timeout`]'s instant has passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: BTreeSet<ServerId> = self
-            .pending
-            .values()
-            .filter(|p| p.deadline <= now)
-            .map(|p| p.server)
-            .collect();
-        for server in expired {
-            self.lose_server(server, "request timed out");
-        }
-        self.step(now);
-    }
-
     fn lose_server(&mut self, server: ServerId, why: &str) {
         if self.finished || !self.lost.insert(server) {
             return;
@@ -905,18 +795,6 @@ impl Download {
     }
 
     // ---- polls ----
-
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
-    }
-
-    pub fn poll_event(&mut self) -> Option<DownloadEvent> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.deadline).min()
-    }
 }
 
 /// Outcome of checking one share.
@@ -936,4 +814,122 @@ fn layout_error(shnum: u16, source: LayoutError) -> ShareCheck {
     })
 }
 
-crate::op::impl_client_op!(Download, DownloadEvent);
+impl crate::op::ClientOp for Download {
+    type Event = DownloadEvent;
+
+    /// A server answered request `id`.
+    fn handle_input(&mut self, now: Instant, from: ServerId, id: RequestId, response: Response) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        if p.server != from || self.finished {
+            return;
+        }
+        if let Some(info) = self.servers.get_mut(&from) {
+            info.busy = false;
+        }
+        if let Some(sh) = p.shnum {
+            if let Some(share) = self.shares.get_mut(&sh) {
+                share.fetching = false;
+            }
+        }
+        match response {
+            Response::ImmutableRead { shares, held } => {
+                if let Some(info) = self.servers.get_mut(&from) {
+                    info.held = held.into_iter().collect();
+                }
+                // The server no longer has a share we were reading: forget it (asking again
+                // would loop forever) and let discovery find another.
+                if let Some(sh) = p.shnum {
+                    if !shares.iter().any(|r| r.shnum == sh) {
+                        self.shares.remove(&sh);
+                    }
+                }
+                for read in shares {
+                    let known_elsewhere = self
+                        .shares
+                        .get(&read.shnum)
+                        .is_some_and(|s| s.server != from);
+                    if known_elsewhere
+                        || self.corrupt.contains(&read.shnum)
+                        || usize::from(read.shnum) >= self.file.n
+                    {
+                        continue;
+                    }
+                    let share = self.shares.entry(read.shnum).or_insert_with(|| Share {
+                        server: from,
+                        data: SparseShare::new(),
+                        regions: None,
+                        verifier: None,
+                        block_tree: None,
+                        verified_segment: None,
+                        fetching: false,
+                    });
+                    share.data.share_len = Some(read.share_len);
+                    for (range, chunk) in p.ranges.iter().zip(read.chunks) {
+                        share.data.insert(range.offset, chunk);
+                    }
+                }
+                // A server that answers a targeted read without the bytes asked for (short of
+                // the share's end) will not do better next time: stop using that share.
+                if let Some(sh) = p.shnum {
+                    let incomplete = self.shares.get(&sh).is_some_and(|share| {
+                        p.ranges
+                            .iter()
+                            .any(|r| share.data.get(Range::new(r.offset, r.length)).is_none())
+                    });
+                    if incomplete {
+                        self.shares.remove(&sh);
+                        self.events.push_back(DownloadEvent::ServerProblem {
+                            server: from,
+                            problem: format!("share {sh}: the server returned less than was asked"),
+                        });
+                    }
+                }
+            }
+            Response::Error { kind, message } => {
+                self.events.push_back(DownloadEvent::ServerProblem {
+                    server: from,
+                    problem: format!("{kind:?}: {message}"),
+                });
+                if let Some(sh) = p.shnum {
+                    self.shares.remove(&sh);
+                }
+            }
+            other => self.lose_server(from, &format!("unexpected response {other:?}")),
+        }
+        self.step(now);
+    }
+
+    /// The connection to `server` broke.
+    fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
+        self.lose_server(server, "connection lost");
+        self.step(now);
+    }
+
+    /// Call when [`Download::poll_timeout`]'s instant has passed.
+    fn handle_timeout(&mut self, now: Instant) {
+        let expired: BTreeSet<ServerId> = self
+            .pending
+            .values()
+            .filter(|p| p.deadline <= now)
+            .map(|p| p.server)
+            .collect();
+        for server in expired {
+            self.lose_server(server, "request timed out");
+        }
+        self.step(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<DownloadEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.deadline).min()
+    }
+}

@@ -493,131 +493,6 @@ impl Upload {
 
     // ---- inputs ----
 
-    /// A server answered request `id`.
-    pub fn handle_input(
-        &mut self,
-        now: Instant,
-        from: ServerId,
-        id: RequestId,
-        response: Response,
-    ) {
-        let Some(p) = self.pending.remove(&id) else {
-            return;
-        };
-        if p.server != from || self.phase == Phase::Finished {
-            return;
-        }
-        if let Some(w) = self.writers.get_mut(&from) {
-            w.unacked = w.unacked.saturating_sub(p.bytes);
-        }
-        match response {
-            Response::ImmutableWrite { results, held } => {
-                let mut written = BTreeSet::new();
-                let mut committed = BTreeSet::new();
-                let mut already = BTreeSet::new();
-                let mut refused = Vec::new();
-                for (sh, outcome) in results {
-                    if !p.shares.contains(&sh) {
-                        continue;
-                    }
-                    match outcome {
-                        ShareWriteOutcome::Written { committed: c } => {
-                            written.insert(sh);
-                            if c {
-                                committed.insert(sh);
-                            }
-                        }
-                        ShareWriteOutcome::AlreadyHave => {
-                            already.insert(sh);
-                        }
-                        ShareWriteOutcome::Refused(r) => refused.push(format!("share {sh}: {r:?}")),
-                    }
-                }
-                // Shares the server holds that we did not write also count (an earlier upload).
-                already.extend(held.iter().filter(|sh| !p.shares.contains(sh)));
-                if !refused.is_empty() {
-                    self.events.push_back(UploadEvent::ServerProblem {
-                        server: from,
-                        problem: refused.join("; "),
-                    });
-                }
-                if p.allocation {
-                    let writer = self.writers.entry(from).or_default();
-                    writer.shares.extend(&written);
-                    writer.committed.extend(&committed);
-                    if !already.is_empty() {
-                        self.existing.entry(from).or_default().extend(&already);
-                    }
-                    self.planner_outcome(
-                        now,
-                        from,
-                        Outcome::Answered {
-                            allocated: written,
-                            already_have: already,
-                        },
-                    );
-                } else if written.len() + already.iter().filter(|sh| p.shares.contains(sh)).count()
-                    == p.shares.len()
-                {
-                    // "Already have" to a continuing write: the same file finished its upload
-                    // first on this connection; the share is stored, which is all we wanted.
-                    if let Some(w) = self.writers.get_mut(&from) {
-                        w.committed.extend(committed);
-                        w.committed
-                            .extend(already.iter().filter(|sh| p.shares.contains(sh)));
-                    }
-                } else {
-                    self.server_lost(now, from, "a write was refused mid-upload".into());
-                }
-            }
-            Response::Error { kind, message } => {
-                let problem = format!("{kind:?}: {message}");
-                if p.allocation {
-                    self.events.push_back(UploadEvent::ServerProblem {
-                        server: from,
-                        problem: problem.clone(),
-                    });
-                    let outcome = Outcome::Refused {
-                        shares: p.shares,
-                        reason: RefusalReason::Error(problem),
-                    };
-                    self.planner_outcome(now, from, outcome);
-                } else {
-                    self.server_lost(now, from, problem);
-                }
-            }
-            other => self.server_lost(now, from, format!("unexpected response {other:?}")),
-        }
-        self.maybe_ask_next();
-        self.check_done();
-    }
-
-    /// The connection to `server` broke: everything in flight to it is lost.
-    pub fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
-        if self.phase != Phase::Finished {
-            self.server_lost(now, server, "connection lost".into());
-            self.maybe_ask_next();
-            self.check_done();
-        }
-    }
-
-    /// Call when [`Upload::poll_timeout`]'s instant has passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: BTreeSet<ServerId> = self
-            .pending
-            .values()
-            .filter(|p| p.deadline <= now)
-            .map(|p| p.server)
-            .collect();
-        for server in expired {
-            if self.phase != Phase::Finished {
-                self.server_lost(now, server, "request timed out".into());
-            }
-        }
-        self.maybe_ask_next();
-        self.check_done();
-    }
-
     fn server_lost(&mut self, now: Instant, server: ServerId, problem: String) {
         if !self.lost.insert(server) {
             return;
@@ -761,19 +636,140 @@ impl Upload {
     }
 
     // ---- polls ----
+}
 
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+impl crate::op::ClientOp for Upload {
+    type Event = UploadEvent;
+
+    /// A server answered request `id`.
+    fn handle_input(&mut self, now: Instant, from: ServerId, id: RequestId, response: Response) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        if p.server != from || self.phase == Phase::Finished {
+            return;
+        }
+        if let Some(w) = self.writers.get_mut(&from) {
+            w.unacked = w.unacked.saturating_sub(p.bytes);
+        }
+        match response {
+            Response::ImmutableWrite { results, held } => {
+                let mut written = BTreeSet::new();
+                let mut committed = BTreeSet::new();
+                let mut already = BTreeSet::new();
+                let mut refused = Vec::new();
+                for (sh, outcome) in results {
+                    if !p.shares.contains(&sh) {
+                        continue;
+                    }
+                    match outcome {
+                        ShareWriteOutcome::Written { committed: c } => {
+                            written.insert(sh);
+                            if c {
+                                committed.insert(sh);
+                            }
+                        }
+                        ShareWriteOutcome::AlreadyHave => {
+                            already.insert(sh);
+                        }
+                        ShareWriteOutcome::Refused(r) => refused.push(format!("share {sh}: {r:?}")),
+                    }
+                }
+                // Shares the server holds that we did not write also count (an earlier upload).
+                already.extend(held.iter().filter(|sh| !p.shares.contains(sh)));
+                if !refused.is_empty() {
+                    self.events.push_back(UploadEvent::ServerProblem {
+                        server: from,
+                        problem: refused.join("; "),
+                    });
+                }
+                if p.allocation {
+                    let writer = self.writers.entry(from).or_default();
+                    writer.shares.extend(&written);
+                    writer.committed.extend(&committed);
+                    if !already.is_empty() {
+                        self.existing.entry(from).or_default().extend(&already);
+                    }
+                    self.planner_outcome(
+                        now,
+                        from,
+                        Outcome::Answered {
+                            allocated: written,
+                            already_have: already,
+                        },
+                    );
+                } else if written.len() + already.iter().filter(|sh| p.shares.contains(sh)).count()
+                    == p.shares.len()
+                {
+                    // "Already have" to a continuing write: the same file finished its upload
+                    // first on this connection; the share is stored, which is all we wanted.
+                    if let Some(w) = self.writers.get_mut(&from) {
+                        w.committed.extend(committed);
+                        w.committed
+                            .extend(already.iter().filter(|sh| p.shares.contains(sh)));
+                    }
+                } else {
+                    self.server_lost(now, from, "a write was refused mid-upload".into());
+                }
+            }
+            Response::Error { kind, message } => {
+                let problem = format!("{kind:?}: {message}");
+                if p.allocation {
+                    self.events.push_back(UploadEvent::ServerProblem {
+                        server: from,
+                        problem: problem.clone(),
+                    });
+                    let outcome = Outcome::Refused {
+                        shares: p.shares,
+                        reason: RefusalReason::Error(problem),
+                    };
+                    self.planner_outcome(now, from, outcome);
+                } else {
+                    self.server_lost(now, from, problem);
+                }
+            }
+            other => self.server_lost(now, from, format!("unexpected response {other:?}")),
+        }
+        self.maybe_ask_next();
+        self.check_done();
+    }
+
+    /// The connection to `server` broke: everything in flight to it is lost.
+    fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
+        if self.phase != Phase::Finished {
+            self.server_lost(now, server, "connection lost".into());
+            self.maybe_ask_next();
+            self.check_done();
+        }
+    }
+
+    /// Call when [`Upload::poll_timeout`]'s instant has passed.
+    fn handle_timeout(&mut self, now: Instant) {
+        let expired: BTreeSet<ServerId> = self
+            .pending
+            .values()
+            .filter(|p| p.deadline <= now)
+            .map(|p| p.server)
+            .collect();
+        for server in expired {
+            if self.phase != Phase::Finished {
+                self.server_lost(now, server, "request timed out".into());
+            }
+        }
+        self.maybe_ask_next();
+        self.check_done();
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
-    pub fn poll_event(&mut self) -> Option<UploadEvent> {
+    fn poll_event(&mut self) -> Option<UploadEvent> {
         self.events.pop_front()
     }
 
     /// When [`Upload::handle_timeout`] must be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    fn poll_timeout(&self) -> Option<Instant> {
         self.pending.values().map(|p| p.deadline).min()
     }
 }
-
-crate::op::impl_client_op!(Upload, UploadEvent);

@@ -22,7 +22,7 @@ use crate::crypto::drbg::Drbg;
 use crate::crypto::ssk_write_enabler;
 use crate::hashtree::{Hash, HashTree};
 use crate::mutable::layout::encode_chain;
-use crate::op::{derivation_node_id, impl_client_op, FileLeaseSecrets, RequestId};
+use crate::op::{derivation_node_id, FileLeaseSecrets, RequestId};
 use crate::placement::{permuted_order, ServerDescriptor, ServerId};
 use crate::time::Instant;
 use crate::wire::{
@@ -146,92 +146,7 @@ impl Modify {
 
     // ---- handle_* ----
 
-    pub fn handle_input(
-        &mut self,
-        now: Instant,
-        from: ServerId,
-        id: RequestId,
-        response: Response,
-    ) {
-        if matches!(self.phase, Phase::Done) || !self.reqs.answered(id, from) {
-            return;
-        }
-        match &mut self.phase {
-            Phase::Mapping(q) => {
-                q.handle(now, from, id, response, &mut self.reqs);
-                self.after_map(now);
-            }
-            Phase::Reading => {
-                self.take_read(id, response);
-                if self.reqs.in_flight() == 0 {
-                    self.write(now);
-                }
-            }
-            Phase::Writing => {
-                if let Some((server, shnums)) = self.writes.remove(&id) {
-                    match response {
-                        Response::MutableWrite { applied: true, .. } => {
-                            self.placed.extend(shnums.into_iter().map(|s| (server, s)))
-                        }
-                        Response::MutableWrite { applied: false, .. } => self.conflict = true,
-                        Response::Error {
-                            kind: ErrorKind::BadWriteEnabler,
-                            ..
-                        } => self.error = Some(PublishError::WriteEnablerRefused { server }),
-                        _ => {}
-                    }
-                }
-                self.maybe_finish();
-            }
-            Phase::Done => {}
-        }
-    }
-
-    pub fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
-        let ids = self.reqs.lost(server);
-        match &mut self.phase {
-            Phase::Mapping(q) => {
-                q.lost(now, server, &ids, &mut self.reqs);
-                self.after_map(now);
-            }
-            Phase::Reading => {
-                for id in ids {
-                    self.asked.remove(&id);
-                }
-                self.fetched.retain(|(s, _), _| *s != server);
-                if self.reqs.in_flight() == 0 {
-                    self.write(now);
-                }
-            }
-            Phase::Writing => {
-                for id in ids {
-                    self.writes.remove(&id);
-                }
-                self.maybe_finish();
-            }
-            Phase::Done => {}
-        }
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for server in self.reqs.expired(now) {
-            self.handle_server_lost(now, server);
-        }
-    }
-
     // ---- poll_* ----
-
-    pub fn poll_transmit(&mut self) -> Option<crate::op::Transmit> {
-        self.reqs.poll_transmit()
-    }
-
-    pub fn poll_event(&mut self) -> Option<PublishEvent> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.reqs.poll_timeout()
-    }
 
     // ---- internals ----
 
@@ -579,4 +494,85 @@ impl Modify {
     }
 }
 
-impl_client_op!(Modify, PublishEvent);
+impl crate::op::ClientOp for Modify {
+    type Event = PublishEvent;
+
+    fn handle_input(&mut self, now: Instant, from: ServerId, id: RequestId, response: Response) {
+        if matches!(self.phase, Phase::Done) || !self.reqs.answered(id, from) {
+            return;
+        }
+        match &mut self.phase {
+            Phase::Mapping(q) => {
+                q.handle(now, from, id, response, &mut self.reqs);
+                self.after_map(now);
+            }
+            Phase::Reading => {
+                self.take_read(id, response);
+                if self.reqs.in_flight() == 0 {
+                    self.write(now);
+                }
+            }
+            Phase::Writing => {
+                if let Some((server, shnums)) = self.writes.remove(&id) {
+                    match response {
+                        Response::MutableWrite { applied: true, .. } => {
+                            self.placed.extend(shnums.into_iter().map(|s| (server, s)))
+                        }
+                        Response::MutableWrite { applied: false, .. } => self.conflict = true,
+                        Response::Error {
+                            kind: ErrorKind::BadWriteEnabler,
+                            ..
+                        } => self.error = Some(PublishError::WriteEnablerRefused { server }),
+                        _ => {}
+                    }
+                }
+                self.maybe_finish();
+            }
+            Phase::Done => {}
+        }
+    }
+
+    fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
+        let ids = self.reqs.lost(server);
+        match &mut self.phase {
+            Phase::Mapping(q) => {
+                q.lost(now, server, &ids, &mut self.reqs);
+                self.after_map(now);
+            }
+            Phase::Reading => {
+                for id in ids {
+                    self.asked.remove(&id);
+                }
+                self.fetched.retain(|(s, _), _| *s != server);
+                if self.reqs.in_flight() == 0 {
+                    self.write(now);
+                }
+            }
+            Phase::Writing => {
+                for id in ids {
+                    self.writes.remove(&id);
+                }
+                self.maybe_finish();
+            }
+            Phase::Done => {}
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        for server in self.reqs.expired(now) {
+            self.handle_server_lost(now, server);
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<crate::op::Transmit> {
+        self.reqs.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<PublishEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.reqs.poll_timeout()
+    }
+}

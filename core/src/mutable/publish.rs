@@ -24,7 +24,7 @@ use crate::cap::Cap;
 use crate::crypto::drbg::Drbg;
 use crate::crypto::rsa_keys::MutableKey;
 use crate::crypto::ssk_write_enabler;
-use crate::op::{derivation_node_id, impl_client_op, FileLeaseSecrets, RequestId};
+use crate::op::{derivation_node_id, FileLeaseSecrets, RequestId};
 use crate::placement::{permuted_order, ServerDescriptor, ServerId};
 use crate::time::{Duration, Instant};
 use crate::wire::{
@@ -211,78 +211,7 @@ impl Publish {
 
     // ---- handle_* ----
 
-    pub fn handle_input(
-        &mut self,
-        now: Instant,
-        from: ServerId,
-        id: RequestId,
-        response: Response,
-    ) {
-        if self.finished || !self.reqs.answered(id, from) {
-            return;
-        }
-        if let Some(q) = self.query.as_mut() {
-            q.handle(now, from, id, response, &mut self.reqs);
-            self.after_query(now);
-            return;
-        }
-        let Some((server, shnums)) = self.writes.remove(&id) else {
-            return;
-        };
-        match response {
-            Response::MutableWrite { applied: true, .. } => {
-                for shnum in shnums {
-                    self.placed.push((server, shnum));
-                }
-            }
-            Response::MutableWrite { applied: false, .. } => self.conflict = true,
-            Response::Error {
-                kind: ErrorKind::BadWriteEnabler,
-                ..
-            } => self.refused = Some(server),
-            _ => {
-                self.map.failed.insert(server);
-            }
-        }
-        self.maybe_finish();
-    }
-
-    pub fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
-        if self.finished {
-            return;
-        }
-        let ids = self.reqs.lost(server);
-        if let Some(q) = self.query.as_mut() {
-            q.lost(now, server, &ids, &mut self.reqs);
-            self.after_query(now);
-            return;
-        }
-        for id in ids {
-            self.writes.remove(&id);
-        }
-        self.map.failed.insert(server);
-        self.maybe_finish();
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for server in self.reqs.expired(now) {
-            self.handle_server_lost(now, server);
-        }
-    }
-
     // ---- poll_* ----
-
-    pub fn poll_transmit(&mut self) -> Option<crate::op::Transmit> {
-        self.reqs.poll_transmit()
-    }
-
-    pub fn poll_event(&mut self) -> Option<PublishEvent> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.reqs.poll_timeout()
-    }
 
     // ---- internals ----
 
@@ -482,4 +411,71 @@ impl Publish {
     }
 }
 
-impl_client_op!(Publish, PublishEvent);
+impl crate::op::ClientOp for Publish {
+    type Event = PublishEvent;
+
+    fn handle_input(&mut self, now: Instant, from: ServerId, id: RequestId, response: Response) {
+        if self.finished || !self.reqs.answered(id, from) {
+            return;
+        }
+        if let Some(q) = self.query.as_mut() {
+            q.handle(now, from, id, response, &mut self.reqs);
+            self.after_query(now);
+            return;
+        }
+        let Some((server, shnums)) = self.writes.remove(&id) else {
+            return;
+        };
+        match response {
+            Response::MutableWrite { applied: true, .. } => {
+                for shnum in shnums {
+                    self.placed.push((server, shnum));
+                }
+            }
+            Response::MutableWrite { applied: false, .. } => self.conflict = true,
+            Response::Error {
+                kind: ErrorKind::BadWriteEnabler,
+                ..
+            } => self.refused = Some(server),
+            _ => {
+                self.map.failed.insert(server);
+            }
+        }
+        self.maybe_finish();
+    }
+
+    fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
+        if self.finished {
+            return;
+        }
+        let ids = self.reqs.lost(server);
+        if let Some(q) = self.query.as_mut() {
+            q.lost(now, server, &ids, &mut self.reqs);
+            self.after_query(now);
+            return;
+        }
+        for id in ids {
+            self.writes.remove(&id);
+        }
+        self.map.failed.insert(server);
+        self.maybe_finish();
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        for server in self.reqs.expired(now) {
+            self.handle_server_lost(now, server);
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<crate::op::Transmit> {
+        self.reqs.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<PublishEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.reqs.poll_timeout()
+    }
+}

@@ -17,7 +17,7 @@ use super::share::{
     check_share_hashes, decode_segment, verified_block, ShareError, SignatureCache,
 };
 use crate::hashtree::Hash;
-use crate::op::{impl_client_op, RequestId};
+use crate::op::RequestId;
 use crate::placement::{permuted_order, ServerDescriptor, ServerId};
 use crate::time::{Duration, Instant};
 use crate::wire::{ReadRange, Request, Response};
@@ -178,67 +178,7 @@ impl Retrieve {
 
     // ---- handle_* ----
 
-    pub fn handle_input(
-        &mut self,
-        now: Instant,
-        from: ServerId,
-        id: RequestId,
-        response: Response,
-    ) {
-        if self.finished || !self.reqs.answered(id, from) {
-            return;
-        }
-        if let Some(q) = self.query.as_mut() {
-            q.handle(now, from, id, response, &mut self.reqs);
-        } else {
-            self.take_read(from, id, response);
-        }
-        self.step(now);
-    }
-
-    pub fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
-        if self.finished {
-            return;
-        }
-        let ids = self.reqs.lost(server);
-        if let Some(q) = self.query.as_mut() {
-            q.lost(now, server, &ids, &mut self.reqs);
-        }
-        for id in ids {
-            self.asked.remove(&id);
-        }
-        let on_server: Vec<(ServerId, u16)> = self
-            .chosen
-            .iter()
-            .filter(|(s, _)| *s == server)
-            .copied()
-            .collect();
-        for key in on_server {
-            self.drop_share(key, None);
-        }
-        self.map.failed.insert(server);
-        self.step(now);
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for server in self.reqs.expired(now) {
-            self.handle_server_lost(now, server);
-        }
-    }
-
     // ---- poll_* ----
-
-    pub fn poll_transmit(&mut self) -> Option<crate::op::Transmit> {
-        self.reqs.poll_transmit()
-    }
-
-    pub fn poll_event(&mut self) -> Option<RetrieveEvent> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.reqs.poll_timeout()
-    }
 
     // ---- internals ----
 
@@ -580,4 +520,60 @@ impl Retrieve {
     }
 }
 
-impl_client_op!(Retrieve, RetrieveEvent);
+impl crate::op::ClientOp for Retrieve {
+    type Event = RetrieveEvent;
+
+    fn handle_input(&mut self, now: Instant, from: ServerId, id: RequestId, response: Response) {
+        if self.finished || !self.reqs.answered(id, from) {
+            return;
+        }
+        if let Some(q) = self.query.as_mut() {
+            q.handle(now, from, id, response, &mut self.reqs);
+        } else {
+            self.take_read(from, id, response);
+        }
+        self.step(now);
+    }
+
+    fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
+        if self.finished {
+            return;
+        }
+        let ids = self.reqs.lost(server);
+        if let Some(q) = self.query.as_mut() {
+            q.lost(now, server, &ids, &mut self.reqs);
+        }
+        for id in ids {
+            self.asked.remove(&id);
+        }
+        let on_server: Vec<(ServerId, u16)> = self
+            .chosen
+            .iter()
+            .filter(|(s, _)| *s == server)
+            .copied()
+            .collect();
+        for key in on_server {
+            self.drop_share(key, None);
+        }
+        self.map.failed.insert(server);
+        self.step(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        for server in self.reqs.expired(now) {
+            self.handle_server_lost(now, server);
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<crate::op::Transmit> {
+        self.reqs.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<RetrieveEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.reqs.poll_timeout()
+    }
+}

@@ -6,6 +6,7 @@
 //! own numbers instead and translates answers back. A finished sub-operation leaves the table
 //! with its routes, so a late answer to it is dropped rather than misdelivered.
 
+use crate::op::ClientOp as _;
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::crypto::drbg::Drbg;
