@@ -30,6 +30,10 @@ pub struct WorkloadConfig {
     /// Mutable-file operations per run (creates, updates, concurrent updates, reads), on top
     /// of `ops`; 0 for an immutable-only workload.
     pub mutable_ops: usize,
+    /// Directory operations per run (creates, links of uploaded files, unlinks, listings, and
+    /// bursts of links into one directory from several clients), on top of the others; 0 for
+    /// none.
+    pub dir_ops: usize,
 }
 
 impl Default for WorkloadConfig {
@@ -41,6 +45,7 @@ impl Default for WorkloadConfig {
             mean_gap: Duration::from_millis(100),
             faults: true,
             mutable_ops: 12,
+            dir_ops: 10,
         }
     }
 }
@@ -130,6 +135,14 @@ pub fn random_plan(seed: u64, cfg: &WorkloadConfig) -> Plan {
 
     let span = t;
     ops.extend(mutable_ops(seed, cfg, clients, span));
+    let uploads: Vec<usize> = ops
+        .iter()
+        .filter_map(|o| match o.spec {
+            OpSpec::Upload { file } => Some(file),
+            _ => None,
+        })
+        .collect();
+    ops.extend(dir_ops(seed, cfg, clients, span, &uploads));
     // Start order (stable: the immutable ops keep theirs).
     ops.sort_by_key(|o| match o.start {
         Start::At(t) => t,
@@ -180,6 +193,89 @@ fn mutable_size(m: &mut ChaCha8Rng, format: MutableFormat) -> u64 {
         }
         MutableFormat::Mdmf => log_uniform(m, 1, 64 * 1024).max(1),
     }
+}
+
+/// Directories per run, at most.
+const DIRS: usize = 2;
+/// Names a run's links use per directory, at most (few, so edits of one name meet).
+const NAMES: u32 = 6;
+
+/// The directory part of a workload, from its own random stream over about `span`
+/// microseconds: each directory is made first; then links of uploaded files under a few names
+/// (skipped until the file is acknowledged), unlinks, listings, and bursts of two or three
+/// links into one directory from different clients within a few milliseconds.
+fn dir_ops(
+    seed: u64,
+    cfg: &WorkloadConfig,
+    clients: usize,
+    span: f64,
+    uploads: &[usize],
+) -> Vec<PlannedOp> {
+    let mut out = Vec::new();
+    if cfg.dir_ops == 0 || uploads.is_empty() {
+        return out;
+    }
+    let mut d = sub_rng(seed, Concern::Directory);
+    let dirs = d.gen_range(1..=DIRS.min(cfg.dir_ops));
+    let mean_gap = (span / cfg.dir_ops as f64).max(1_000.0);
+    let mut t = d.gen_range(0.0..=mean_gap);
+    let at = |t: f64| Start::At(Instant(t as u64));
+    for dir in 0..dirs {
+        out.push(PlannedOp {
+            start: at(t),
+            client: d.gen_range(0..clients),
+            spec: OpSpec::DirCreate { dir },
+        });
+        t += exponential(&mut d, mean_gap);
+    }
+    while out.len() < cfg.dir_ops {
+        let dir = d.gen_range(0..dirs);
+        let file = uploads[d.gen_range(0..uploads.len())];
+        let roll: f64 = d.gen();
+        if roll < 0.4 {
+            out.push(PlannedOp {
+                start: at(t),
+                client: d.gen_range(0..clients),
+                spec: OpSpec::DirLink {
+                    dir,
+                    name: d.gen_range(0..NAMES),
+                    file,
+                },
+            });
+        } else if roll < 0.55 {
+            out.push(PlannedOp {
+                start: at(t),
+                client: d.gen_range(0..clients),
+                spec: OpSpec::DirUnlink {
+                    dir,
+                    name: d.gen_range(0..NAMES),
+                },
+            });
+        } else if roll < 0.75 {
+            out.push(PlannedOp {
+                start: at(t),
+                client: d.gen_range(0..clients),
+                spec: OpSpec::DirList { dir },
+            });
+        } else {
+            // Concurrent writers of one directory, mostly under different names.
+            let writers = d.gen_range(2..=3usize);
+            let first = d.gen_range(0..clients);
+            for w in 0..writers {
+                out.push(PlannedOp {
+                    start: at(t + d.gen_range(0.0..5_000.0)),
+                    client: (first + w) % clients,
+                    spec: OpSpec::DirLink {
+                        dir,
+                        name: d.gen_range(0..NAMES),
+                        file: uploads[d.gen_range(0..uploads.len())],
+                    },
+                });
+            }
+        }
+        t += exponential(&mut d, mean_gap);
+    }
+    out
 }
 
 /// The mutable part of a workload, from its own random stream over about `span` microseconds:
@@ -395,6 +491,7 @@ mod tests {
                 seed,
                 &WorkloadConfig {
                     mutable_ops: 0,
+                    dir_ops: 0,
                     ..cfg.clone()
                 },
             );

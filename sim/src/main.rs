@@ -63,6 +63,10 @@ struct WorkloadArgs {
     /// Mutable-file operations per run (creates, updates, racing updates, reads); 0 for none.
     #[arg(long, default_value_t = WorkloadConfig::default().mutable_ops)]
     mutable_ops: usize,
+    /// Directory operations per run (creates, links, racing links, unlinks, listings); 0 for
+    /// none.
+    #[arg(long, default_value_t = WorkloadConfig::default().dir_ops)]
+    dir_ops: usize,
     /// Run without injected faults.
     #[arg(long)]
     no_faults: bool,
@@ -76,6 +80,7 @@ impl WorkloadArgs {
             max_size: self.max_size.max(1),
             faults: !self.no_faults,
             mutable_ops: self.mutable_ops,
+            dir_ops: self.dir_ops,
             ..WorkloadConfig::default()
         }
     }
@@ -89,6 +94,7 @@ impl Default for WorkloadArgs {
             mean_size: d.mean_size,
             max_size: d.max_size,
             mutable_ops: d.mutable_ops,
+            dir_ops: d.dir_ops,
             no_faults: false,
         }
     }
@@ -177,11 +183,13 @@ fn sweep(seeds: Option<String>, cfg: &WorkloadConfig) -> ExitCode {
     bar.finish_and_clear();
     let secs = watch.seconds();
     println!(
-        "lafs-sim sweep of seeds {}..{} ({} ops/run + {} mutable, mean size {} B, faults {})",
+        "lafs-sim sweep of seeds {}..{} ({} ops/run + {} mutable + {} directory, mean size {} B, \
+         faults {})",
         range.start,
         range.end,
         cfg.ops,
         cfg.mutable_ops,
+        cfg.dir_ops,
         cfg.mean_size,
         if cfg.faults { "on" } else { "off" }
     );

@@ -90,6 +90,28 @@ pub enum OpSpec {
         file: usize,
         range: Option<(u64, u64)>,
     },
+    /// Make directory number `dir` (numbered apart from files) with the run's next fixture
+    /// key. Skipped if it was made already or the keys are used up.
+    DirCreate {
+        dir: usize,
+    },
+    /// Link immutable file `file` as name `name` in directory `dir`, replacing what the name
+    /// linked. Skipped until both the directory and the file were acknowledged.
+    DirLink {
+        dir: usize,
+        name: u32,
+        file: usize,
+    },
+    /// Remove the link `name` from directory `dir` (fails if there is none). Skipped until the
+    /// directory was acknowledged.
+    DirUnlink {
+        dir: usize,
+        name: u32,
+    },
+    /// List directory `dir`. Skipped until it was acknowledged.
+    DirList {
+        dir: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

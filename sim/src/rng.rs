@@ -24,6 +24,9 @@ pub enum Concern {
     /// Which mutable-file operations run, when, on what sizes (apart from `Workload`, so adding
     /// them left every seed's immutable workload as it was).
     Mutable = 6,
+    /// Which directory operations run, when, on which names (its own stream, so adding them
+    /// left every seed's file workload as it was).
+    Directory = 7,
 }
 
 /// The RNG of `concern` for the run with this `seed`.

@@ -27,6 +27,9 @@ pub fn repro_command(seed: u64, cfg: &WorkloadConfig) -> String {
     if cfg.mutable_ops != d.mutable_ops {
         cmd += &format!(" --mutable-ops {}", cfg.mutable_ops);
     }
+    if cfg.dir_ops != d.dir_ops {
+        cmd += &format!(" --dir-ops {}", cfg.dir_ops);
+    }
     if !cfg.faults {
         cmd += " --no-faults";
     }
@@ -52,6 +55,11 @@ pub struct SweepSummary {
     pub retrieves_ok: u64,
     pub retrieves_failed: u64,
     pub mutable_skipped: u64,
+    pub dir_edits_ok: u64,
+    pub dir_edits_failed: u64,
+    pub dir_lists_ok: u64,
+    pub dir_lists_failed: u64,
+    pub dir_skipped: u64,
     pub faults: BTreeMap<&'static str, u64>,
     pub events: u64,
     pub virtual_micros: u64,
@@ -84,6 +92,11 @@ impl SweepSummary {
         self.retrieves_ok += r.retrieves_ok;
         self.retrieves_failed += r.retrieves_failed;
         self.mutable_skipped += r.mutable_skipped;
+        self.dir_edits_ok += r.dir_edits_ok;
+        self.dir_edits_failed += r.dir_edits_failed;
+        self.dir_lists_ok += r.dir_lists_ok;
+        self.dir_lists_failed += r.dir_lists_failed;
+        self.dir_skipped += r.dir_skipped;
         for (k, v) in &r.faults {
             *self.faults.entry(k).or_default() += v;
         }
@@ -96,7 +109,11 @@ impl SweepSummary {
             match t.kind {
                 OpKind::Upload => self.upload_latency.push(sample),
                 OpKind::Download => self.download_latency.push(sample),
-                OpKind::FinalCheck | OpKind::Publish | OpKind::Retrieve => {}
+                OpKind::FinalCheck
+                | OpKind::Publish
+                | OpKind::Retrieve
+                | OpKind::DirEdit
+                | OpKind::DirList => {}
             }
         }
         for (k, v) in &r.failure_reasons {
@@ -166,6 +183,18 @@ impl SweepSummary {
             (
                 "  mutable ops skipped".into(),
                 self.mutable_skipped.to_string(),
+            ),
+            (
+                "  directory edits ok / failed".into(),
+                format!("{} / {}", self.dir_edits_ok, self.dir_edits_failed),
+            ),
+            (
+                "  directory listings ok / failed".into(),
+                format!("{} / {}", self.dir_lists_ok, self.dir_lists_failed),
+            ),
+            (
+                "  directory ops skipped".into(),
+                self.dir_skipped.to_string(),
             ),
             (
                 "files below k good shares".into(),

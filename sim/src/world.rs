@@ -12,6 +12,11 @@ use std::sync::Arc;
 use lafs_core::cap::Cap;
 use lafs_core::client::{Driven, Output};
 use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
+use lafs_core::dirnode::ops::{
+    DirCache, DirConfig, DirOpError, Link, LinkEvent, LinkOptions, List, ListEvent, Mkdir,
+    MkdirEvent, Unlink, UnlinkEvent,
+};
+use lafs_core::dirnode::{ChildCap, Directory, Overwrite};
 use lafs_core::hashtree::Hash;
 use lafs_core::immutable::download::{ChkFile, Download, DownloadConfig, DownloadEvent};
 use lafs_core::immutable::encode::convergent_key;
@@ -44,6 +49,9 @@ const LEASE_SECRET: &[u8] = b"lafs-sim lease secret...........";
 /// Mixed into the seed for the contents of mutable versions and for publish randomness.
 const MUTABLE_CONTENT_SALT: u64 = 0x6d75_7461_626c_6531;
 const PUBLISH_SEED_SALT: u64 = 0x7075_626c_6973_6831;
+const DIR_SEED_SALT: u64 = 0x6469_7265_6374_6f72;
+/// Bytes of directory state each simulated client remembers.
+const DIR_CACHE_BYTES: usize = 1 << 20;
 
 /// The bytes the `attempt`-th publish (0 = the create) of mutable file `file` writes in a run
 /// with `seed`, so a test outside the simulator can expect the same contents.
@@ -111,6 +119,10 @@ enum Machine {
     Download(Box<Download>),
     Publish(Box<Publish>),
     Retrieve(Box<Retrieve>),
+    Mkdir(Box<Mkdir>),
+    Link(Box<Link>),
+    Unlink(Box<Unlink>),
+    List(Box<List>),
 }
 
 #[derive(Debug)]
@@ -119,19 +131,34 @@ enum MachineEvent {
     Download(DownloadEvent),
     Publish(PublishEvent),
     Retrieve(RetrieveEvent),
+    Mkdir(MkdirEvent),
+    Link(LinkEvent),
+    Unlink(UnlinkEvent),
+    List(ListEvent),
+}
+
+/// Runs `$body` with `$m` bound to whichever state machine `$machine` holds; `$idle` if none.
+macro_rules! with_machine {
+    ($machine:expr, $m:ident => $body:expr, idle => $idle:expr) => {
+        match $machine {
+            Machine::Idle => $idle,
+            Machine::Upload($m) => $body,
+            Machine::Download($m) => $body,
+            Machine::Publish($m) => $body,
+            Machine::Retrieve($m) => $body,
+            Machine::Mkdir($m) => $body,
+            Machine::Link($m) => $body,
+            Machine::Unlink($m) => $body,
+            Machine::List($m) => $body,
+        }
+    };
 }
 
 impl ClientOp for Machine {
     type Event = MachineEvent;
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        match self {
-            Machine::Idle => None,
-            Machine::Upload(m) => m.poll_transmit(),
-            Machine::Download(m) => m.poll_transmit(),
-            Machine::Publish(m) => m.poll_transmit(),
-            Machine::Retrieve(m) => m.poll_transmit(),
-        }
+        with_machine!(self, m => m.poll_transmit(), idle => None)
     }
     fn poll_event(&mut self) -> Option<MachineEvent> {
         match self {
@@ -140,43 +167,23 @@ impl ClientOp for Machine {
             Machine::Download(m) => m.poll_event().map(MachineEvent::Download),
             Machine::Publish(m) => m.poll_event().map(MachineEvent::Publish),
             Machine::Retrieve(m) => m.poll_event().map(MachineEvent::Retrieve),
+            Machine::Mkdir(m) => m.poll_event().map(MachineEvent::Mkdir),
+            Machine::Link(m) => m.poll_event().map(MachineEvent::Link),
+            Machine::Unlink(m) => m.poll_event().map(MachineEvent::Unlink),
+            Machine::List(m) => m.poll_event().map(MachineEvent::List),
         }
     }
     fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Machine::Idle => None,
-            Machine::Upload(m) => m.poll_timeout(),
-            Machine::Download(m) => m.poll_timeout(),
-            Machine::Publish(m) => m.poll_timeout(),
-            Machine::Retrieve(m) => m.poll_timeout(),
-        }
+        with_machine!(self, m => m.poll_timeout(), idle => None)
     }
     fn handle_input(&mut self, now: Instant, from: ServerId, id: RequestId, r: Response) {
-        match self {
-            Machine::Idle => {}
-            Machine::Upload(m) => m.handle_input(now, from, id, r),
-            Machine::Download(m) => m.handle_input(now, from, id, r),
-            Machine::Publish(m) => m.handle_input(now, from, id, r),
-            Machine::Retrieve(m) => m.handle_input(now, from, id, r),
-        }
+        with_machine!(self, m => m.handle_input(now, from, id, r), idle => ())
     }
     fn handle_server_lost(&mut self, now: Instant, server: ServerId) {
-        match self {
-            Machine::Idle => {}
-            Machine::Upload(m) => m.handle_server_lost(now, server),
-            Machine::Download(m) => m.handle_server_lost(now, server),
-            Machine::Publish(m) => m.handle_server_lost(now, server),
-            Machine::Retrieve(m) => m.handle_server_lost(now, server),
-        }
+        with_machine!(self, m => m.handle_server_lost(now, server), idle => ())
     }
     fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Machine::Idle => {}
-            Machine::Upload(m) => m.handle_timeout(now),
-            Machine::Download(m) => m.handle_timeout(now),
-            Machine::Publish(m) => m.handle_timeout(now),
-            Machine::Retrieve(m) => m.handle_timeout(now),
-        }
+        with_machine!(self, m => m.handle_timeout(now), idle => ())
     }
 }
 
@@ -186,8 +193,13 @@ impl Machine {
             Machine::Idle => {}
             Machine::Upload(m) => m.cancel(now),
             Machine::Download(m) => m.cancel(),
-            // Mutable operations have nothing to abort: dropping them is enough.
-            Machine::Publish(_) | Machine::Retrieve(_) => {}
+            // Mutable and directory operations have nothing to abort: dropping them is enough.
+            Machine::Publish(_)
+            | Machine::Retrieve(_)
+            | Machine::Mkdir(_)
+            | Machine::Link(_)
+            | Machine::Unlink(_)
+            | Machine::List(_) => {}
         }
     }
 }
@@ -221,6 +233,8 @@ struct OpState {
     /// then (a read that overlaps faults may legitimately fall back to an older version).
     faults_at_start: u64,
     disk_errors_at_start: bool,
+    /// Directory edits of a name: how the name's state saw the start.
+    name_edit: Option<NameEdit>,
 }
 
 impl OpState {
@@ -244,6 +258,7 @@ impl OpState {
             floor: None,
             faults_at_start: 0,
             disk_errors_at_start: false,
+            name_edit: None,
         }
     }
 }
@@ -275,6 +290,54 @@ struct MutableState {
     maps: BTreeMap<usize, ServerMap>,
     /// Publishes of this file now running.
     publishing: usize,
+}
+
+/// What the simulator knows of one directory.
+#[derive(Debug, Default)]
+struct DirState {
+    cap: Option<Cap>,
+    /// A create is running or done (the key is spent then).
+    creating: bool,
+    names: BTreeMap<u32, NameState>,
+    /// An edit failed part-way through its publish: its write may still land late, as an
+    /// uncoordinated writer's would, so no listing of this directory is checked any more.
+    poisoned: bool,
+}
+
+/// One edit of a directory name, as the name's state saw its start.
+#[derive(Clone, Copy, Debug)]
+struct NameEdit {
+    /// The name's start count including this edit.
+    starts: u64,
+    /// No other edit of the name was running when this one started.
+    alone: bool,
+}
+
+/// What one name of a directory must link, as far as acknowledgements tell.
+#[derive(Debug)]
+struct NameState {
+    /// Edits of this name running now.
+    running: usize,
+    /// Edits of this name started so far.
+    starts: u64,
+    /// The operation whose acknowledgement settled the name.
+    settled_by: Option<usize>,
+    /// `Some(cap)` / `Some(None)`: linked to `cap` / absent, by an edit acknowledged while no
+    /// other edit of the name ran or was left unfinished since; `None`: unknown (an edit
+    /// failed or overlapped another, so either outcome is legitimate).
+    settled: Option<Option<Cap>>,
+}
+
+impl Default for NameState {
+    fn default() -> Self {
+        // A name no edit has touched is absent.
+        NameState {
+            running: 0,
+            starts: 0,
+            settled: Some(None),
+            settled_by: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -320,6 +383,10 @@ pub struct Sim {
     server_ix: BTreeMap<ServerId, usize>,
     files: Vec<FileState>,
     mfiles: Vec<MutableState>,
+    /// Directories (numbered apart from files) and what is known of their links.
+    dirs: Vec<DirState>,
+    /// Each client's remembered directory states.
+    dir_caches: Vec<DirCache>,
     /// The run's RSA keys for mutable files (fixed, so runs replay).
     keys: FixtureKeys,
     ops: Vec<OpState>,
@@ -384,6 +451,10 @@ impl Sim {
                 })
                 .collect(),
             mfiles: Vec::new(),
+            dirs: Vec::new(),
+            dir_caches: (0..plan.net.clients)
+                .map(|_| DirCache::new(DIR_CACHE_BYTES))
+                .collect(),
             keys: fixture_keys(),
             ops: Vec::new(),
             corrupted: BTreeSet::new(),
@@ -403,6 +474,10 @@ impl Sim {
                 OpSpec::MutableCreate { .. } | OpSpec::MutableUpdate { .. } => OpKind::Publish,
                 OpSpec::MutableRead { .. } => OpKind::Retrieve,
                 OpSpec::Download { .. } | OpSpec::DownloadAny => OpKind::Download,
+                OpSpec::DirCreate { .. } | OpSpec::DirLink { .. } | OpSpec::DirUnlink { .. } => {
+                    OpKind::DirEdit
+                }
+                OpSpec::DirList { .. } => OpKind::DirList,
             };
             sim.ops
                 .push(OpState::new(op.client, op.start, op.spec, kind));
@@ -609,13 +684,21 @@ impl Sim {
                 return self.start_update(op, file, size, warm)
             }
             OpSpec::MutableRead { file, range } => return self.start_read(op, file, range),
+            OpSpec::DirCreate { .. }
+            | OpSpec::DirLink { .. }
+            | OpSpec::DirUnlink { .. }
+            | OpSpec::DirList { .. } => return self.start_dir_op(op),
             OpSpec::Upload { .. } | OpSpec::Download { .. } | OpSpec::DownloadAny => {}
         }
         let file = match self.ops[op].spec {
             OpSpec::Upload { file } | OpSpec::Download { file } => Some(file),
             OpSpec::MutableCreate { .. }
             | OpSpec::MutableUpdate { .. }
-            | OpSpec::MutableRead { .. } => None,
+            | OpSpec::MutableRead { .. }
+            | OpSpec::DirCreate { .. }
+            | OpSpec::DirLink { .. }
+            | OpSpec::DirUnlink { .. }
+            | OpSpec::DirList { .. } => None,
             OpSpec::DownloadAny => {
                 let acked: Vec<usize> = (0..self.files.len())
                     .filter(|&f| self.files[f].cap.is_some())
@@ -629,7 +712,7 @@ impl Sim {
         };
         self.ops[op].file = Some(file);
         match self.ops[op].kind {
-            OpKind::Publish | OpKind::Retrieve => {}
+            OpKind::Publish | OpKind::Retrieve | OpKind::DirEdit | OpKind::DirList => {}
             OpKind::Upload => {
                 let data = self.file_data(file);
                 let p = self.params.encoding;
@@ -900,6 +983,38 @@ impl Sim {
             },
             MachineEvent::Publish(ev) => self.on_publish_event(op, file, ev),
             MachineEvent::Retrieve(ev) => self.on_retrieve_event(op, file, ev),
+            MachineEvent::Mkdir(MkdirEvent::NeedKey) => {
+                if let Machine::Mkdir(m) = machine {
+                    match self.keys.next_key() {
+                        Ok(key) => m.provide_key(now, key),
+                        Err(e) => m.key_unavailable(e.to_string()),
+                    }
+                }
+            }
+            MachineEvent::Mkdir(MkdirEvent::Done(cap)) => {
+                self.return_dir_states(op, machine);
+                self.end_dir_op(op, Ok(Some(cap)));
+            }
+            MachineEvent::Link(LinkEvent::Done(_)) | MachineEvent::Unlink(UnlinkEvent::Done(_)) => {
+                self.return_dir_states(op, machine);
+                self.end_dir_op(op, Ok(None));
+            }
+            MachineEvent::List(ListEvent::Done(dir)) => {
+                self.return_dir_states(op, machine);
+                self.check_listing(op, &dir);
+                self.end_dir_op(op, Ok(None));
+            }
+            MachineEvent::Mkdir(MkdirEvent::Failed(e))
+            | MachineEvent::Link(LinkEvent::Failed(e))
+            | MachineEvent::Unlink(UnlinkEvent::Failed(e))
+            | MachineEvent::List(ListEvent::Failed(e)) => {
+                self.return_dir_states(op, machine);
+                self.end_dir_op(op, Err(e));
+            }
+            MachineEvent::Mkdir(MkdirEvent::Progress(_))
+            | MachineEvent::Link(LinkEvent::Progress(_) | LinkEvent::NeedKey)
+            | MachineEvent::Unlink(UnlinkEvent::Progress(_))
+            | MachineEvent::List(ListEvent::Progress(_)) => {}
         }
     }
 
@@ -947,6 +1062,200 @@ impl Sim {
     }
 
     // ---- mutable files ----
+
+    /// Start a directory operation, or skip it while what it needs is not acknowledged.
+    fn start_dir_op(&mut self, op: usize) {
+        let now = self.now;
+        let spec = self.ops[op].spec;
+        let client = self.ops[op].client;
+        let dir = match spec {
+            OpSpec::DirCreate { dir }
+            | OpSpec::DirLink { dir, .. }
+            | OpSpec::DirUnlink { dir, .. }
+            | OpSpec::DirList { dir } => dir,
+            _ => unreachable!("start_dir_op is called for directory operations only"),
+        };
+        if self.dirs.len() <= dir {
+            self.dirs.resize_with(dir + 1, DirState::default);
+        }
+        self.ops[op].file = Some(dir);
+        self.ops[op].size = Some(0);
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&file_bytes(self.seed ^ DIR_SEED_SALT, op as u64, 32));
+        let config = self.dir_config();
+        let cap = self.dirs[dir].cap.clone();
+        let caches = self.dir_caches.len().max(1);
+        let cache = &mut self.dir_caches[client % caches];
+        let machine = match (spec, cap) {
+            (OpSpec::DirCreate { .. }, None) if !self.dirs[dir].creating => {
+                self.dirs[dir].creating = true;
+                Machine::Mkdir(Box::new(Mkdir::new(now, config, seed, MutableFormat::Sdmf)))
+            }
+            (OpSpec::DirLink { name, file, .. }, Some(root)) => {
+                let Some(file_cap) = self.files.get(file).and_then(|f| f.cap.clone()) else {
+                    return self.skip_dir(op);
+                };
+                self.ops[op].name_edit =
+                    Some(self.dirs[dir].names.entry(name).or_default().start());
+                let options = LinkOptions {
+                    overwrite: Overwrite::Yes,
+                    ..LinkOptions::default()
+                };
+                Machine::Link(Box::new(Link::new(
+                    now,
+                    config,
+                    seed,
+                    cache,
+                    root,
+                    vec![name_of(name)],
+                    ChildCap::Known(file_cap),
+                    options,
+                )))
+            }
+            (OpSpec::DirUnlink { name, .. }, Some(root)) => {
+                self.ops[op].name_edit =
+                    Some(self.dirs[dir].names.entry(name).or_default().start());
+                Machine::Unlink(Box::new(Unlink::new(
+                    now,
+                    config,
+                    seed,
+                    cache,
+                    root,
+                    vec![name_of(name)],
+                )))
+            }
+            (OpSpec::DirList { .. }, Some(root)) => {
+                Machine::List(Box::new(List::new(now, config, seed, cache, root)))
+            }
+            _ => return self.skip_dir(op),
+        };
+        self.ops[op].machine = machine;
+        self.drain(op);
+    }
+
+    fn dir_config(&self) -> DirConfig {
+        let mut config = DirConfig::new(self.descriptors.clone(), LEASE_SECRET.to_vec());
+        config.publish = self.publish_config();
+        config.retrieve.request_timeout = self.params.request_timeout;
+        config.download.request_timeout = self.params.request_timeout;
+        config
+    }
+
+    fn skip_dir(&mut self, op: usize) {
+        self.report.dir_skipped += 1;
+        self.end_op(op, false);
+    }
+
+    /// Give the client's directory cache what the operation learned.
+    fn return_dir_states(&mut self, op: usize, machine: &mut Machine) {
+        let n = self.dir_caches.len().max(1);
+        let cache = &mut self.dir_caches[self.ops[op].client % n];
+        match machine {
+            Machine::Mkdir(m) => m.return_to(cache),
+            Machine::Link(m) => m.return_to(cache),
+            Machine::Unlink(m) => m.return_to(cache),
+            Machine::List(m) => m.return_to(cache),
+            _ => {}
+        }
+    }
+
+    /// A directory operation ended: `Ok(Some(cap))` for a create, `Ok(None)` for others.
+    fn end_dir_op(&mut self, op: usize, outcome: Result<Option<Cap>, DirOpError>) {
+        if self.ops[op].finished.is_some() {
+            return;
+        }
+        let ok = outcome.is_ok();
+        let spec = self.ops[op].spec;
+        let kind = self.ops[op].kind;
+        match (&outcome, kind) {
+            (_, OpKind::FinalCheck) => {}
+            (Ok(_), OpKind::DirList) => self.report.dir_lists_ok += 1,
+            (Err(_), OpKind::DirList) => self.report.dir_lists_failed += 1,
+            (Ok(_), _) => self.report.dir_edits_ok += 1,
+            (Err(_), _) => self.report.dir_edits_failed += 1,
+        }
+        // Only a publish that failed part-way may still land later (as an uncoordinated
+        // writer's would); a refused edit or a failed read wrote nothing.
+        let may_land_late = matches!(
+            outcome,
+            Err(DirOpError::Publish { .. } | DirOpError::Create { .. })
+        );
+        if let Err(e) = &outcome {
+            *self
+                .report
+                .failure_reasons
+                .entry(e.to_string())
+                .or_default() += 1;
+            if kind == OpKind::FinalCheck {
+                if let OpSpec::DirList { dir } = spec {
+                    self.report.violations.push(Violation::DirUnreadable {
+                        dir,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        match spec {
+            OpSpec::DirCreate { dir } => {
+                if let Ok(Some(cap)) = outcome {
+                    self.dirs[dir].cap = Some(cap);
+                }
+            }
+            OpSpec::DirLink { dir, name, file } => {
+                let cap = self.files.get(file).and_then(|f| f.cap.clone());
+                if let Some(edit) = self.ops[op].name_edit {
+                    self.dirs[dir]
+                        .names
+                        .entry(name)
+                        .or_default()
+                        .end(op, edit, ok, cap);
+                }
+                self.dirs[dir].poisoned |= may_land_late;
+            }
+            OpSpec::DirUnlink { dir, name } => {
+                if let Some(edit) = self.ops[op].name_edit {
+                    self.dirs[dir]
+                        .names
+                        .entry(name)
+                        .or_default()
+                        .end(op, edit, ok, None);
+                }
+                self.dirs[dir].poisoned |= may_land_late;
+            }
+            _ => {}
+        }
+        self.end_op(op, ok);
+    }
+
+    /// A fault-free final listing must agree with every settled name.
+    fn check_listing(&mut self, op: usize, listing: &Directory) {
+        let OpSpec::DirList { dir } = self.ops[op].spec else {
+            return;
+        };
+        if self.ops[op].kind != OpKind::FinalCheck || self.dirs[dir].poisoned {
+            return;
+        }
+        for (&name, state) in &self.dirs[dir].names {
+            let Some(want) = &state.settled else {
+                continue;
+            };
+            let got = listing.get(&name_of(name)).map(|c| &c.cap);
+            let detail = match (want, got) {
+                (Some(cap), Some(ChildCap::Known(have))) if have == cap => continue,
+                (None, None) => continue,
+                (Some(_), None) => "an acknowledged link is missing",
+                (Some(_), Some(_)) => "an acknowledged link points elsewhere",
+                (None, Some(_)) => "an acknowledged unlink came back",
+            };
+            let detail = match state.settled_by {
+                Some(by) => format!("{detail} (acknowledged to op {by})"),
+                None => detail.to_string(),
+            };
+            self.report
+                .violations
+                .push(Violation::LostLink { dir, name, detail });
+        }
+    }
 
     fn skip_mutable(&mut self, op: usize) {
         self.report.mutable_skipped += 1;
@@ -1568,6 +1877,20 @@ impl Sim {
             self.report.final_checks += 1;
             self.queue.push(self.now, Ev::Start(op));
         }
+        for dir in 0..self.dirs.len() {
+            if self.dirs[dir].cap.is_none() {
+                continue;
+            }
+            let op = self.ops.len();
+            self.ops.push(OpState::new(
+                0,
+                Start::At(self.now),
+                OpSpec::DirList { dir },
+                OpKind::FinalCheck,
+            ));
+            self.report.final_checks += 1;
+            self.queue.push(self.now, Ev::Start(op));
+        }
         for file in 0..self.mfiles.len() {
             let Some(newest) = self.newest_acked(file) else {
                 continue;
@@ -1587,6 +1910,35 @@ impl Sim {
             self.queue.push(self.now, Ev::Start(op));
         }
     }
+}
+
+impl NameState {
+    /// An edit of this name starts: what `end` needs to know whether it ran alone.
+    fn start(&mut self) -> NameEdit {
+        let alone = self.running == 0;
+        self.running += 1;
+        self.starts += 1;
+        self.settled = None;
+        NameEdit {
+            starts: self.starts,
+            alone,
+        }
+    }
+
+    /// An edit of this name ended. One acknowledged while no other edit of the name was
+    /// running when it started or started before it ended settles the name to `linked`.
+    fn end(&mut self, op: usize, edit: NameEdit, ok: bool, linked: Option<Cap>) {
+        self.running = self.running.saturating_sub(1);
+        if ok && edit.alone && self.starts == edit.starts {
+            self.settled = Some(linked);
+            self.settled_by = Some(op);
+        }
+    }
+}
+
+/// The name a simulated link is stored under.
+fn name_of(name: u32) -> String {
+    format!("f{name}")
 }
 
 fn mean_rtt(net: &crate::net::NetConfig) -> Duration {
@@ -1701,6 +2053,19 @@ fn response_summary(r: &Response) -> String {
 
 fn event_summary(ev: &MachineEvent) -> String {
     match ev {
+        MachineEvent::Mkdir(MkdirEvent::Done(_)) => "mkdir done".to_string(),
+        MachineEvent::Mkdir(MkdirEvent::NeedKey) => "mkdir needs a key".to_string(),
+        MachineEvent::Mkdir(MkdirEvent::Progress(_)) => "mkdir progress".to_string(),
+        MachineEvent::Mkdir(MkdirEvent::Failed(e)) => format!("mkdir failed: {e}"),
+        MachineEvent::Link(LinkEvent::Done(_)) => "link done".to_string(),
+        MachineEvent::Link(LinkEvent::Failed(e)) => format!("link failed: {e}"),
+        MachineEvent::Link(_) => "link progress".to_string(),
+        MachineEvent::Unlink(UnlinkEvent::Done(_)) => "unlink done".to_string(),
+        MachineEvent::Unlink(UnlinkEvent::Failed(e)) => format!("unlink failed: {e}"),
+        MachineEvent::Unlink(_) => "unlink progress".to_string(),
+        MachineEvent::List(ListEvent::Done(d)) => format!("list done, {} entries", d.len()),
+        MachineEvent::List(ListEvent::Failed(e)) => format!("list failed: {e}"),
+        MachineEvent::List(_) => "list progress".to_string(),
         MachineEvent::Upload(UploadEvent::NeedSegment { index, .. }) => {
             format!("upload needs segment {index}")
         }
@@ -1773,6 +2138,95 @@ mod tests {
             format,
             size,
         }
+    }
+
+    /// Files 0..3 uploaded, directory 0 made, then three clients linking into it at once
+    /// under different names, an unlink, and a listing.
+    fn directory_plan() -> Plan {
+        let mut plan = mutable_plan(Vec::new());
+        plan.net = NetConfig::uniform(3, 5, Duration::from_millis(10), 10_000_000, 50_000_000);
+        plan.files = vec![4_000, 5_000, 6_000];
+        let op = |ms: u64, client: usize, spec: OpSpec| PlannedOp {
+            start: Start::At(Instant(ms * 1000)),
+            client,
+            spec,
+        };
+        plan.ops = vec![
+            op(0, 0, OpSpec::Upload { file: 0 }),
+            op(0, 1, OpSpec::Upload { file: 1 }),
+            op(0, 2, OpSpec::Upload { file: 2 }),
+            op(0, 0, OpSpec::DirCreate { dir: 0 }),
+            op(
+                2_000,
+                0,
+                OpSpec::DirLink {
+                    dir: 0,
+                    name: 1,
+                    file: 0,
+                },
+            ),
+            op(
+                2_001,
+                1,
+                OpSpec::DirLink {
+                    dir: 0,
+                    name: 2,
+                    file: 1,
+                },
+            ),
+            op(
+                2_002,
+                2,
+                OpSpec::DirLink {
+                    dir: 0,
+                    name: 3,
+                    file: 2,
+                },
+            ),
+            op(4_000, 1, OpSpec::DirUnlink { dir: 0, name: 2 }),
+            op(6_000, 2, OpSpec::DirList { dir: 0 }),
+        ];
+        plan
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_directory_all_end_linked() {
+        let report = Sim::new(&directory_plan(), false).run_to_end();
+        assert!(report.violations.is_empty(), "{:?}", report.violations);
+        assert_eq!(report.dir_edits_ok, 5, "create, three links, an unlink");
+        assert_eq!(report.dir_lists_ok, 1);
+        assert_eq!(report.final_checks, 4, "three files and the directory");
+    }
+
+    #[test]
+    fn a_listing_missing_an_acknowledged_link_is_a_lost_link() {
+        let mut sim = Sim::new(&directory_plan(), false);
+        sim.run_until(Some(Instant(5_000_000)));
+        assert_eq!(sim.report.dir_edits_ok, 5);
+        // Pretend name 4 had been linked and acknowledged: the final listing lacks it.
+        let cap = sim.files[0].cap.clone();
+        sim.dirs[0].names.insert(
+            4,
+            NameState {
+                running: 0,
+                starts: 1,
+                settled: Some(cap),
+                settled_by: Some(4),
+            },
+        );
+        let report = sim.run_to_end();
+        assert!(
+            matches!(
+                report.violations.as_slice(),
+                [Violation::LostLink {
+                    dir: 0,
+                    name: 4,
+                    ..
+                }]
+            ),
+            "{:?}",
+            report.violations
+        );
     }
 
     #[test]

@@ -31,6 +31,25 @@ fn reupload_of_a_multi_segment_file_completes() {
     assert!(ups.iter().all(|t| t.ok), "{ups:?}");
 }
 
+/// Found by seed 1548 without faults, in the first sweep with directory operations: three
+/// clients link into one directory within a few milliseconds (ops 28, 30, 31), then two more
+/// race (ops 44, 45, each publishing from a remembered map). Every link is acknowledged, and
+/// op 28's link of name 0 was acknowledged with no other edit of that name running, yet the
+/// final fault-free listing lacks name 0. Test-and-set plus re-read-and-retry should keep it.
+/// Not diagnosed yet: a first attempt's write landing on servers the winner did not reach, or
+/// a retry that wrongly recognises its own earlier effect, are the suspects. The trace:
+/// `SIM_SEED=1548 cargo run -p lafs-sim --release -- run --trace --no-faults`.
+#[test]
+#[ignore = "open lafs-core bug: racing directory edits can lose an acknowledged link"]
+fn directory_edits_racing_keep_every_acknowledged_link() {
+    let cfg = WorkloadConfig {
+        faults: false,
+        ..WorkloadConfig::default()
+    };
+    let report = Sim::run(&random_plan(1548, &cfg));
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+}
+
 #[test]
 fn seed_0() {
     assert_clean(&Sim::run(&random_plan(0, &WorkloadConfig::default())));
