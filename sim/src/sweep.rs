@@ -60,6 +60,7 @@ pub struct SweepSummary {
     pub dir_lists_ok: u64,
     pub dir_lists_failed: u64,
     pub dir_skipped: u64,
+    pub dir_listings_checked: u64,
     pub faults: BTreeMap<&'static str, u64>,
     pub events: u64,
     pub virtual_micros: u64,
@@ -97,6 +98,7 @@ impl SweepSummary {
         self.dir_lists_ok += r.dir_lists_ok;
         self.dir_lists_failed += r.dir_lists_failed;
         self.dir_skipped += r.dir_skipped;
+        self.dir_listings_checked += r.dir_listings_checked;
         for (k, v) in &r.faults {
             *self.faults.entry(k).or_default() += v;
         }
@@ -195,6 +197,10 @@ impl SweepSummary {
             (
                 "  directory ops skipped".into(),
                 self.dir_skipped.to_string(),
+            ),
+            (
+                "  final listings checked link by link".into(),
+                self.dir_listings_checked.to_string(),
             ),
             (
                 "files below k good shares".into(),

@@ -299,8 +299,9 @@ struct DirState {
     /// A create is running or done (the key is spent then).
     creating: bool,
     names: BTreeMap<u32, NameState>,
-    /// An edit failed part-way through its publish: its write may still land late, as an
-    /// uncoordinated writer's would, so no listing of this directory is checked any more.
+    /// An edit failed part-way through its publish (its write may still land late), or ran
+    /// after faults had split the servers: versions of one sequence number may compete, so no
+    /// listing of this directory is checked any more.
     poisoned: bool,
 }
 
@@ -1174,12 +1175,15 @@ impl Sim {
             (Ok(_), _) => self.report.dir_edits_ok += 1,
             (Err(_), _) => self.report.dir_edits_failed += 1,
         }
-        // Only a publish that failed part-way may still land later (as an uncoordinated
-        // writer's would); a refused edit or a failed read wrote nothing.
+        // A publish that failed part-way may still land later (as an uncoordinated writer's
+        // would); a refused edit or a failed read wrote nothing. Once faults have split the
+        // servers (a partition, a silent crash), two writers can each publish a version of the
+        // same sequence number on disjoint servers, Tahoe's uncoordinated-write problem: the
+        // listing check stands down for such a directory, as LostWrite does for mutable files.
         let may_land_late = matches!(
             outcome,
             Err(DirOpError::Publish { .. } | DirOpError::Create { .. })
-        );
+        ) || self.first_fault.is_some();
         if let Err(e) = &outcome {
             *self
                 .report
@@ -1235,6 +1239,7 @@ impl Sim {
         if self.ops[op].kind != OpKind::FinalCheck || self.dirs[dir].poisoned {
             return;
         }
+        self.report.dir_listings_checked += 1;
         for (&name, state) in &self.dirs[dir].names {
             let Some(want) = &state.settled else {
                 continue;

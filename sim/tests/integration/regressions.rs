@@ -3,7 +3,7 @@
 //!
 //! A test for a bug still open in lafs-core is marked ignored with the bug named, and the sweep
 //! reports its signature as a known bug (`Violation::known_core_bug`) until lafs-core is fixed.
-//! Both bugs below were fixed in lafs-core's upload the same day they were found.
+//! Every bug below was fixed in lafs-core the day it was found.
 
 use crate::common;
 
@@ -32,15 +32,14 @@ fn reupload_of_a_multi_segment_file_completes() {
 }
 
 /// Found by seed 1548 without faults, in the first sweep with directory operations: three
-/// clients link into one directory within a few milliseconds (ops 28, 30, 31), then two more
-/// race (ops 44, 45, each publishing from a remembered map). Every link is acknowledged, and
-/// op 28's link of name 0 was acknowledged with no other edit of that name running, yet the
-/// final fault-free listing lacks name 0. Test-and-set plus re-read-and-retry should keep it.
-/// Not diagnosed yet: a first attempt's write landing on servers the winner did not reach, or
-/// a retry that wrongly recognises its own earlier effect, are the suspects. The trace:
-/// `SIM_SEED=1548 cargo run -p lafs-sim --release -- run --trace --no-faults`.
+/// clients link into one directory within a few milliseconds. Op 28's first publish reached
+/// only 3 of 10 servers (the others held another writer's newer version) and conflicted; its
+/// retry re-read the directory, picked that partly written version (recoverable from 3 shares),
+/// recognised its own link there and finished without publishing. Another writer's read then
+/// picked the competing version of the same sequence number, and the acknowledged link was
+/// gone from the final listing. Fixed in lafs-core's directory edit: a retry whose change is
+/// already in the table publishes the table again, as a newer version on every server.
 #[test]
-#[ignore = "open lafs-core bug: racing directory edits can lose an acknowledged link"]
 fn directory_edits_racing_keep_every_acknowledged_link() {
     let cfg = WorkloadConfig {
         faults: false,

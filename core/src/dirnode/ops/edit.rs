@@ -7,8 +7,9 @@
 //! [`MAX_ATTEMPTS`] times.
 //!
 //! A refused publish may still have reached some servers, so a re-read can already show the
-//! change: each [`Change`] recognises its own effect on a retry and then publishes nothing, so
-//! a change is never applied twice. A refused change (the name exists, the directory is
+//! change: each [`Change`] recognises its own effect on a retry, so a change is never applied
+//! twice; the table is still published again then, because the partly written version may lose
+//! to a competing one of the same sequence number on the next reader's servers. A refused change (the name exists, the directory is
 //! read-only) publishes nothing at all.
 
 use crate::cap::Cap;
@@ -304,11 +305,17 @@ impl Edit {
                 ctx.memo.remember(self.cap.clone(), Remembered { map, dir });
                 self.finish(Err(e));
             }
-            Ok((value, false)) => {
+            // Nothing to change, and no earlier attempt of ours published anything.
+            Ok((value, false)) if self.earlier.is_none() => {
                 ctx.memo.remember(self.cap.clone(), Remembered { map, dir });
                 self.finish(Ok(value));
             }
-            Ok((value, true)) => {
+            // Changed now, or changed already by our earlier, conflicted attempt. That attempt
+            // may have landed on only some servers, as a version competing with another
+            // writer's of the same sequence number; the read may have picked it, but the next
+            // writer's read may pick the other. So the table is published again as a newer
+            // version everywhere, even when it already holds the change.
+            Ok((value, _)) => {
                 let keys = match FileKeys::from_cap(&self.cap) {
                     Ok(keys) => keys,
                     Err(_) => {
