@@ -35,6 +35,7 @@ pub mod rename;
 pub(crate) mod subops;
 pub mod unlink;
 pub(crate) mod walk;
+pub(crate) mod walk_edit;
 pub use backoff::MAX_ATTEMPTS;
 pub use cache::{DirCache, Remembered};
 pub use ctx::DirConfig;

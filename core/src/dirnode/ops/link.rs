@@ -18,11 +18,12 @@ use crate::time::Instant;
 use crate::wire::Response;
 
 use super::cache::DirCache;
-use super::ctx::{earliest, Ctx, DirConfig};
+use super::ctx::{Ctx, DirConfig};
 use super::edit::{Change, Changed, Edit};
 use super::error::{show_path, DirOpError};
 use super::progress::DirProgress;
 use super::walk::{Walk, WalkStatus};
+use super::walk_edit::Phase;
 
 /// How to link.
 #[derive(Clone, Debug)]
@@ -58,13 +59,6 @@ pub enum LinkEvent {
     NeedKey,
     Done(Linked),
     Failed(DirOpError),
-}
-
-#[derive(Debug)]
-enum Phase {
-    Walking(Box<Walk>),
-    Editing(Box<Edit>),
-    Over,
 }
 
 /// Linking a cap at a path.
@@ -262,15 +256,7 @@ impl Link {
                 break;
             }
             for (id, done) in finished {
-                match &mut self.phase {
-                    Phase::Walking(walk) => {
-                        walk.on_done(now, &mut self.ctx, id, done);
-                    }
-                    Phase::Editing(edit) => {
-                        edit.on_done(now, &mut self.ctx, id, done);
-                    }
-                    Phase::Over => {}
-                }
+                self.phase.on_done(now, &mut self.ctx, id, done);
             }
         }
         while let Some(p) = self.ctx.progress.pop_front() {
@@ -294,11 +280,7 @@ impl ClientOp for Link {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.ctx.subs.handle_timeout(now);
-        match &mut self.phase {
-            Phase::Walking(walk) => walk.handle_timeout(now, &mut self.ctx),
-            Phase::Editing(edit) => edit.handle_timeout(now, &mut self.ctx),
-            Phase::Over => {}
-        }
+        self.phase.handle_timeout(now, &mut self.ctx);
         self.pump(now);
     }
 
@@ -311,11 +293,6 @@ impl ClientOp for Link {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let own = match &self.phase {
-            Phase::Walking(walk) => walk.poll_timeout(),
-            Phase::Editing(edit) => edit.poll_timeout(),
-            Phase::Over => return None,
-        };
-        earliest(self.ctx.subs.poll_timeout(), own)
+        self.phase.poll_timeout(&self.ctx)
     }
 }

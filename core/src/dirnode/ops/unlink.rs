@@ -11,11 +11,12 @@ use crate::time::Instant;
 use crate::wire::Response;
 
 use super::cache::DirCache;
-use super::ctx::{earliest, Ctx, DirConfig};
+use super::ctx::{Ctx, DirConfig};
 use super::edit::{Change, Changed, Edit};
 use super::error::{show_path, DirOpError};
 use super::progress::DirProgress;
 use super::walk::{Walk, WalkStatus};
+use super::walk_edit::Phase;
 
 #[derive(Debug)]
 pub enum UnlinkEvent {
@@ -23,13 +24,6 @@ pub enum UnlinkEvent {
     /// The link removed.
     Done(Child),
     Failed(DirOpError),
-}
-
-#[derive(Debug)]
-enum Phase {
-    Walking(Box<Walk>),
-    Editing(Box<Edit>),
-    Over,
 }
 
 /// Removing one link.
@@ -143,15 +137,7 @@ impl Unlink {
                 break;
             }
             for (id, done) in finished {
-                match &mut self.phase {
-                    Phase::Walking(walk) => {
-                        walk.on_done(now, &mut self.ctx, id, done);
-                    }
-                    Phase::Editing(edit) => {
-                        edit.on_done(now, &mut self.ctx, id, done);
-                    }
-                    Phase::Over => {}
-                }
+                self.phase.on_done(now, &mut self.ctx, id, done);
             }
         }
         while let Some(p) = self.ctx.progress.pop_front() {
@@ -175,11 +161,7 @@ impl ClientOp for Unlink {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.ctx.subs.handle_timeout(now);
-        match &mut self.phase {
-            Phase::Walking(walk) => walk.handle_timeout(now, &mut self.ctx),
-            Phase::Editing(edit) => edit.handle_timeout(now, &mut self.ctx),
-            Phase::Over => {}
-        }
+        self.phase.handle_timeout(now, &mut self.ctx);
         self.pump(now);
     }
 
@@ -192,11 +174,6 @@ impl ClientOp for Unlink {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let own = match &self.phase {
-            Phase::Walking(walk) => walk.poll_timeout(),
-            Phase::Editing(edit) => edit.poll_timeout(),
-            Phase::Over => return None,
-        };
-        earliest(self.ctx.subs.poll_timeout(), own)
+        self.phase.poll_timeout(&self.ctx)
     }
 }
