@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use lafs_core::cap::Cap;
+use lafs_core::client::{DirEvent, DirOperation};
 use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
 use lafs_core::dirnode::metadata::{link_created, link_modified};
 use lafs_core::dirnode::ops::{
-    DirCache, DirOpError, DirProgress, Found, Link, LinkEvent, LinkOptions, Linked, List,
-    ListEvent, Lookup, LookupEvent, Mkdir, MkdirAt, MkdirAtEvent, MkdirEvent, Move, MoveEvent,
-    Unlink, UnlinkEvent, MAX_ATTEMPTS,
+    DirCache, DirOpError, DirProgress, Found, Link, LinkEvent, LinkOptions, Linked, List, Lookup,
+    Mkdir, MkdirAt, MkdirAtEvent, MkdirEvent, Move, Unlink, MAX_ATTEMPTS,
 };
 use lafs_core::dirnode::{
     split_path, Access, Child, ChildCap, Directory, DirnodeError, EditError, JsonObject, Overwrite,
@@ -49,45 +49,49 @@ impl World {
         s
     }
 
-    fn mkdir(&mut self, cache: &mut DirCache, format: MutableFormat) -> (Cap, Run) {
-        let mut op = Mkdir::new(self.grid.now, self.grid.dir_config(), self.seed(), format);
+    /// Drive any directory operation to its end: key requests are answered from the fixture
+    /// keys (and counted), and the cache gets what the operation learned.
+    fn drive<O: DirOperation>(
+        &mut self,
+        cache: &mut DirCache,
+        mut op: O,
+    ) -> (Result<O::Output, DirOpError>, Run, usize) {
         let keys = &mut self.keys;
+        let mut asked = 0;
         let (result, run) = self.grid.drive(
             &mut op,
             |_| 0,
-            |op, now, ev| match ev {
-                MkdirEvent::NeedKey => {
+            |op, now, ev| match O::classify(ev) {
+                DirEvent::NeedKey => {
+                    asked += 1;
                     op.provide_key(now, keys.next_key().unwrap());
                     None
                 }
-                MkdirEvent::Done(cap) => Some(Ok(cap)),
-                MkdirEvent::Failed(e) => Some(Err(e)),
-                MkdirEvent::Progress(_) => None,
+                DirEvent::Done(v) => Some(Ok(v)),
+                DirEvent::Failed(e) => Some(Err(e)),
+                DirEvent::Progress => None,
             },
         );
         op.return_to(cache);
+        (result, run, asked)
+    }
+
+    fn mkdir(&mut self, cache: &mut DirCache, format: MutableFormat) -> (Cap, Run) {
+        let op = Mkdir::new(self.grid.now, self.grid.dir_config(), self.seed(), format);
+        let (result, run, _) = self.drive(cache, op);
         (result.expect("mkdir"), run)
     }
 
     fn list(&mut self, cache: &mut DirCache, cap: &Cap) -> (Result<Directory, DirOpError>, Run) {
-        let mut op = List::new(
+        let op = List::new(
             self.grid.now,
             self.grid.dir_config(),
             self.seed(),
             cache,
             cap.clone(),
         );
-        let out = self.grid.drive(
-            &mut op,
-            |_| 0,
-            |_, _, ev| match ev {
-                ListEvent::Done(d) => Some(Ok(d)),
-                ListEvent::Failed(e) => Some(Err(e)),
-                ListEvent::Progress(_) => None,
-            },
-        );
-        op.return_to(cache);
-        out
+        let (result, run, _) = self.drive(cache, op);
+        (result, run)
     }
 
     fn lookup(
@@ -105,7 +109,7 @@ impl World {
         root: &Cap,
         path: Vec<String>,
     ) -> (Result<Found, DirOpError>, Run) {
-        let mut op = Lookup::new(
+        let op = Lookup::new(
             self.grid.now,
             self.grid.dir_config(),
             self.seed(),
@@ -113,17 +117,8 @@ impl World {
             root.clone(),
             path,
         );
-        let out = self.grid.drive(
-            &mut op,
-            |_| 0,
-            |_, _, ev| match ev {
-                LookupEvent::Done(f) => Some(Ok(f)),
-                LookupEvent::Failed(e) => Some(Err(e)),
-                LookupEvent::Progress(_) => None,
-            },
-        );
-        op.return_to(cache);
-        out
+        let (result, run, _) = self.drive(cache, op);
+        (result, run)
     }
 
     /// Links `cap` at `path`; returns the outcome, the run and how many keys were asked for.
@@ -145,32 +140,7 @@ impl World {
             cap,
             options,
         );
-        self.drive_link(cache, op)
-    }
-
-    fn drive_link(
-        &mut self,
-        cache: &mut DirCache,
-        mut op: Link,
-    ) -> (Result<Linked, DirOpError>, Run, usize) {
-        let keys = &mut self.keys;
-        let mut asked = 0;
-        let (result, run) = self.grid.drive(
-            &mut op,
-            |_| 0,
-            |op, now, ev| match ev {
-                LinkEvent::NeedKey => {
-                    asked += 1;
-                    op.provide_key(now, keys.next_key().unwrap());
-                    None
-                }
-                LinkEvent::Done(l) => Some(Ok(l)),
-                LinkEvent::Failed(e) => Some(Err(e)),
-                LinkEvent::Progress(_) => None,
-            },
-        );
-        op.return_to(cache);
-        (result, run, asked)
+        self.drive(cache, op)
     }
 
     fn link(
@@ -210,7 +180,7 @@ impl World {
             overwrite,
             parents,
         );
-        self.drive_link(cache, op)
+        self.drive(cache, op)
     }
 
     fn mkdir_at(
@@ -220,7 +190,7 @@ impl World {
         path: &str,
         parents: bool,
     ) -> (Result<Cap, DirOpError>, Run, usize) {
-        let mut op = MkdirAt::new(
+        let op = MkdirAt::new(
             self.grid.now,
             self.grid.dir_config(),
             self.seed(),
@@ -230,24 +200,7 @@ impl World {
             MutableFormat::Sdmf,
             parents,
         );
-        let keys = &mut self.keys;
-        let mut asked = 0;
-        let (result, run) = self.grid.drive(
-            &mut op,
-            |_| 0,
-            |op, now, ev| match ev {
-                MkdirAtEvent::NeedKey => {
-                    asked += 1;
-                    op.provide_key(now, keys.next_key().unwrap());
-                    None
-                }
-                MkdirAtEvent::Done(c) => Some(Ok(c)),
-                MkdirAtEvent::Failed(e) => Some(Err(e)),
-                MkdirAtEvent::Progress(_) => None,
-            },
-        );
-        op.return_to(cache);
-        (result, run, asked)
+        self.drive(cache, op)
     }
 
     fn unlink(
@@ -256,7 +209,7 @@ impl World {
         root: &Cap,
         path: &str,
     ) -> (Result<Child, DirOpError>, Run) {
-        let mut op = Unlink::new(
+        let op = Unlink::new(
             self.grid.now,
             self.grid.dir_config(),
             self.seed(),
@@ -264,31 +217,8 @@ impl World {
             root.clone(),
             path_of(path),
         );
-        let out = self.grid.drive(
-            &mut op,
-            |_| 0,
-            |_, _, ev| match ev {
-                UnlinkEvent::Done(c) => Some(Ok(c)),
-                UnlinkEvent::Failed(e) => Some(Err(e)),
-                UnlinkEvent::Progress(_) => None,
-            },
-        );
-        op.return_to(cache);
-        out
-    }
-
-    fn drive_move(&mut self, cache: &mut DirCache, mut op: Move) -> (Result<(), DirOpError>, Run) {
-        let out = self.grid.drive(
-            &mut op,
-            |_| 0,
-            |_, _, ev| match ev {
-                MoveEvent::Done => Some(Ok(())),
-                MoveEvent::Failed(e) => Some(Err(e)),
-                MoveEvent::Progress(_) => None,
-            },
-        );
-        op.return_to(cache);
-        out
+        let (result, run, _) = self.drive(cache, op);
+        (result, run)
     }
 
     fn mv(
@@ -308,7 +238,8 @@ impl World {
             (root.clone(), path_of(to)),
             overwrite,
         );
-        self.drive_move(cache, op)
+        let (result, run, _) = self.drive(cache, op);
+        (result, run)
     }
 
     /// The sequence number of a mutable directory's current version.
@@ -606,7 +537,7 @@ fn move_between_directories_links_at_the_destination_and_unlinks_the_source() {
         (other.clone(), path_of("h")),
         Overwrite::No,
     );
-    w.drive_move(&mut cache, op).0.unwrap();
+    w.drive(&mut cache, op).0.unwrap();
     assert_eq!(
         child_cap(&w.lookup(&mut fresh, &other, "h").0.unwrap()),
         file
@@ -622,7 +553,7 @@ fn move_between_directories_links_at_the_destination_and_unlinks_the_source() {
         (other.clone(), path_of("i")),
         Overwrite::No,
     );
-    let (missing, _) = w.drive_move(&mut cache, op);
+    let (missing, _, _) = w.drive(&mut cache, op);
     assert!(
         matches!(missing, Err(DirOpError::NotFound { ref path }) if path == "\"dst/g\""),
         "{missing:?}"
@@ -797,10 +728,10 @@ fn an_edit_takes_the_state_out_of_the_cache_so_a_concurrent_edit_reads_afresh() 
         ChildCap::Known(file),
         LinkOptions::default(),
     );
-    let (a, run_a, _) = w.drive_link(&mut cache, first);
+    let (a, run_a, _) = w.drive(&mut cache, first);
     a.unwrap();
     assert_eq!(run_a.rounds, 1);
-    let (b, run_b, _) = w.drive_link(&mut cache, second);
+    let (b, run_b, _) = w.drive(&mut cache, second);
     b.unwrap();
     assert_eq!(run_b.rounds, 2, "the second started without a map");
     assert_eq!(names(&w.list(&mut cache, &root).0.unwrap()), ["one", "two"]);
@@ -1450,7 +1381,7 @@ fn publish_with_seed(seed: [u8; 32]) -> lafs_core::mutable::layout::Prefix {
         ChildCap::Known(file),
         LinkOptions::default(),
     );
-    w.drive_link(&mut cache, op).0.unwrap();
+    w.drive(&mut cache, op).0.unwrap();
     w.grid.retrieve(&root, None).0.unwrap().1.version
 }
 
