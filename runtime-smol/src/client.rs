@@ -318,6 +318,13 @@ impl GridClient {
         self.run_dir(&mut task, LocalData::Keys(keys)).await
     }
 
+    /// What `path` below `root` links according to this client's remembered directories
+    /// alone (no I/O): `None` when they do not reach that far. A guess for choosing how to
+    /// write there; the write itself checks again.
+    pub fn remembered_child(&self, root: &Cap, path: &[String]) -> Option<Option<Child>> {
+        lock(&self.dirs).remembered_at(root, path)
+    }
+
     /// Remove the link at `path` below `root`; returns what it linked.
     pub async fn unlink(&self, root: &Cap, path: &[String]) -> Result<Child, ClientError> {
         let mut task = self.state.unlink(

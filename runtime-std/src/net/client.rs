@@ -8,6 +8,7 @@
 //! until the deadline the task gives. Operations may run from many threads at once over one
 //! `GridClient`; each connection maps its wire-level request ids back to (operation, request).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -39,6 +40,12 @@ use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 /// Bytes of directory state a client remembers (server maps and decoded tables of the
 /// writeable directories it used last): a few hundred typical directories.
 const DIR_CACHE_BYTES: usize = 16 << 20;
+
+thread_local! {
+    /// Round trips of the operations finished on this thread within [`GridClient::metered`]
+    /// (`None` outside it).
+    static METERED: Cell<Option<u64>> = const { Cell::new(None) };
+}
 
 /// Anything an upload can read twice (once to hash, once to send).
 pub trait ReadSeek: Read + Seek {}
@@ -88,6 +95,19 @@ impl GridClient {
     /// TCP connections opened since the client was created (a measure of connection reuse).
     pub fn connections_opened(&self) -> u64 {
         self.connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// Run `f`, also returning the round trips of the operations it ran on this thread,
+    /// summed (they ran one after another). Operations of other threads are not counted, so
+    /// many threads can share one client and each measure its own work.
+    pub fn metered<R>(&self, f: impl FnOnce(&GridClient) -> R) -> (R, u64) {
+        let outer = METERED.with(|m| m.replace(Some(0)));
+        let result = f(self);
+        let inner = METERED.with(|m| m.replace(outer)).unwrap_or(0);
+        if let Some(total) = outer {
+            METERED.with(|m| m.set(Some(total + inner)));
+        }
+        (result, inner)
     }
 
     /// Ask every storage server for its version, space used and available and shares held, all
@@ -325,6 +345,13 @@ impl GridClient {
         self.run_dir(&mut task, LocalData::Keys(keys))
     }
 
+    /// What `path` below `root` links according to this client's remembered directories
+    /// alone (no I/O): `None` when they do not reach that far. A guess for choosing how to
+    /// write there; the write itself checks again.
+    pub fn remembered_child(&self, root: &Cap, path: &[String]) -> Option<Option<Child>> {
+        lock(&self.dirs).remembered_at(root, path)
+    }
+
     /// Remove the link at `path` below `root`; returns what it linked.
     pub fn unlink(&self, root: &Cap, path: &[String]) -> Result<Child, ClientError> {
         let mut task = self.state.unlink(
@@ -466,7 +493,11 @@ impl GridClient {
                         (None, None) => return Err(ClientError::Stalled("operation")),
                     }
                 }
-                Step::Finished(outcome) => return outcome.map_err(|e| session.reach.failure(e)),
+                Step::Finished(outcome) => {
+                    let trips = u64::from(task.stats().round_trips);
+                    METERED.with(|m| m.set(m.get().map(|n| n + trips)));
+                    return outcome.map_err(|e| session.reach.failure(e));
+                }
             }
         }
     }

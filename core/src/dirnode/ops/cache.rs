@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::cap::Cap;
-use crate::dirnode::{Child, Directory};
+use crate::dirnode::{Child, ChildCap, Directory};
 use crate::mutable::ServerMap;
 
 /// What is remembered of one writeable directory.
@@ -191,6 +191,26 @@ impl DirCache {
         self.peek(dir).map(|d| d.get(name).cloned())
     }
 
+    /// What `path` below `root` links in the remembered states alone, without any I/O: `None`
+    /// when some directory on the way is not remembered (or the path is empty), `Some(None)`
+    /// when the remembered states say nothing is linked there. A guess, as
+    /// [`DirCache::remembered_child`] is.
+    pub fn remembered_at(&mut self, root: &Cap, path: &[String]) -> Option<Option<Child>> {
+        let (name, dirs) = path.split_last()?;
+        let mut dir = root.clone();
+        for step in dirs {
+            match self.remembered_child(&dir, step)? {
+                Some(Child {
+                    cap: ChildCap::Known(next),
+                    ..
+                }) if next.is_directory() => dir = next,
+                Some(_) => return None,
+                None => return Some(None),
+            }
+        }
+        self.remembered_child(&dir, name)
+    }
+
     pub fn contains(&self, cap: &Cap) -> bool {
         self.entries.contains_key(cap)
     }
@@ -223,7 +243,7 @@ impl DirCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dirnode::{Access, ChildCap};
+    use crate::dirnode::Access;
 
     fn dir_cap(i: u8) -> Cap {
         Cap::directory(Cap::SskWrite {
@@ -275,6 +295,43 @@ mod tests {
             Some(Some(_))
         ));
         assert_eq!(cache.remembered_child(&dir_cap(1), "other"), Some(None));
+    }
+
+    #[test]
+    fn remembered_at_follows_remembered_directories_only() {
+        let mut cache = DirCache::default();
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut root = state(1);
+        root.dir
+            .add("sub", ChildCap::from_cap(dir_cap(2)), None, false, 1.0)
+            .unwrap();
+        cache.put(dir_cap(1), root);
+        assert_eq!(cache.remembered_at(&dir_cap(1), &[]), None, "no name");
+        assert!(matches!(
+            cache.remembered_at(&dir_cap(1), &path(&["child-0"])),
+            Some(Some(_))
+        ));
+        // The subdirectory itself is not remembered: no guess below it.
+        assert_eq!(cache.remembered_at(&dir_cap(1), &path(&["sub", "x"])), None);
+        cache.put(dir_cap(2), state(1));
+        assert!(matches!(
+            cache.remembered_at(&dir_cap(1), &path(&["sub", "child-0"])),
+            Some(Some(_))
+        ));
+        assert_eq!(
+            cache.remembered_at(&dir_cap(1), &path(&["sub", "nothing"])),
+            Some(None)
+        );
+        // A missing directory on the way: nothing is linked there.
+        assert_eq!(
+            cache.remembered_at(&dir_cap(1), &path(&["gone", "x"])),
+            Some(None)
+        );
+        // A file on the way: the guess is left to a real lookup.
+        assert_eq!(
+            cache.remembered_at(&dir_cap(1), &path(&["child-0", "x"])),
+            None
+        );
     }
 
     #[test]
