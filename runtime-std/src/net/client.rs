@@ -34,6 +34,7 @@ use lafs_core::server_status::GridStatusReport;
 
 use super::connection::{install, Connection, Input};
 use super::server::lock;
+use super::turns::{EditTurns, Turn};
 use crate::clock;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 
@@ -62,6 +63,8 @@ pub struct GridClient {
     verified: Mutex<VerifiedSignatures>,
     /// Remembered directory states, shared by every operation of this client.
     dirs: Mutex<DirCache>,
+    /// Edits of one directory from this client's threads take turns.
+    turns: EditTurns,
 }
 
 /// Local data an operation reads or writes while it runs.
@@ -85,6 +88,7 @@ impl GridClient {
             connections_opened: AtomicU64::new(0),
             verified: Mutex::new(VerifiedSignatures::default()),
             dirs: Mutex::new(DirCache::new(DIR_CACHE_BYTES)),
+            turns: EditTurns::default(),
         }
     }
 
@@ -288,6 +292,7 @@ impl GridClient {
         parents: bool,
         keys: &mut dyn KeySource,
     ) -> Result<Cap, ClientError> {
+        let _turn = self.turn(root, path);
         let (root, path) = (root.clone(), path.to_vec());
         let mut task = self.state.mkdir_at(
             clock::now(),
@@ -333,6 +338,7 @@ impl GridClient {
         options: LinkOptions,
         keys: &mut dyn KeySource,
     ) -> Result<Linked, ClientError> {
+        let _turn = self.turn(root, path);
         let mut task = self.state.link(
             clock::now(),
             &mut lock(&self.dirs),
@@ -354,6 +360,7 @@ impl GridClient {
 
     /// Remove the link at `path` below `root`; returns what it linked.
     pub fn unlink(&self, root: &Cap, path: &[String]) -> Result<Child, ClientError> {
+        let _turn = self.turn(root, path);
         let mut task = self.state.unlink(
             clock::now(),
             &mut lock(&self.dirs),
@@ -372,6 +379,7 @@ impl GridClient {
         to: (&Cap, &[String]),
         overwrite: Overwrite,
     ) -> Result<(), ClientError> {
+        let _turn = self.turn(from.0, from.1);
         let mut task = self.state.move_link(
             clock::now(),
             &mut lock(&self.dirs),
@@ -381,6 +389,12 @@ impl GridClient {
             fresh_seed(),
         );
         self.run_dir(&mut task, LocalData::None)
+    }
+
+    /// The turn at editing the directory holding `path`'s last name (see [`super::turns`]).
+    fn turn(&self, root: &Cap, path: &[String]) -> Turn<'_> {
+        let parent = path.split_last().map_or(&[][..], |(_, dirs)| dirs);
+        self.turns.take(root, parent)
     }
 
     /// Run a directory task and give the shared cache what it learned, whatever the outcome.
