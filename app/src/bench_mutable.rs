@@ -10,14 +10,21 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use lafs_core::cap::Cap;
+use lafs_core::crypto::key_source::RngKeys;
+use lafs_core::dirnode::ops::LinkOptions;
 use lafs_core::dirnode::{ChildCap, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::PublishConfig;
 
 use crate::cli::CliError;
-use lafs_runtime_std::dirs::DirClient;
+use crate::dir_paths;
 use lafs_runtime_std::keypool::KeyPool;
-use lafs_runtime_std::net::GridClient;
+use lafs_runtime_std::net::{GridClient, ReadSeek};
+
+/// Keys for operations that make no directory (never asked for one).
+fn spare_keys() -> RngKeys<rand::rngs::OsRng> {
+    RngKeys::new(rand::rngs::OsRng)
+}
 
 /// Iterations of each timed operation.
 pub const ITERATIONS: usize = 40;
@@ -141,97 +148,117 @@ pub fn run(client: &GridClient, out: &mut dyn Write) -> Result<(), CliError> {
         tahoe: "",
     });
 
-    let mut dirs = DirClient::new(client, Box::new(pool.handle()));
-    let (mut ms, before) = (Vec::new(), dirs.stats());
-    for _ in 0..n.saturating_sub(1).max(1) {
+    let mut keys = pool.handle();
+    // Each timed operation's duration and round trips.
+    let timed = |f: &mut dyn FnMut(&GridClient) -> Result<(), CliError>| {
         let t = Instant::now();
-        dirs.mkdir(MutableFormat::Sdmf)?;
-        ms.push(ms_since(t));
+        let (done, trips) = client.metered(|grid| f(grid));
+        done.map(|()| (ms_since(t), trips))
+    };
+    let (mut ms, mut trips) = (Vec::new(), 0);
+    for _ in 0..n.saturating_sub(1).max(1) {
+        let (took, rt) = timed(&mut |g| Ok(g.mkdir(MutableFormat::Sdmf, &mut keys).map(drop)?))?;
+        ms.push(took);
+        trips += rt;
     }
     let made = ms.len() as f64;
     rows.push(Row {
         measure: "mkdir (SDMF)".into(),
         summary: summarize(ms),
-        round_trips: (dirs.stats().round_trips - before.round_trips) as f64 / made,
+        round_trips: trips as f64 / made,
         target: None,
         tahoe: "59 ms, 73 ms",
     });
 
     // A directory of 200 children (1 kB files), built through the same client.
-    let dir = dirs.mkdir(MutableFormat::Sdmf)?;
+    let dir = client.mkdir(MutableFormat::Sdmf, &mut keys)?;
     let mut files = Vec::with_capacity(DIR_ENTRIES + n);
     for i in 0..DIR_ENTRIES + n {
         let mut data = vec![0u8; 1000];
         data[..8].copy_from_slice(&(i as u64).to_le_bytes());
         files.push(client.upload_bytes(&data, &mut |_| {})?.cap);
     }
-    let link = |dirs: &mut DirClient<'_>, dir: &Cap, i: usize, cap: &Cap| {
-        dirs.link(
-            dir,
-            &[format!("file-{i:04}.bin")],
-            ChildCap::Known(cap.clone()),
-            None,
-            Overwrite::No,
-        )
+    let link = |grid: &GridClient, i: usize, cap: &Cap| -> Result<(), CliError> {
+        let name = [format!("file-{i:04}.bin")];
+        let child = ChildCap::Known(cap.clone());
+        grid.link(
+            &dir,
+            &name,
+            child,
+            LinkOptions::default(),
+            &mut spare_keys(),
+        )?;
+        Ok(())
     };
     for (i, cap) in files.iter().enumerate().take(DIR_ENTRIES) {
-        link(&mut dirs, &dir, i, cap)?;
+        link(client, i, cap)?;
     }
-    let (mut ms, before) = (Vec::new(), dirs.stats());
+    let (mut ms, mut trips) = (Vec::new(), 0);
     for (i, cap) in files.iter().enumerate().skip(DIR_ENTRIES) {
-        let t = Instant::now();
-        link(&mut dirs, &dir, i, cap)?;
-        ms.push(ms_since(t));
+        let (took, rt) = timed(&mut |g| link(g, i, cap))?;
+        ms.push(took);
+        trips += rt;
     }
     rows.push(Row {
         measure: format!("add a child to a {DIR_ENTRIES}-entry directory (link), cached map"),
         summary: summarize(ms),
-        round_trips: (dirs.stats().round_trips - before.round_trips) as f64 / n as f64,
+        round_trips: trips as f64 / n as f64,
         target: Some(3.0),
         tahoe: "66 ms, 132 ms",
     });
 
-    let entries = dirs.list(&dir)?.len();
-    let (mut ms, before) = (Vec::new(), dirs.stats());
+    let entries = client.list_directory(&dir)?.len();
+    let (mut ms, mut trips) = (Vec::new(), 0);
     for _ in 0..n {
-        let t = Instant::now();
-        let listed = dirs.list(&dir)?;
-        ms.push(ms_since(t));
-        if listed.len() != entries {
-            return Err(CliError::Usage(format!(
-                "bench: the directory listed {} entries, expected {entries}",
-                listed.len()
-            )));
-        }
+        let (took, rt) = timed(&mut |g| {
+            let listed = g.list_directory(&dir)?.len();
+            if listed != entries {
+                return Err(CliError::Usage(format!(
+                    "bench: the directory listed {listed} entries, expected {entries}"
+                )));
+            }
+            Ok(())
+        })?;
+        ms.push(took);
+        trips += rt;
     }
     rows.push(Row {
         measure: format!("list a {entries}-entry directory"),
         summary: summarize(ms),
-        round_trips: (dirs.stats().round_trips - before.round_trips) as f64 / n as f64,
+        round_trips: trips as f64 / n as f64,
         target: Some(1.0),
         tahoe: "33 ms, 48 ms (240 entries)",
     });
 
     // Upload a 1 kB file and link it (Tahoe's "upload 1 kB" into the directory).
-    let (mut ms, before) = (Vec::new(), dirs.stats());
+    let (mut ms, mut trips) = (Vec::new(), 0);
     for i in 0..n {
         let mut data = vec![1u8; 1000];
         data[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        let t = Instant::now();
-        dirs.put_file(
-            &dir,
-            &[format!("upload-{i:04}.bin")],
-            1000,
-            &mut std::io::Cursor::new(data),
-            Overwrite::OnlyFiles,
-            false,
-        )?;
-        ms.push(ms_since(t));
+        let (took, rt) = timed(&mut |g| {
+            let name = [format!("upload-{i:04}.bin")];
+            let source = (
+                1000,
+                &mut std::io::Cursor::new(data.clone()) as &mut dyn ReadSeek,
+            );
+            dir_paths::put_file(
+                g,
+                &dir,
+                &name,
+                source,
+                Overwrite::OnlyFiles,
+                false,
+                &mut spare_keys(),
+            )?;
+            Ok(())
+        })?;
+        ms.push(took);
+        trips += rt;
     }
     rows.push(Row {
         measure: format!("add a child to a {entries}-entry directory (upload 1 kB + link)"),
         summary: summarize(ms),
-        round_trips: (dirs.stats().round_trips - before.round_trips) as f64 / n as f64,
+        round_trips: trips as f64 / n as f64,
         target: None,
         tahoe: "90 ms, 169 ms",
     });

@@ -11,16 +11,17 @@ use rand::RngCore;
 use serde_json::json;
 
 use crate::aliases::{AliasError, Aliases, DEFAULT_ALIAS};
+use crate::dir_paths;
 use crate::gateway::Gateway;
 use crate::local_grid::{self, LocalGrid, LocalGridError, RunningServer, DEFAULT_SERVERS};
 use crate::node::{self, NodeDir, NodeError, NodeKind};
 use crate::progress::Progress;
-use lafs_core::crypto::key_source::{KeySource, RngKeys};
+use lafs_core::crypto::key_source::RngKeys;
+use lafs_core::dirnode::ops::DirOpError;
 use lafs_core::dirnode::{ChildCap, EditError, Metadata, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
-use lafs_runtime_std::dirs::{DirClient, DirError};
 use lafs_runtime_std::keypool::KeyPool;
-use lafs_runtime_std::net::{ClientError, GridClient, TransferProgress};
+use lafs_runtime_std::net::{ClientError, GridClient, ReadSeek, TransferProgress};
 
 /// Which grid a transfer uses.
 #[derive(Args, Debug, Clone, Default)]
@@ -84,8 +85,6 @@ pub enum CliError {
     Grid(#[from] LocalGridError),
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error(transparent)]
-    Dir(#[from] DirError),
     #[error(transparent)]
     Alias(#[from] AliasError),
     #[error("bad capability: {0}")]
@@ -209,8 +208,7 @@ pub fn get(
     }
     let (root, path) = resolve_path(target, src)?;
     let session = open_session(target)?;
-    let mut dirs = session.dirs();
-    let found = dirs.lookup(&root, &path)?;
+    let found = session.client.lookup(&root, &path)?;
     let ChildCap::Known(cap) = found.cap else {
         return Err(CliError::Usage(format!(
             "{src}: its cap is of a kind this version does not know"
@@ -611,15 +609,9 @@ pub enum AliasCommand {
 }
 
 impl Session {
-    /// A directory client over this session's grid. Keys for new directories come from `keys`.
-    fn dirs_with<'a>(&'a self, keys: Box<dyn KeySource + 'a>) -> DirClient<'a> {
-        DirClient::new(&self.client, keys)
-    }
-
-    /// A directory client for commands that normally make no directory (keys, if ever needed,
-    /// are generated on the spot).
-    fn dirs(&self) -> DirClient<'_> {
-        self.dirs_with(Box::new(RngKeys::new(rand::rngs::OsRng)))
+    /// Keys for commands that normally make no directory (generated on the spot if ever needed).
+    fn spot_keys() -> RngKeys<rand::rngs::OsRng> {
+        RngKeys::new(rand::rngs::OsRng)
     }
 }
 
@@ -701,25 +693,43 @@ fn put_into(file: &Path, dest: &str, target: &Target, out: &mut dyn Write) -> Re
         })?
         .len();
     let session = open_session(target)?;
-    let mut dirs = session.dirs();
-    let report = match dirs.put_file(&root, &path, size, &mut reader, Overwrite::OnlyFiles, false) {
-        // DEST names a directory: put the file into it under its own name.
-        Err(DirError::Edit {
-            source: EditError::ExistingDirectory { .. },
-            ..
-        }) => {
-            path.push(file_name_of(file)?);
-            dirs.put_file(&root, &path, size, &mut reader, Overwrite::OnlyFiles, false)?
-        }
-        other => other?,
+    let mut keys = Session::spot_keys();
+    let mut put = |path: &[String], reader: &mut File| {
+        session.client.metered(|grid| {
+            let source = (size, reader as &mut dyn ReadSeek);
+            dir_paths::put_file(
+                grid,
+                &root,
+                path,
+                source,
+                Overwrite::OnlyFiles,
+                false,
+                &mut keys,
+            )
+        })
     };
+    let (report, round_trips) = match put(&path, &mut reader) {
+        // DEST names a directory: put the file into it under its own name.
+        (
+            Err(ClientError::Dir(DirOpError::Edit {
+                source: EditError::ExistingDirectory { .. },
+                ..
+            })),
+            _,
+        ) => {
+            path.push(file_name_of(file)?);
+            put(&path, &mut reader)
+        }
+        other => other,
+    };
+    let (report, _) = report?;
     if target.json {
         let v = json!({
             "cap": report.cap.to_string(),
             "size": report.size,
             "path": path.join("/"),
             "elapsed_ms": report.elapsed.as_secs_f64() * 1e3,
-            "round_trips": dirs.stats().round_trips,
+            "round_trips": round_trips,
         });
         writeln!(out, "{v}").map_err(stdout_err)?;
     } else {
@@ -747,22 +757,22 @@ pub fn mkdir(
     // Generate the key while the grid starts.
     let pool = KeyPool::rsa(1);
     let session = open_session(target)?;
-    let mut dirs = session.dirs_with(Box::new(pool.handle()));
-    let cap = match &place {
-        Some((root, names)) => dirs.mkdir_at(root, names, format.into(), parents)?,
-        None => dirs.mkdir(format.into())?,
-    };
-    print_cap(&cap, &dirs, target, out)
+    let mut keys = pool.handle();
+    let (cap, round_trips) = session.client.metered(|grid| match &place {
+        Some((root, names)) => grid.mkdir_at(root, names, format.into(), parents, &mut keys),
+        None => grid.mkdir(format.into(), &mut keys),
+    });
+    print_cap(&cap?, round_trips, target, out)
 }
 
 fn print_cap(
     cap: &Cap,
-    dirs: &DirClient<'_>,
+    round_trips: u64,
     target: &Target,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     if target.json {
-        let v = json!({ "cap": cap.to_string(), "round_trips": dirs.stats().round_trips });
+        let v = json!({ "cap": cap.to_string(), "round_trips": round_trips });
         writeln!(out, "{v}").map_err(stdout_err)
     } else {
         writeln!(out, "{cap}").map_err(stdout_err)
@@ -850,10 +860,9 @@ pub fn ls(
 ) -> Result<(), CliError> {
     let (root, names) = path_or_default(target, path)?;
     let session = open_session(target)?;
-    let mut dirs = session.dirs();
-    let found = dirs.lookup(&root, &names)?;
+    let found = session.client.lookup(&root, &names)?;
     let dir = match &found.cap {
-        ChildCap::Known(cap) if cap.is_directory() => dirs.list(cap)?,
+        ChildCap::Known(cap) if cap.is_directory() => session.client.list_directory(cap)?,
         // A file: describe that one entry.
         other => {
             let name = names.last().cloned().unwrap_or_default();
@@ -908,22 +917,22 @@ pub fn mv(from: &str, to: &str, target: &Target, out: &mut dyn Write) -> Result<
         )));
     };
     let session = open_session(target)?;
-    let mut dirs = session.dirs();
-    let into = to_path.is_empty()
-        || to.ends_with('/')
-        || matches!(dirs.lookup(&to_root, &to_path), Ok(f) if f.cap.is_directory());
-    if into {
-        to_path.push(name);
-    }
-    dirs.rename(
-        &from_root,
-        &from_path,
-        &to_root,
-        &to_path,
-        Overwrite::OnlyFiles,
-    )?;
+    let (moved, round_trips) = session.client.metered(|grid| {
+        let into = to_path.is_empty()
+            || to.ends_with('/')
+            || matches!(grid.lookup(&to_root, &to_path), Ok(f) if f.cap.is_directory());
+        if into {
+            to_path.push(name);
+        }
+        grid.move_link(
+            (&from_root, &from_path),
+            (&to_root, &to_path),
+            Overwrite::OnlyFiles,
+        )
+    });
+    moved?;
     if target.json {
-        let v = json!({ "moved_to": to_path.join("/"), "round_trips": dirs.stats().round_trips });
+        let v = json!({ "moved_to": to_path.join("/"), "round_trips": round_trips });
         writeln!(out, "{v}").map_err(stdout_err)?;
     }
     Ok(())
@@ -938,8 +947,7 @@ pub fn rm(path: &str, target: &Target, out: &mut dyn Write) -> Result<(), CliErr
         )));
     }
     let session = open_session(target)?;
-    let mut dirs = session.dirs();
-    let removed = dirs.unlink(&root, &names)?;
+    let removed = session.client.unlink(&root, &names)?;
     if target.json {
         let v = entry_json(&names.join("/"), &removed.cap, Some(&removed.metadata));
         writeln!(out, "{v}").map_err(stdout_err)?;
@@ -972,8 +980,7 @@ pub fn alias_command(cmd: AliasCommand, out: &mut dyn Write) -> Result<(), CliEr
             }
             let pool = KeyPool::rsa(1);
             let session = open_session(&target)?;
-            let mut dirs = session.dirs_with(Box::new(pool.handle()));
-            let cap = dirs.mkdir(format.into())?;
+            let cap = session.client.mkdir(format.into(), &mut pool.handle())?;
             aliases.add(&name, &cap)?;
             writeln!(out, "alias {name} created").map_err(stdout_err)
         }

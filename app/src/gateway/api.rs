@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use lafs_core::cap::Cap;
 use lafs_core::crypto::key_source::KeySource;
+use lafs_core::dirnode::ops::{show_path, DirOpError, LinkOptions};
 use lafs_core::dirnode::{Child, ChildCap, EditError, Metadata, Overwrite};
 use lafs_core::immutable::download::DownloadError;
 use lafs_core::mutable::layout::MutableFormat;
@@ -38,7 +39,7 @@ use tiny_http::{Method, Request, Response, StatusCode};
 use super::stats::{OpKind, Outcome, Stats};
 use super::web::{self, header, Reply, Target, WebError};
 use super::{servers, welcome, GatewayConfig};
-use lafs_runtime_std::dirs::{DirCache, DirClient, DirError};
+use crate::dir_paths;
 use lafs_runtime_std::net::{ClientError, GridClient, ReadSeek, ServerEntry};
 
 /// What the gateway knows of its grid, for pages.
@@ -77,14 +78,21 @@ pub(super) struct Account {
     pub(super) outcome: Outcome,
 }
 
-/// One request thread: a directory client of its own over the shared grid client.
-#[derive(Debug)]
+/// One request thread, over the shared grid client (whose remembered directory states all
+/// workers share, so an edit of a directory another worker just wrote costs one round trip).
 pub struct Worker<'a> {
     grid: &'a GridClient,
-    dirs: DirClient<'a>,
+    /// Keys for new mutable files and directories.
+    keys: Box<dyn KeySource + 'a>,
     config: &'a GatewayConfig,
     stats: &'a Stats,
     info: &'a GridInfo,
+}
+
+impl std::fmt::Debug for Worker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
 }
 
 impl<'a> Worker<'a> {
@@ -94,21 +102,19 @@ impl<'a> Worker<'a> {
         config: &'a GatewayConfig,
         stats: &'a Stats,
         info: &'a GridInfo,
-        cache: DirCache,
     ) -> Worker<'a> {
         Worker {
             grid,
-            dirs: DirClient::sharing(grid, keys, cache),
+            keys,
             config,
             stats,
             info,
         }
     }
 
-    /// The shared grid client, this worker's directory client and the gateway's limits, for
-    /// handlers outside this module.
-    pub(super) fn parts(&mut self) -> (&'a GridClient, &mut DirClient<'a>, &'a GatewayConfig) {
-        (self.grid, &mut self.dirs, self.config)
+    /// The gateway's limits, for handlers outside this module.
+    pub(super) fn config(&self) -> &'a GatewayConfig {
+        self.config
     }
 
     /// Answer one request, whatever it holds.
@@ -125,8 +131,6 @@ impl<'a> Worker<'a> {
             Ok(Err(e)) => Answer::Reply(Reply::error(&e)),
             Err(_) => {
                 tracing::error!(url = request.url(), "gateway: a request handler panicked");
-                // The worker's remembered directory states may be half-updated: drop them.
-                self.dirs.clear_cache();
                 Answer::Reply(Reply::error(&WebError::new(
                     500,
                     "internal error while serving this request (logged); nothing was changed \
@@ -218,7 +222,9 @@ impl<'a> Worker<'a> {
             (Method::Put | Method::Post, "mkdir") => {
                 account.kind = OpKind::Mkdir;
                 let format = mutable_format(target)?.unwrap_or(MutableFormat::Sdmf);
-                let cap = self.dirs.mkdir(format).map_err(dir_error)?;
+                let (made, trips) = self.grid.metered(|g| g.mkdir(format, &mut self.keys));
+                account.outcome.round_trips += trips;
+                let cap = made.map_err(client_error)?;
                 Ok(Reply::text(200, cap.to_string()).into())
             }
             // A browser form posts `t=upload` in its body, not in the URL.
@@ -283,7 +289,10 @@ impl<'a> Worker<'a> {
         contents: Vec<u8>,
         account_rt: &mut impl RoundTrips,
     ) -> Result<Cap, WebError> {
-        let key = KeyTaker(&mut self.dirs).take()?;
+        let key = self
+            .keys
+            .next_key()
+            .map_err(|e| WebError::new(503, format!("no key for a new mutable file: {e}")))?;
         let report = self
             .grid
             .create_mutable(format, key, contents, PublishConfig::default())
@@ -332,7 +341,7 @@ impl<'a> Worker<'a> {
                     ));
                 }
                 need_directory(&root)?;
-                let removed = self.dirs.unlink(&root, &path).map_err(dir_error)?;
+                let removed = dir_op(self.grid, account, |g| g.unlink(&root, &path))?;
                 Ok(Reply::text(200, child_cap_text(&removed.cap)).into())
             }
             m => Err(WebError::method_not_allowed(m.as_str(), "/uri/CAP")),
@@ -355,7 +364,7 @@ impl<'a> Worker<'a> {
             }
         } else {
             need_directory(root)?;
-            let f = self.dirs.lookup(root, path).map_err(dir_error)?;
+            let f = dir_op(self.grid, account, |g| g.lookup(root, path))?;
             ChildFound {
                 cap: f.cap,
                 metadata: f.metadata,
@@ -375,7 +384,7 @@ impl<'a> Worker<'a> {
         match target.t() {
             "json" => {
                 let children = if cap.is_directory() {
-                    let dir = self.dirs.list(&cap).map_err(dir_error)?;
+                    let dir = dir_op(self.grid, account, |g| g.list_directory(&cap))?;
                     let mut map = serde_json::Map::new();
                     for (name, child) in dir.list() {
                         map.insert(
@@ -396,7 +405,7 @@ impl<'a> Worker<'a> {
             )
             .into()),
             "" if cap.is_directory() => {
-                let dir = self.dirs.list(&cap).map_err(dir_error)?;
+                let dir = dir_op(self.grid, account, |g| g.list_directory(&cap))?;
                 Ok(Reply::html(welcome::directory_page(&cap, &dir)).into())
             }
             "" => self.download(request, &cap, account),
@@ -547,11 +556,9 @@ impl<'a> Worker<'a> {
                     .map_err(|_| WebError::bad_request("the body must be a cap (UTF-8 text)"))?
                     .trim();
                 let child = parse_cap(text)?;
-                let existed = self.dirs.peek(root, &path).map_err(dir_error)?.is_some();
-                self.dirs
-                    .link_making_parents(root, &path, ChildCap::Known(child.clone()), overwrite)
-                    .map_err(dir_error)?;
-                Ok(Reply::text(if existed { 200 } else { 201 }, child.to_string()).into())
+                let linked = self.link_making_parents(root, &path, &child, overwrite, account)?;
+                let status = if linked.replaced.is_some() { 200 } else { 201 };
+                Ok(Reply::text(status, child.to_string()).into())
             }
             "mkdir" => self.mkdir_at(root, &path, target, account),
             "" => self.put_file(request, target, root, &path, overwrite, account),
@@ -571,7 +578,7 @@ impl<'a> Worker<'a> {
         account.kind = OpKind::Mkdir;
         let format = mutable_format(target)?.unwrap_or(MutableFormat::Sdmf);
         // An existing directory there is the answer (Tahoe makes no change).
-        match self.dirs.peek(root, path) {
+        match dir_op(self.grid, account, |g| dir_paths::peek(g, root, path)) {
             Ok(Some(Child {
                 cap: ChildCap::Known(cap @ Cap::Directory(_)),
                 ..
@@ -579,19 +586,15 @@ impl<'a> Worker<'a> {
             Ok(Some(_)) => {
                 return Err(WebError::new(
                     409,
-                    format!(
-                        "{} is a file, not a directory",
-                        lafs_runtime_std::dirs::show_path(path)
-                    ),
+                    format!("{} is a file, not a directory", show_path(path)),
                 ))
             }
-            Ok(None) | Err(DirError::NotFound { .. }) => {}
-            Err(e) => return Err(dir_error(e)),
+            Ok(None) => {}
+            Err(e) => return Err(e),
         }
-        let cap = self
-            .dirs
-            .mkdir_at(root, path, format, true)
-            .map_err(dir_error)?;
+        let cap = dir_op(self.grid, account, |g| {
+            g.mkdir_at(root, path, format, true, &mut self.keys)
+        })?;
         Ok(Reply::text(201, cap.to_string()).into())
     }
 
@@ -606,12 +609,25 @@ impl<'a> Worker<'a> {
         overwrite: Overwrite,
         account: &mut Account,
     ) -> Result<Answer, WebError> {
-        let existing = match self.dirs.peek(root, path) {
-            Ok(c) => c,
-            // Missing directories on the way are made below.
-            Err(DirError::NotFound { .. }) => None,
-            Err(e) => return Err(dir_error(e)),
-        };
+        let format = mutable_format(target)?;
+        let body = Body::Request(request);
+        let (cap, status) = self.write_at(root, path, (overwrite, format), body, account)?;
+        Ok(Reply::text(status, cap.to_string()).into())
+    }
+
+    /// Write a file at `path` below `root` from `body`, as Tahoe does: a writeable mutable file
+    /// already there is overwritten in place (unless `overwrite` is `No`); else a new mutable
+    /// file (`format`) or immutable file is made and linked, making missing directories on the
+    /// way. Returns the file's cap and the status: 201 for a new link, 200 for a replaced one.
+    pub(super) fn write_at(
+        &mut self,
+        root: &Cap,
+        path: &[String],
+        (overwrite, format): (Overwrite, Option<MutableFormat>),
+        body: Body<'_>,
+        account: &mut Account,
+    ) -> Result<(Cap, u16), WebError> {
+        let existing = dir_op(self.grid, account, |g| dir_paths::peek(g, root, path))?;
         if let Some(Child {
             cap: ChildCap::Known(cap),
             ..
@@ -623,38 +639,72 @@ impl<'a> Worker<'a> {
                 && overwrite != Overwrite::No
             {
                 account.kind = OpKind::MutableUpdate;
-                let contents = web::read_small_body(request, self.config.max_mutable_upload)?;
-                account.outcome.bytes_in = contents.len() as u64;
+                let contents = self.small_body(body, account)?;
                 let report = self
                     .grid
                     .update_mutable(cap, contents, None)
                     .map_err(client_error)?;
                 account.outcome.round_trips += u64::from(report.stats.round_trips);
-                return Ok(Reply::text(200, cap.to_string()).into());
+                return Ok((cap.clone(), 200));
             }
         }
         let status = if existing.is_some() { 200 } else { 201 };
-        if let Some(format) = mutable_format(target)? {
+        if let Some(format) = format {
             account.kind = OpKind::MutableCreate;
-            let contents = web::read_small_body(request, self.config.max_mutable_upload)?;
-            account.outcome.bytes_in = contents.len() as u64;
+            let contents = self.small_body(body, account)?;
             let cap = self.create_mutable(format, contents, account)?;
-            self.dirs
-                .link_making_parents(root, path, ChildCap::Known(cap.clone()), overwrite)
-                .map_err(dir_error)?;
-            return Ok(Reply::text(status, cap.to_string()).into());
+            let linked = self.link_making_parents(root, path, &cap, overwrite, account)?;
+            let status = if linked.replaced.is_some() {
+                200
+            } else {
+                status
+            };
+            return Ok((cap, status));
         }
         account.kind = OpKind::Upload;
-        let mut body = self.spool(request)?;
+        let mut body = match body {
+            Body::Request(request) => self.spool(request)?,
+            Body::Spooled(spooled) => spooled,
+        };
         account.outcome.bytes_in = body.len;
-        let before = self.dirs.stats().round_trips;
-        let (report, replaced) = self
-            .dirs
-            .put_file_replacing(root, path, body.len, body.reader(), overwrite, true)
-            .map_err(dir_error)?;
-        account.outcome.round_trips += self.dirs.stats().round_trips - before;
+        let source = (body.len, body.reader());
+        let (report, replaced) = dir_op(self.grid, account, |g| {
+            dir_paths::put_file(g, root, path, source, overwrite, true, &mut self.keys)
+        })?;
         let status = if replaced.is_some() { 200 } else { status };
-        Ok(Reply::text(status, report.cap.to_string()).into())
+        Ok((report.cap, status))
+    }
+
+    /// A mutable file's new contents from `body`, within the gateway's limit.
+    fn small_body(&self, body: Body<'_>, account: &mut Account) -> Result<Vec<u8>, WebError> {
+        let limit = self.config.max_mutable_upload;
+        let contents = match body {
+            Body::Request(request) => web::read_small_body(request, limit)?,
+            Body::Spooled(spooled) => spooled.into_small(limit)?,
+        };
+        account.outcome.bytes_in = contents.len() as u64;
+        Ok(contents)
+    }
+
+    /// Link `cap` at `path` below `root`, making missing directories on the way (SDMF), as
+    /// Tahoe's web API does for `PUT /uri/DIRCAP/a/b/name`.
+    fn link_making_parents(
+        &mut self,
+        root: &Cap,
+        path: &[String],
+        cap: &Cap,
+        overwrite: Overwrite,
+        account: &mut Account,
+    ) -> Result<lafs_core::dirnode::ops::Linked, WebError> {
+        let options = LinkOptions {
+            metadata: None,
+            overwrite,
+            parents: Some(MutableFormat::Sdmf),
+        };
+        let child = ChildCap::Known(cap.clone());
+        dir_op(self.grid, account, |g| {
+            g.link(root, path, child, options, &mut self.keys)
+        })
     }
 
     fn post(
@@ -686,10 +736,8 @@ impl<'a> Worker<'a> {
             },
             "unlink" | "delete" => {
                 account.kind = OpKind::Unlink;
-                let removed = self
-                    .dirs
-                    .unlink(root, &with_name(name_arg()?))
-                    .map_err(dir_error)?;
+                let name = with_name(name_arg()?);
+                let removed = dir_op(self.grid, account, |g| g.unlink(root, &name))?;
                 Ok(Reply::text(200, child_cap_text(&removed.cap)).into())
             }
             "rename" => {
@@ -701,9 +749,10 @@ impl<'a> Worker<'a> {
                     .arg("to_name")
                     .ok_or_else(|| WebError::bad_request("t=rename needs to_name="))?;
                 let overwrite = replace_arg(target)?;
-                self.dirs
-                    .rename(root, &with_name(from), root, &with_name(to), overwrite)
-                    .map_err(dir_error)?;
+                let (from, to) = (with_name(from), with_name(to));
+                dir_op(self.grid, account, |g| {
+                    g.move_link((root, &from), (root, &to), overwrite)
+                })?;
                 Ok(Reply::text(200, "OK").into())
             }
             "upload" | "" if target.t() == "upload" || super::multipart::is_form_data(request) => {
@@ -740,15 +789,22 @@ impl RoundTrips for u64 {
     }
 }
 
-/// Takes a key for a new mutable file through the directory client's key source.
-struct KeyTaker<'d, 'a>(&'d mut DirClient<'a>);
+/// Run directory operations through the grid client, counting their round trips.
+fn dir_op<T>(
+    grid: &GridClient,
+    account: &mut Account,
+    f: impl FnOnce(&GridClient) -> Result<T, ClientError>,
+) -> Result<T, WebError> {
+    let (done, trips) = grid.metered(f);
+    account.outcome.round_trips += trips;
+    done.map_err(client_error)
+}
 
-impl KeyTaker<'_, '_> {
-    fn take(self) -> Result<lafs_core::crypto::rsa_keys::MutableKey, WebError> {
-        self.0
-            .next_key()
-            .map_err(|e| WebError::new(503, format!("no key for a new mutable file: {e}")))
-    }
+/// Where a write's bytes come from: still in the request (read once the write's kind is
+/// known) or already spooled (a form's file field).
+pub(super) enum Body<'r> {
+    Request(&'r mut Request),
+    Spooled(Spooled),
 }
 
 /// A request body read to its end: in memory if small, else in a temporary file.
@@ -770,6 +826,18 @@ impl Spooled {
             SpoolSource::Memory(c) => c,
             SpoolSource::File(f) => f,
         }
+    }
+
+    /// The whole body in memory, if it is at most `limit` bytes (413 otherwise).
+    pub fn into_small(mut self, limit: u64) -> Result<Vec<u8>, WebError> {
+        if self.len > limit {
+            return Err(web::too_large(limit));
+        }
+        let mut contents = Vec::with_capacity(self.len as usize);
+        self.reader()
+            .read_to_end(&mut contents)
+            .map_err(|e| WebError::new(500, format!("could not read the spooled upload: {e}")))?;
+        Ok(contents)
     }
 }
 
@@ -1035,21 +1103,37 @@ pub(super) fn node_json(
 }
 
 /// Tahoe's status codes for what can go wrong in a directory operation.
-pub(super) fn dir_error(e: DirError) -> WebError {
-    let message = e.to_string();
+fn dir_error(e: &DirOpError, message: String) -> WebError {
     match e {
-        DirError::Client(c) => client_error(c),
-        DirError::NotFound { .. } => WebError::not_found(message),
-        DirError::Exists { .. } | DirError::TooManyConflicts { .. } => WebError::new(409, message),
-        DirError::Edit { source, .. } => match source {
+        DirOpError::Read {
+            source: RetrieveError::NoShares { .. } | RetrieveError::NotEnoughShares { .. },
+            ..
+        }
+        | DirOpError::Download {
+            source: DownloadError::NotEnoughShares { .. },
+            ..
+        } => WebError::new(410, message),
+        DirOpError::NotFound { .. } => WebError::not_found(message),
+        DirOpError::Exists { .. } | DirOpError::TooManyConflicts { .. } => {
+            WebError::new(409, message)
+        }
+        DirOpError::Edit { source, .. } => match source {
             EditError::NoSuchChild { .. } => WebError::not_found(message),
             EditError::ExistingChild { .. } | EditError::ExistingDirectory { .. } => {
                 WebError::new(409, message)
             }
             _ => WebError::bad_request(message),
         },
-        DirError::Keys(_) => WebError::new(503, message),
-        DirError::Malformed { .. } => WebError::new(500, message),
+        DirOpError::Publish {
+            source: PublishError::Conflict { .. },
+            ..
+        } => WebError::new(409, message),
+        DirOpError::Read { .. }
+        | DirOpError::Download { .. }
+        | DirOpError::Publish { .. }
+        | DirOpError::Create { .. }
+        | DirOpError::NoKey { .. } => WebError::new(503, message),
+        DirOpError::Malformed { .. } => WebError::new(500, message),
         _ => WebError::bad_request(message),
     }
 }
@@ -1058,6 +1142,7 @@ pub(super) fn dir_error(e: DirError) -> WebError {
 pub(super) fn client_error(e: ClientError) -> WebError {
     let message = e.to_string();
     match &e {
+        ClientError::Dir(dir) => dir_error(dir, message),
         ClientError::Download(DownloadError::NotEnoughShares { .. })
         | ClientError::Retrieve(
             RetrieveError::NoShares { .. } | RetrieveError::NotEnoughShares { .. },

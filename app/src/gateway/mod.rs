@@ -3,9 +3,10 @@
 //! servers only store.
 //!
 //! Threads: one accept thread (tiny_http's) and `workers` request threads, all scoped inside
-//! one gateway thread that owns the [`GridClient`]. Each worker keeps its own
-//! [`DirClient`] (so its remembered directory maps make repeated edits one round trip) and
-//! serves one request at a time from start to finish.
+//! one gateway thread that owns the [`GridClient`]. Workers share the client's connections and
+//! its remembered directory states (so an edit of a directory any worker wrote last costs one
+//! round trip, and edits of one directory take turns instead of conflicting); each serves one
+//! request at a time from start to finish.
 //!
 //! Memory: request bodies of immutable uploads are spooled to a temporary file (the convergent
 //! key needs a first pass over the whole file) and then read back one segment at a time;
@@ -32,7 +33,6 @@ use lafs_core::crypto::rsa_keys::MutableKey;
 
 use crate::local_grid;
 use crate::node::{GridServer, NodeDir};
-use lafs_runtime_std::dirs::DirCache;
 use lafs_runtime_std::keypool::KeyPool;
 use lafs_runtime_std::net::{GridClient, ServerEntry};
 use lafs_runtime_std::sync::{Arc, Mutex, Ordering};
@@ -153,14 +153,10 @@ impl Gateway {
             .spawn(move || {
                 let (server, stopping, stats) = shared;
                 let info = api::GridInfo { servers };
-                // One memory of directory states for all workers: an edit of a directory that
-                // another worker just wrote starts from its state (one round trip).
-                let cache = DirCache::new();
                 std::thread::scope(|scope| {
                     for i in 0..workers {
                         let (server, stopping, stats) = (&server, &stopping, &stats);
                         let (client, keys, config, info) = (&client, &keys, &config, &info);
-                        let cache = cache.clone();
                         let spawned = std::thread::Builder::new()
                             .name(format!("lafs-web-{i}"))
                             .spawn_scoped(scope, move || {
@@ -170,7 +166,6 @@ impl Gateway {
                                     config,
                                     stats,
                                     info,
-                                    cache,
                                 );
                                 loop {
                                     match server.recv() {

@@ -5,20 +5,18 @@ use std::fmt::Write as _;
 
 use indicatif::HumanBytes;
 use lafs_core::cap::Cap;
-use lafs_core::dirnode::{Child, ChildCap, Directory, Overwrite};
+use lafs_core::dirnode::Directory;
 use lafs_core::server_status::ServerFigures;
 use tiny_http::Request;
 
 use super::api::{
-    client_error, dir_error, mutable_format, replace_arg, spool_reader, Account, Answer, GridInfo,
-    Spooled, Worker,
+    mutable_format, replace_arg, spool_reader, Account, Answer, Body, GridInfo, Spooled, Worker,
 };
 use super::multipart::{self, Multipart};
 use super::servers::{self, ServerView};
 use super::stats::{OpKind, Stats};
 use super::web::{self, escape_html, escape_segment, Reply, Target, WebError};
 use super::GatewayConfig;
-use lafs_runtime_std::dirs::DirError;
 use lafs_runtime_std::net::GridClient;
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}\
@@ -150,7 +148,7 @@ pub fn directory_page(cap: &Cap, dir: &Directory) -> String {
             "<tr><td><a class=\"child\" href=\"/uri/{}\">{}</a></td><td>{}</td><td>{size}</td></tr>",
             escape_segment(&uri),
             escape_html(name),
-            escape_html(&lafs_runtime_std::dirs::kind_of(&child.cap)),
+            escape_html(&lafs_core::dirnode::ops::kind_of(&child.cap)),
         );
     }
     html.push_str("</table>\n");
@@ -248,19 +246,6 @@ impl Form {
             file,
         })
     }
-
-    /// The whole file in memory, for a mutable publish.
-    fn contents(&mut self, limit: u64) -> Result<Vec<u8>, WebError> {
-        if self.file.len > limit {
-            return Err(web::too_large(limit));
-        }
-        let mut contents = Vec::with_capacity(self.file.len as usize);
-        self.file
-            .reader()
-            .read_to_end(&mut contents)
-            .map_err(|e| WebError::new(500, format!("could not read the spooled upload: {e}")))?;
-        Ok(contents)
-    }
 }
 
 /// `POST /uri?t=upload`: a browser form upload (field `file`; `format=SDMF|MDMF` makes a
@@ -271,21 +256,21 @@ pub(super) fn form_upload(
     target: &Target,
     account: &mut Account,
 ) -> Result<Answer, WebError> {
-    let (_, _, config) = worker.parts();
-    let mut form = Form::read(request, target, config)?;
-    account.outcome.bytes_in = form.file.len;
-    let cap = match mutable_format(&form.args)? {
+    let config = worker.config();
+    let Form { args, file, .. } = Form::read(request, target, config)?;
+    account.outcome.bytes_in = file.len;
+    let cap = match mutable_format(&args)? {
         Some(format) => {
             account.kind = OpKind::MutableCreate;
-            let contents = form.contents(config.max_mutable_upload)?;
+            let contents = file.into_small(config.max_mutable_upload)?;
             worker.create_mutable(format, contents, account)?
         }
         None => {
             account.kind = OpKind::Upload;
-            worker.upload_spooled(form.file, account)?
+            worker.upload_spooled(file, account)?
         }
     };
-    Ok(uploaded(&cap, &form.args, 200, None).into())
+    Ok(uploaded(&cap, &args, 200, None).into())
 }
 
 /// `POST /uri/DIRCAP[/PATH]?t=upload`: a browser form upload into a directory, named by the
@@ -299,8 +284,8 @@ pub(super) fn form_upload_into(
     path: &[String],
     account: &mut Account,
 ) -> Result<Answer, WebError> {
-    let (grid, _, config) = worker.parts();
-    let mut form = Form::read(request, target, config)?;
+    let config = worker.config();
+    let form = Form::read(request, target, config)?;
     account.outcome.bytes_in = form.file.len;
     let name = form
         .args
@@ -322,64 +307,10 @@ pub(super) fn form_upload_into(
     child.push(name);
     let overwrite = replace_arg(&form.args)?;
     let format = mutable_format(&form.args)?;
-    let (_, dirs, _) = worker.parts();
-    let before = dirs.stats().round_trips;
-    let existing = match dirs.peek(root, &child) {
-        Ok(c) => c,
-        Err(DirError::NotFound { .. }) => None,
-        Err(e) => return Err(dir_error(e)),
-    };
-    let mut status = if existing.is_some() { 200 } else { 201 };
-    let cap = match &existing {
-        Some(Child {
-            cap: ChildCap::Known(cap),
-            ..
-        }) if cap.is_mutable()
-            && !cap.is_directory()
-            && !cap.is_readonly()
-            && overwrite != Overwrite::No =>
-        {
-            account.kind = OpKind::MutableUpdate;
-            let contents = form.contents(config.max_mutable_upload)?;
-            let report = grid
-                .update_mutable(cap, contents, None)
-                .map_err(client_error)?;
-            account.outcome.round_trips += u64::from(report.stats.round_trips);
-            cap.clone()
-        }
-        _ => match format {
-            Some(format) => {
-                account.kind = OpKind::MutableCreate;
-                let contents = form.contents(config.max_mutable_upload)?;
-                let cap = worker.create_mutable(format, contents, account)?;
-                let (_, dirs, _) = worker.parts();
-                dirs.link_making_parents(root, &child, ChildCap::Known(cap.clone()), overwrite)
-                    .map_err(dir_error)?;
-                cap
-            }
-            None => {
-                account.kind = OpKind::Upload;
-                let (_, dirs, _) = worker.parts();
-                let (report, replaced) = dirs
-                    .put_file_replacing(
-                        root,
-                        &child,
-                        form.file.len,
-                        form.file.reader(),
-                        overwrite,
-                        true,
-                    )
-                    .map_err(dir_error)?;
-                if replaced.is_some() {
-                    status = 200;
-                }
-                report.cap
-            }
-        },
-    };
-    let (_, dirs, _) = worker.parts();
-    account.outcome.round_trips += dirs.stats().round_trips - before;
-    Ok(uploaded(&cap, &form.args, status, Some(&child)).into())
+    let Form { args, file, .. } = form;
+    let body = Body::Spooled(file);
+    let (cap, status) = worker.write_at(root, &child, (overwrite, format), body, account)?;
+    Ok(uploaded(&cap, &args, status, Some(&child)).into())
 }
 
 /// Characters escaped in a cap put into a `when_done` URL (Python's `urllib.parse.quote`).
@@ -408,7 +339,7 @@ fn uploaded(cap: &Cap, args: &Target, status: u16, path: Option<&[String]>) -> R
         let _ = writeln!(
             html,
             "<p>Linked as <code id=\"path\">{}</code>.</p>",
-            escape_html(&lafs_runtime_std::dirs::show_path(path))
+            escape_html(&lafs_core::dirnode::ops::show_path(path))
         );
     }
     let link = escape_segment(&uri);

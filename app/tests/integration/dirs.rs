@@ -1,21 +1,23 @@
-//! Directories on a loopback grid: nested paths, read-only refusal, malformed tables, concurrent
-//! writers, and what the cache saves in round trips.
+//! Directories on a loopback grid, through the grid client the CLI and gateway use: nested
+//! paths, read-only refusal, malformed tables, concurrent writers (other clients, and threads
+//! sharing one client), and what remembered directories save in round trips.
 
+use lafs::dir_paths;
 use lafs::local_grid::LocalGrid;
 use lafs_core::cap::Cap;
 use lafs_core::crypto::key_source::FixtureKeys;
+use lafs_core::dirnode::ops::{DirOpError, LinkOptions};
 use lafs_core::dirnode::{ChildCap, EditError, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
-use lafs_runtime_std::dirs::{DirClient, DirError};
-use lafs_runtime_std::net::{ClientConfig, GridClient};
+use lafs_runtime_std::net::{ClientConfig, ClientError, GridClient};
 
-fn keys() -> Box<FixtureKeys> {
+fn keys() -> FixtureKeys {
     let pem = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/data/rsa-2048-fixture-keys.pem"
     ))
     .unwrap();
-    Box::new(FixtureKeys::from_pem_bundle(&pem))
+    FixtureKeys::from_pem_bundle(&pem)
 }
 
 fn config() -> ClientConfig {
@@ -31,25 +33,38 @@ fn path(p: &str) -> Vec<String> {
         .collect()
 }
 
-fn names(dirs: &mut DirClient<'_>, cap: &Cap) -> Vec<String> {
-    dirs.list(cap)
+fn names(grid: &GridClient, cap: &Cap) -> Vec<String> {
+    grid.list_directory(cap)
         .unwrap()
         .list()
         .map(|(n, _)| n.to_string())
         .collect()
 }
 
-fn put(dirs: &mut DirClient<'_>, root: &Cap, p: &str, data: &[u8]) -> Cap {
-    dirs.put_file(
-        root,
-        &path(p),
+fn put_with(
+    grid: &GridClient,
+    root: &Cap,
+    p: &str,
+    data: &[u8],
+    overwrite: Overwrite,
+) -> Result<Cap, ClientError> {
+    let mut reader = std::io::Cursor::new(data.to_vec());
+    let source = (
         data.len() as u64,
-        &mut std::io::Cursor::new(data.to_vec()),
-        Overwrite::OnlyFiles,
-        false,
-    )
-    .unwrap()
-    .cap
+        &mut reader as &mut dyn lafs_runtime_std::net::ReadSeek,
+    );
+    dir_paths::put_file(grid, root, &path(p), source, overwrite, false, &mut keys())
+        .map(|(report, _)| report.cap)
+}
+
+fn put(grid: &GridClient, root: &Cap, p: &str, data: &[u8]) -> Cap {
+    put_with(grid, root, p, data, Overwrite::OnlyFiles).unwrap()
+}
+
+fn link(grid: &GridClient, root: &Cap, p: &str, cap: &Cap) -> Result<(), ClientError> {
+    let child = ChildCap::Known(cap.clone());
+    grid.link(root, &path(p), child, LinkOptions::default(), &mut keys())
+        .map(drop)
 }
 
 fn fetch(grid: &GridClient, cap: &ChildCap) -> Vec<u8> {
@@ -61,99 +76,93 @@ fn fetch(grid: &GridClient, cap: &ChildCap) -> Vec<u8> {
     out
 }
 
+fn dir_error(e: ClientError) -> DirOpError {
+    match e {
+        ClientError::Dir(e) => e,
+        other => panic!("expected a directory error, got: {other}"),
+    }
+}
+
 #[test]
 fn nested_paths_link_move_and_remove() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = LocalGrid::start(tmp.path(), 5).unwrap();
     let client = grid.client(config());
-    let mut dirs = DirClient::new(&client, keys());
+    let mut keys = keys();
 
-    let root = dirs.mkdir(MutableFormat::Sdmf).unwrap();
+    let root = client.mkdir(MutableFormat::Sdmf, &mut keys).unwrap();
     assert!(root.to_string().starts_with("URI:DIR2:"), "{root}");
-    let docs = dirs
-        .mkdir_at(&root, &path("docs"), MutableFormat::Mdmf, false)
+    let docs = client
+        .mkdir_at(&root, &path("docs"), MutableFormat::Mdmf, false, &mut keys)
         .unwrap();
     assert!(docs.to_string().starts_with("URI:DIR2-MDMF:"), "{docs}");
     // Intermediate directories are made only when asked.
-    let err = dirs
-        .mkdir_at(&root, &path("a/b/c"), MutableFormat::Sdmf, false)
+    let err = client
+        .mkdir_at(&root, &path("a/b/c"), MutableFormat::Sdmf, false, &mut keys)
         .unwrap_err();
-    assert!(matches!(err, DirError::NotFound { .. }), "{err}");
-    dirs.mkdir_at(&root, &path("a/b/c"), MutableFormat::Sdmf, true)
+    assert!(matches!(dir_error(err), DirOpError::NotFound { .. }));
+    client
+        .mkdir_at(&root, &path("a/b/c"), MutableFormat::Sdmf, true, &mut keys)
         .unwrap();
-    let err = dirs
-        .mkdir_at(&root, &path("a/b"), MutableFormat::Sdmf, false)
+    let err = client
+        .mkdir_at(&root, &path("a/b"), MutableFormat::Sdmf, false, &mut keys)
         .unwrap_err();
-    assert!(matches!(err, DirError::Exists { .. }), "{err}");
+    assert!(matches!(dir_error(err), DirOpError::Exists { .. }));
 
     let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-    put(&mut dirs, &root, "docs/report.bin", &big);
-    put(&mut dirs, &root, "a/b/c/note.txt", b"small note");
-    assert_eq!(names(&mut dirs, &root), ["a", "docs"]);
-    let found = dirs.lookup(&root, &path("docs/report.bin")).unwrap();
+    put(&client, &root, "docs/report.bin", &big);
+    put(&client, &root, "a/b/c/note.txt", b"small note");
+    assert_eq!(names(&client, &root), ["a", "docs"]);
+    let found = client.lookup(&root, &path("docs/report.bin")).unwrap();
     assert_eq!(fetch(&client, &found.cap), big);
-    let found = dirs.lookup(&root, &path("a/b/c/note.txt")).unwrap();
+    let found = client.lookup(&root, &path("a/b/c/note.txt")).unwrap();
     assert_eq!(fetch(&client, &found.cap), b"small note");
 
     // A path under a file, a missing child: clear errors.
-    let err = dirs.lookup(&root, &path("docs/report.bin/x")).unwrap_err();
+    let err = client
+        .lookup(&root, &path("docs/report.bin/x"))
+        .unwrap_err();
     assert!(err.to_string().contains("is not a directory"), "{err}");
-    let err = dirs.lookup(&root, &path("docs/missing")).unwrap_err();
+    let err = client.lookup(&root, &path("docs/missing")).unwrap_err();
     assert_eq!(err.to_string(), "\"docs/missing\" does not exist");
 
-    // Rename within a directory, then move between directories; metadata moves along.
-    dirs.rename(
-        &root,
-        &path("docs/report.bin"),
-        &root,
-        &path("docs/q3.bin"),
-        Overwrite::No,
-    )
-    .unwrap();
-    assert_eq!(names(&mut dirs, &docs), ["q3.bin"]);
-    dirs.rename(
-        &root,
-        &path("docs/q3.bin"),
-        &root,
-        &path("a/b/q3.bin"),
-        Overwrite::No,
-    )
-    .unwrap();
-    assert!(names(&mut dirs, &docs).is_empty());
-    let moved = dirs.lookup(&root, &path("a/b/q3.bin")).unwrap();
+    // Rename within a directory, then move between directories.
+    let (docs_report, docs_q3) = (path("docs/report.bin"), path("docs/q3.bin"));
+    client
+        .move_link((&root, &docs_report), (&root, &docs_q3), Overwrite::No)
+        .unwrap();
+    assert_eq!(names(&client, &docs), ["q3.bin"]);
+    let ab_q3 = path("a/b/q3.bin");
+    client
+        .move_link((&root, &docs_q3), (&root, &ab_q3), Overwrite::No)
+        .unwrap();
+    assert!(names(&client, &docs).is_empty());
+    let moved = client.lookup(&root, &ab_q3).unwrap();
     assert_eq!(fetch(&client, &moved.cap), big);
 
-    // Overwrite rules: a file may not silently replace a file unless asked; never a directory.
-    let err = dirs
-        .put_file(
-            &root,
-            &path("a/b/c"),
-            3,
-            &mut std::io::Cursor::new(b"xyz".to_vec()),
-            Overwrite::OnlyFiles,
-            false,
-        )
-        .unwrap_err();
+    // Overwrite rules: never a directory, and refused before anything is uploaded.
+    let err = put_with(&client, &root, "a/b/c", b"xyz", Overwrite::OnlyFiles).unwrap_err();
     assert!(
         matches!(
-            err,
-            DirError::Edit {
+            dir_error(err),
+            DirOpError::Edit {
                 source: EditError::ExistingDirectory { .. },
                 ..
             }
         ),
-        "{err}"
+        "a directory is never replaced by a file"
     );
-    let removed = dirs.unlink(&root, &path("a/b/q3.bin")).unwrap();
+    let err = put_with(&client, &root, "a/b/q3.bin", b"xyz", Overwrite::No).unwrap_err();
+    assert!(err.to_string().contains("already"), "{err}");
+    let removed = client.unlink(&root, &ab_q3).unwrap();
     assert_eq!(fetch(&client, &removed.cap), big);
-    assert_eq!(names(&mut dirs, &root.clone()), ["a", "docs"]);
-    let err = dirs.unlink(&root, &path("a/b/q3.bin")).unwrap_err();
+    assert_eq!(names(&client, &root), ["a", "docs"]);
+    let err = client.unlink(&root, &ab_q3).unwrap_err();
     assert!(err.to_string().contains("no child named"), "{err}");
 
-    // A second client (no cache) sees everything.
+    // A second client (nothing remembered) sees everything.
     let other = grid.client(config());
-    let mut fresh = DirClient::new(&other, keys());
-    let found = fresh.lookup(&root, &path("a/b/c/note.txt")).unwrap();
+    let found = other.lookup(&root, &path("a/b/c/note.txt")).unwrap();
     assert_eq!(fetch(&other, &found.cap), b"small note");
 }
 
@@ -162,53 +171,38 @@ fn read_only_directories_list_but_refuse_every_change() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = LocalGrid::start(tmp.path(), 5).unwrap();
     let client = grid.client(config());
-    let mut dirs = DirClient::new(&client, keys());
-    let root = dirs.mkdir(MutableFormat::Sdmf).unwrap();
-    let sub = dirs
-        .mkdir_at(&root, &path("sub"), MutableFormat::Sdmf, false)
+    let mut keys = keys();
+    let root = client.mkdir(MutableFormat::Sdmf, &mut keys).unwrap();
+    let sub = client
+        .mkdir_at(&root, &path("sub"), MutableFormat::Sdmf, false, &mut keys)
         .unwrap();
-    put(&mut dirs, &root, "f", b"hello");
+    put(&client, &root, "f", b"hello");
     let before = client.read_mutable(&root, None).unwrap();
 
     let ro = root.read_only().unwrap();
     assert!(ro.to_string().starts_with("URI:DIR2-RO:"), "{ro}");
-    assert_eq!(names(&mut dirs, &ro), ["f", "sub"]);
+    assert_eq!(names(&client, &ro), ["f", "sub"]);
     // Children seen through a read-only directory are read-only too.
-    let child = dirs.lookup(&ro, &path("sub")).unwrap();
+    let child = client.lookup(&ro, &path("sub")).unwrap();
     assert_eq!(child.cap, ChildCap::Known(sub.read_only().unwrap()));
 
+    let (f, g) = (path("f"), path("g"));
     let refusals = [
-        dirs.link(
-            &ro,
-            &path("g"),
-            ChildCap::Known(sub.clone()),
-            None,
-            Overwrite::Yes,
-        )
-        .unwrap_err(),
-        dirs.unlink(&ro, &path("f")).unwrap_err(),
-        dirs.rename(&ro, &path("f"), &ro, &path("g"), Overwrite::No)
+        link(&client, &ro, "g", &sub).unwrap_err(),
+        client.unlink(&ro, &f).unwrap_err(),
+        client
+            .move_link((&ro, &f), (&ro, &g), Overwrite::No)
             .unwrap_err(),
-        dirs.mkdir_at(&ro, &path("new"), MutableFormat::Sdmf, false)
+        client
+            .mkdir_at(&ro, &path("new"), MutableFormat::Sdmf, false, &mut keys)
             .unwrap_err(),
-        dirs.put_file(
-            &ro,
-            &path("x"),
-            1,
-            &mut std::io::Cursor::new(b"x".to_vec()),
-            Overwrite::Yes,
-            false,
-        )
-        .unwrap_err(),
+        put_with(&client, &ro, "x", b"x", Overwrite::Yes).unwrap_err(),
         // Through the read-only view, the subdirectory is read-only as well.
-        dirs.unlink(&ro, &path("sub/anything")).unwrap_err(),
+        client.unlink(&ro, &path("sub/anything")).unwrap_err(),
     ];
     for err in refusals {
-        assert!(
-            matches!(err, DirError::ReadOnly { .. }),
-            "expected a read-only refusal, got: {err}"
-        );
         assert!(err.to_string().contains("read-only"), "{err}");
+        assert!(matches!(dir_error(err), DirOpError::ReadOnly { .. }));
     }
     let after = client.read_mutable(&root, None).unwrap();
     assert_eq!(after.1.seqnum, before.1.seqnum, "nothing was published");
@@ -220,44 +214,38 @@ fn a_malformed_directory_is_a_clear_error_and_edits_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = LocalGrid::start(tmp.path(), 5).unwrap();
     let client = grid.client(config());
-    let mut dirs = DirClient::new(&client, keys());
-    let root = dirs.mkdir(MutableFormat::Sdmf).unwrap();
-    put(&mut dirs, &root, "f", b"hello");
+    let mut keys = keys();
+    let root = client.mkdir(MutableFormat::Sdmf, &mut keys).unwrap();
+    put(&client, &root, "f", b"hello");
     // Someone writes garbage into the directory's file.
     let garbage = b"12:not a table,99:truncated".to_vec();
     client.update_mutable(&root, garbage.clone(), None).unwrap();
     let seqnum = client.read_mutable(&root, None).unwrap().1.seqnum;
 
-    let err = dirs.list(&root).unwrap_err();
-    assert!(matches!(err, DirError::Malformed { .. }), "{err}");
+    let err = client.list_directory(&root).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("not a valid directory") && text.contains("nothing was changed"),
         "{text}"
     );
     assert!(!text.contains("URI:"), "errors never quote caps: {text}");
+    assert!(matches!(dir_error(err), DirOpError::Malformed { .. }));
     let edits = [
-        dirs.link(
-            &root,
-            &path("g"),
-            ChildCap::Known(root.read_only().unwrap()),
-            None,
-            Overwrite::Yes,
-        )
-        .unwrap_err(),
-        dirs.unlink(&root, &path("f")).unwrap_err(),
-        dirs.mkdir_at(&root, &path("d"), MutableFormat::Sdmf, false)
+        link(&client, &root, "g", &root.read_only().unwrap()).unwrap_err(),
+        client.unlink(&root, &path("f")).unwrap_err(),
+        client
+            .mkdir_at(&root, &path("d"), MutableFormat::Sdmf, false, &mut keys)
             .unwrap_err(),
     ];
     for err in edits {
-        assert!(matches!(err, DirError::Malformed { .. }), "{err}");
+        assert!(matches!(dir_error(err), DirOpError::Malformed { .. }));
     }
     let (bytes, report) = client.read_mutable(&root, None).unwrap();
     assert_eq!(bytes, garbage, "the stored bytes are untouched");
     assert_eq!(report.seqnum, seqnum);
-    // A lookup under a non-directory cap names the problem.
+    // Listing a file's cap names the problem.
     let file = client.upload_bytes(&[7u8; 2000], &mut |_| {}).unwrap().cap;
-    let err = dirs.list(&file).unwrap_err();
+    let err = client.list_directory(&file).unwrap_err();
     assert!(err.to_string().contains("is not a directory"), "{err}");
 }
 
@@ -265,254 +253,107 @@ fn a_malformed_directory_is_a_clear_error_and_edits_change_nothing() {
 fn concurrent_edits_from_two_clients_all_land() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = LocalGrid::start(tmp.path(), 5).unwrap();
-    let root = {
-        let client = grid.client(config());
-        let made = DirClient::new(&client, keys())
-            .mkdir(MutableFormat::Sdmf)
-            .unwrap();
-        made
-    };
+    let root = grid
+        .client(config())
+        .mkdir(MutableFormat::Sdmf, &mut keys())
+        .unwrap();
     let leaf = Cap::parse("URI:LIT:nbswy3dp").unwrap();
     let per_writer = 12;
-    let conflicts: u64 = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
-            .map(|w| {
-                let (grid, root, leaf) = (&grid, &root, &leaf);
-                s.spawn(move || {
-                    let client = grid.client(config());
-                    let mut dirs = DirClient::new(&client, keys());
-                    for i in 0..per_writer {
-                        dirs.link(
-                            root,
-                            &[format!("w{w}-{i:02}")],
-                            ChildCap::Known(leaf.clone()),
-                            None,
-                            Overwrite::No,
-                        )
-                        .unwrap();
-                    }
-                    dirs.stats().conflicts
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    std::thread::scope(|s| {
+        for w in 0..2 {
+            let (grid, root, leaf) = (&grid, &root, &leaf);
+            s.spawn(move || {
+                // Each writer its own client: they meet only on the servers.
+                let client = grid.client(config());
+                for i in 0..per_writer {
+                    link(&client, root, &format!("w{w}-{i:02}"), leaf).unwrap();
+                }
+            });
+        }
     });
-    let client = grid.client(config());
-    let mut dirs = DirClient::new(&client, keys());
-    let listed = names(&mut dirs, &root);
+    let listed = names(&grid.client(config()), &root);
     assert_eq!(listed.len(), 2 * per_writer, "{listed:?}");
-    eprintln!("{conflicts} conflicts retried");
 }
 
 #[test]
-fn cached_edits_cost_one_round_trip() {
+fn remembered_directories_make_edits_one_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = LocalGrid::start(tmp.path(), 5).unwrap();
     let client = grid.client(config());
-    let mut dirs = DirClient::new(&client, keys());
-    let leaf = ChildCap::Known(Cap::parse("URI:LIT:nbswy3dp").unwrap());
+    let mut keys = keys();
+    let leaf = Cap::parse("URI:LIT:nbswy3dp").unwrap();
 
-    let before = dirs.stats();
-    let root = dirs.mkdir(MutableFormat::Sdmf).unwrap();
-    assert_eq!(dirs.stats().round_trips - before.round_trips, 1, "mkdir");
+    let (root, trips) = client.metered(|g| g.mkdir(MutableFormat::Sdmf, &mut keys));
+    let root = root.unwrap();
+    assert_eq!(trips, 1, "mkdir");
     for i in 0..5 {
-        let before = dirs.stats();
-        dirs.link(&root, &[format!("c{i}")], leaf.clone(), None, Overwrite::No)
-            .unwrap();
-        let after = dirs.stats();
-        assert_eq!(after.round_trips - before.round_trips, 1, "edit {i}");
-        assert_eq!(after.reads, before.reads, "no read for a cached edit");
+        let (linked, trips) = client.metered(|g| link(g, &root, &format!("c{i}"), &leaf));
+        linked.unwrap();
+        assert_eq!(trips, 1, "edit {i} starts from the remembered state");
     }
-    // Upload + link into a remembered directory: the upload's round trip plus one publish.
-    let before = dirs.stats();
-    let data = vec![5u8; 5000];
-    dirs.put_file(
-        &root,
-        &path("uploaded.bin"),
-        data.len() as u64,
-        &mut std::io::Cursor::new(data),
-        Overwrite::No,
-        false,
-    )
-    .unwrap();
-    assert_eq!(dirs.stats().round_trips - before.round_trips, 2, "put_file");
-    dirs.unlink(&root, &path("uploaded.bin")).unwrap();
-    // Cold: one read plus one publish.
-    dirs.clear_cache();
-    let before = dirs.stats();
-    dirs.unlink(&root, &path("c0")).unwrap();
-    assert_eq!(dirs.stats().round_trips - before.round_trips, 2);
-    // Listing reads the grid: one round trip, and warms the cache for the next edit.
-    dirs.clear_cache();
-    let before = dirs.stats();
-    assert_eq!(dirs.list(&root).unwrap().len(), 4);
-    dirs.unlink(&root, &path("c1")).unwrap();
-    assert_eq!(dirs.stats().round_trips - before.round_trips, 2);
+    // Upload + link into a remembered directory: what the path links is known without a
+    // round trip, so it is the upload's round trip plus one publish.
+    let (put, trips) =
+        client.metered(|g| put_with(g, &root, "uploaded.bin", &[5; 5000], Overwrite::No));
+    put.unwrap();
+    assert_eq!(trips, 2, "put into a remembered directory");
+    // One level down: the walk reads the root and the remembered subdirectory side by side.
+    client
+        .mkdir_at(&root, &path("sub"), MutableFormat::Sdmf, false, &mut keys)
+        .unwrap();
+    let (put, trips) =
+        client.metered(|g| put_with(g, &root, "sub/deep.bin", &[6; 5000], Overwrite::No));
+    put.unwrap();
+    assert_eq!(trips, 3, "upload, one walk of both levels, one publish");
 
-    // Another writer makes the cache stale: the edit conflicts, re-reads and lands.
-    let other = grid.client(config());
-    DirClient::new(&other, keys())
-        .link(&root, &path("theirs"), leaf.clone(), None, Overwrite::No)
-        .unwrap();
-    let before = dirs.stats();
-    dirs.link(&root, &path("ours"), leaf, None, Overwrite::No)
-        .unwrap();
-    let after = dirs.stats();
-    assert_eq!(after.conflicts - before.conflicts, 1);
+    // A client with nothing remembered: one read plus one publish.
+    let cold = grid.client(config());
+    let (unlinked, trips) = cold.metered(|g| g.unlink(&root, &path("c0")));
+    unlinked.unwrap();
+    assert_eq!(trips, 2, "cold edit");
+
+    // That other writer made our remembered state stale: the edit is refused, re-read and
+    // reapplied, and lands.
+    let (linked, trips) = client.metered(|g| link(g, &root, "ours", &leaf));
+    linked.unwrap();
+    assert!(
+        trips >= 3,
+        "a conflict costs a refusal, a read and a publish: {trips}"
+    );
     assert_eq!(
-        names(&mut dirs, &root),
-        ["c2", "c3", "c4", "ours", "theirs"]
+        names(&client, &root),
+        ["c1", "c2", "c3", "c4", "ours", "sub", "uploaded.bin"]
     );
 }
 
 #[test]
-fn remembered_paths_are_read_in_one_round_trip_and_a_stale_guess_is_never_used() {
+fn threads_sharing_a_client_take_turns_on_a_directory_instead_of_conflicting() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = LocalGrid::start(tmp.path(), 5).unwrap();
     let client = grid.client(config());
-    let mut dirs = DirClient::new(&client, keys());
-    let root = dirs.mkdir(MutableFormat::Sdmf).unwrap();
-    dirs.mkdir_at(&root, &path("a"), MutableFormat::Sdmf, false)
-        .unwrap();
-    dirs.mkdir_at(&root, &path("a/b"), MutableFormat::Sdmf, false)
-        .unwrap();
-    let old = put(&mut dirs, &root, "a/b/f", b"old contents");
-
-    // Every directory on the path is remembered: root, a and b are read side by side.
-    let before = dirs.stats();
-    let found = dirs.lookup(&root, &path("a/b/f")).unwrap();
-    let after = dirs.stats();
-    assert_eq!(found.cap, ChildCap::Known(old.clone()));
-    assert_eq!(
-        after.reads - before.reads,
-        3,
-        "each directory is read fresh"
-    );
-    assert_eq!(after.round_trips - before.round_trips, 1, "all at once");
-
-    // Cold, the same lookup reads one level after another.
-    dirs.clear_cache();
-    let before = dirs.stats();
-    assert_eq!(
-        dirs.lookup(&root, &path("a/b/f")).unwrap().cap,
-        ChildCap::Known(old)
-    );
-    assert_eq!(dirs.stats().round_trips - before.round_trips, 3);
-
-    // Another client relinks "a" to a new directory holding a different "b/f": the
-    // remembered chain is now wrong, and the answer must come from the new one.
-    let other_client = grid.client(config());
-    let mut other = DirClient::new(&other_client, keys());
-    // The fixture keys come in one order: skip the three our client used.
-    for _ in 0..3 {
-        other.next_key().unwrap();
-    }
-    let fresh = other.mkdir(MutableFormat::Sdmf).unwrap();
-    other
-        .mkdir_at(&fresh, &path("b"), MutableFormat::Sdmf, false)
-        .unwrap();
-    let new = put(&mut other, &fresh, "b/f", b"new contents");
-    other
-        .link(
-            &root,
-            &path("a"),
-            ChildCap::Known(fresh),
-            None,
-            Overwrite::Yes,
-        )
-        .unwrap();
-    let found = dirs.lookup(&root, &path("a/b/f")).unwrap();
-    assert_eq!(found.cap, ChildCap::Known(new.clone()));
-    assert_eq!(fetch(&client, &found.cap), b"new contents");
-    // And the next lookup guesses along the new chain.
-    let before = dirs.stats();
-    assert_eq!(
-        dirs.lookup(&root, &path("a/b/f")).unwrap().cap,
-        ChildCap::Known(new)
-    );
-    assert_eq!(dirs.stats().round_trips - before.round_trips, 1);
-}
-
-#[test]
-fn an_upload_into_a_remembered_path_confirms_the_path_while_it_uploads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let grid = LocalGrid::start(tmp.path(), 5).unwrap();
-    let client = grid.client(config());
-    let mut dirs = DirClient::new(&client, keys());
-    let root = dirs.mkdir(MutableFormat::Sdmf).unwrap();
-    dirs.mkdir_at(&root, &path("a"), MutableFormat::Sdmf, false)
-        .unwrap();
-    put(&mut dirs, &root, "a/first", b"first");
-
-    // The root is read (to confirm "a") at the same time as the upload, then "a" is edited
-    // from its remembered state: two round trips deep, as an upload into the root itself.
-    let before = dirs.stats();
-    let cap = put(&mut dirs, &root, "a/second", &[3u8; 4000]);
-    let after = dirs.stats();
-    assert_eq!(after.round_trips - before.round_trips, 2);
-    assert_eq!(after.reads - before.reads, 1, "the root, read fresh");
-    let found = dirs.lookup(&root, &path("a/second")).unwrap();
-    assert_eq!(found.cap, ChildCap::Known(cap));
-
-    // Someone relinks "a" elsewhere: the guess is wrong, and the file lands in the new "a".
-    let other_client = grid.client(config());
-    let mut other = DirClient::new(&other_client, keys());
-    for _ in 0..2 {
-        other.next_key().unwrap(); // the fixture keys our client used
-    }
-    let fresh = other.mkdir(MutableFormat::Sdmf).unwrap();
-    other
-        .link(
-            &root,
-            &path("a"),
-            ChildCap::Known(fresh.clone()),
-            None,
-            Overwrite::Yes,
-        )
-        .unwrap();
-    let cap = put(&mut dirs, &root, "a/third", b"third");
-    assert_eq!(names(&mut dirs, &fresh), vec!["third".to_string()]);
-    assert_eq!(fetch(&client, &ChildCap::Known(cap)), b"third");
-}
-
-#[test]
-fn writers_sharing_a_cache_take_turns_on_a_directory_instead_of_conflicting() {
-    use lafs_runtime_std::dirs::DirCache;
-    let tmp = tempfile::tempdir().unwrap();
-    let grid = LocalGrid::start(tmp.path(), 5).unwrap();
-    let client = grid.client(config());
-    let cache = DirCache::new();
-    let root = DirClient::sharing(&client, keys(), cache.clone())
-        .mkdir(MutableFormat::Sdmf)
-        .unwrap();
-    let leaf = ChildCap::Known(Cap::parse("URI:LIT:nbswy3dp").unwrap());
+    let root = client.mkdir(MutableFormat::Sdmf, &mut keys()).unwrap();
+    let leaf = Cap::parse("URI:LIT:nbswy3dp").unwrap();
     let (writers, each) = (8, 6);
-    let conflicts: u64 = std::thread::scope(|scope| {
+    let trips: u64 = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..writers)
             .map(|w| {
-                let (client, cache, root, leaf) = (&client, cache.clone(), &root, &leaf);
+                let (client, root, leaf) = (&client, &root, &leaf);
                 scope.spawn(move || {
-                    let mut dirs = DirClient::sharing(client, keys(), cache);
-                    for i in 0..each {
-                        dirs.link(
-                            root,
-                            &[format!("w{w}-{i}")],
-                            leaf.clone(),
-                            None,
-                            Overwrite::No,
-                        )
-                        .unwrap();
-                    }
-                    dirs.stats().conflicts
+                    let (done, trips) = client.metered(|g| {
+                        (0..each).try_for_each(|i| link(g, root, &format!("w{w}-{i}"), leaf))
+                    });
+                    done.unwrap();
+                    trips
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
+    // A conflict would cost a refused publish and a re-read on top of the publish.
     assert_eq!(
-        conflicts, 0,
-        "edits through one cache never race each other"
+        trips,
+        (writers * each) as u64,
+        "every edit was one publish from the state the previous one left"
     );
-    let mut dirs = DirClient::new(&client, keys());
-    assert_eq!(names(&mut dirs, &root).len(), writers * each);
+    assert_eq!(names(&client, &root).len(), writers * each);
 }

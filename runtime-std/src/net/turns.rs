@@ -87,7 +87,11 @@ mod tests {
                 });
             }
         });
-        assert_eq!(most.load(Ordering::SeqCst), 1, "two edits of one directory overlapped");
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            1,
+            "two edits of one directory overlapped"
+        );
         assert!(lock(&turns.editing).is_empty(), "ended turns are forgotten");
     }
 }
