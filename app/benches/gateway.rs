@@ -1,11 +1,11 @@
 //! Through the web gateway versus straight from the client library: 1 kB upload and download
 //! latency and 100 MB throughput, on 5 storage servers with disk stores (fsync on every share)
 //! and a gateway, all in this process over loopback, 3-of-10 with happiness 5 (the shape of
-//! ../shared/baselines.md). Each upload sends fresh bytes (convergent encryption would make a
+//! the Tahoe 1.20 baselines in docs/benchmarks.md). Each upload sends fresh bytes (convergent encryption would make a
 //! repeat free).
 //!
 //! `cargo bench -p lafs --bench gateway -- [--small N] [--mb M]`. Prints a markdown
-//! table; the targets are the web-gateway issue's.
+//! table to compare with docs/benchmarks.md.
 
 use std::io::Read;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
-//! `lafs bench`: the node-level benchmark of the node/CLI issue, printed as a table to compare
-//! with `shared/baselines.md`.
+//! `lafs bench`: the node-level benchmark, printed as a table to compare with the Tahoe 1.20
+//! baselines and this machine's limits in docs/benchmarks.md.
 //!
 //! Storage servers run as separate `lafs node run` processes (so their RSS and CPU can be read
 //! from /proc); the client runs in this process. Files are generated on the fly by a seekable

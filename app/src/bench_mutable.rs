@@ -1,6 +1,6 @@
 //! The mutable-file and directory rows of `lafs bench`: SDMF and MDMF create, warm update,
 //! mkdir, adding a child to a 200-entry directory, and listing it, each with mean, p50 and p95
-//! next to the targets of issue 8 and Tahoe 1.20's figures from `shared/baselines.md`.
+//! next to their targets and Tahoe 1.20's figures (docs/benchmarks.md).
 //!
 //! Keys come from a key pool filled before the timed loops start, as a long-running client's
 //! pool would be, so creation never waits for RSA generation (the time to generate one key is

@@ -101,12 +101,12 @@ pub enum CliError {
 }
 
 /// A grid to talk to, and anything this process started for it.
-struct Session {
+struct GridAccess {
     client: GridClient,
     _grid: Option<LocalGrid>,
 }
 
-fn open_session(target: &Target) -> Result<Session, CliError> {
+fn open_grid(target: &Target) -> Result<GridAccess, CliError> {
     let home = local_grid::default_home();
     let client_node = match &target.node {
         Some(dir) => NodeDir::open(dir)?,
@@ -126,7 +126,7 @@ fn open_session(target: &Target) -> Result<Session, CliError> {
                     path.display()
                 )));
             }
-            Ok(Session {
+            Ok(GridAccess {
                 client: GridClient::new(local_grid::entries(&servers), config),
                 _grid: None,
             })
@@ -134,7 +134,7 @@ fn open_session(target: &Target) -> Result<Session, CliError> {
         None => {
             let grid = LocalGrid::start(&home.join("grid"), DEFAULT_SERVERS)?;
             tracing::info!(home = %home.display(), "using the embedded local grid");
-            Ok(Session {
+            Ok(GridAccess {
                 client: grid.client(config),
                 _grid: Some(grid),
             })
@@ -157,7 +157,7 @@ pub fn put(
     if let Some(dest) = dest {
         return put_into(file, dest, target, out);
     }
-    let session = open_session(target)?;
+    let access = open_grid(target)?;
     let size = std::fs::metadata(file)
         .map_err(|source| CliError::Io {
             path: file.to_path_buf(),
@@ -165,7 +165,7 @@ pub fn put(
         })?
         .len();
     let mut bar = Progress::new("upload", size, target.json);
-    let report = session
+    let report = access
         .client
         .upload_path(file, &mut progress_sink(&mut bar))?;
     bar.finish();
@@ -203,19 +203,19 @@ pub fn get(
     if src.starts_with("URI:") && !src.contains('/') {
         let cap = Cap::parse(src)?;
         check_readable_file(&cap, src)?;
-        let session = open_session(target)?;
-        return get_cap(&session, &cap, output, target, out);
+        let access = open_grid(target)?;
+        return get_cap(&access, &cap, output, target, out);
     }
     let (root, path) = resolve_path(target, src)?;
-    let session = open_session(target)?;
-    let found = session.client.lookup(&root, &path)?;
+    let access = open_grid(target)?;
+    let found = access.client.lookup(&root, &path)?;
     let ChildCap::Known(cap) = found.cap else {
         return Err(CliError::Usage(format!(
             "{src}: its cap is of a kind this version does not know"
         )));
     };
     check_readable_file(&cap, src)?;
-    get_cap(&session, &cap, output, target, out)
+    get_cap(&access, &cap, output, target, out)
 }
 
 fn check_readable_file(cap: &Cap, src: &str) -> Result<(), CliError> {
@@ -240,14 +240,14 @@ fn check_readable_file(cap: &Cap, src: &str) -> Result<(), CliError> {
 
 /// Write the file `cap` to `output` (via a temporary name) or to `out`.
 fn get_cap(
-    session: &Session,
+    access: &GridAccess,
     cap: &Cap,
     output: Option<&Path>,
     target: &Target,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     if cap.is_mutable() {
-        let (bytes, report) = session.client.read_mutable(cap, None)?;
+        let (bytes, report) = access.client.read_mutable(cap, None)?;
         match output {
             Some(path) => write_file_atomically(path, &bytes)?,
             None => out.write_all(&bytes).map_err(stdout_err)?,
@@ -284,7 +284,7 @@ fn get_cap(
                 source,
             })?;
             let mut writer = BufWriter::new(file);
-            let result = session
+            let result = access
                 .client
                 .download(&cap, &mut writer, &mut progress_sink(&mut bar));
             let flushed = writer.flush().map_err(|source| CliError::Io {
@@ -308,7 +308,7 @@ fn get_cap(
                 }
             }
         }
-        None => session
+        None => access
             .client
             .download(&cap, out, &mut progress_sink(&mut bar))?,
     };
@@ -608,7 +608,7 @@ pub enum AliasCommand {
     },
 }
 
-impl Session {
+impl GridAccess {
     /// Keys for commands that normally make no directory (generated on the spot if ever needed).
     fn spot_keys() -> RngKeys<rand::rngs::OsRng> {
         RngKeys::new(rand::rngs::OsRng)
@@ -692,10 +692,10 @@ fn put_into(file: &Path, dest: &str, target: &Target, out: &mut dyn Write) -> Re
             source,
         })?
         .len();
-    let session = open_session(target)?;
-    let mut keys = Session::spot_keys();
+    let access = open_grid(target)?;
+    let mut keys = GridAccess::spot_keys();
     let mut put = |path: &[String], reader: &mut File| {
-        session.client.metered(|grid| {
+        access.client.metered(|grid| {
             let source = (size, reader as &mut dyn ReadSeek);
             dir_paths::put_file(
                 grid,
@@ -756,9 +756,9 @@ pub fn mkdir(
     }
     // Generate the key while the grid starts.
     let pool = KeyPool::rsa(1);
-    let session = open_session(target)?;
+    let access = open_grid(target)?;
     let mut keys = pool.handle();
-    let (cap, round_trips) = session.client.metered(|grid| match &place {
+    let (cap, round_trips) = access.client.metered(|grid| match &place {
         Some((root, names)) => grid.mkdir_at(root, names, format.into(), parents, &mut keys),
         None => grid.mkdir(format.into(), &mut keys),
     });
@@ -859,10 +859,10 @@ pub fn ls(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let (root, names) = path_or_default(target, path)?;
-    let session = open_session(target)?;
-    let found = session.client.lookup(&root, &names)?;
+    let access = open_grid(target)?;
+    let found = access.client.lookup(&root, &names)?;
     let dir = match &found.cap {
-        ChildCap::Known(cap) if cap.is_directory() => session.client.list_directory(cap)?,
+        ChildCap::Known(cap) if cap.is_directory() => access.client.list_directory(cap)?,
         // A file: describe that one entry.
         other => {
             let name = names.last().cloned().unwrap_or_default();
@@ -916,8 +916,8 @@ pub fn mv(from: &str, to: &str, target: &Target, out: &mut dyn Write) -> Result<
             "{from} is a whole directory, not a link in one; name the child to move"
         )));
     };
-    let session = open_session(target)?;
-    let (moved, round_trips) = session.client.metered(|grid| {
+    let access = open_grid(target)?;
+    let (moved, round_trips) = access.client.metered(|grid| {
         let into = to_path.is_empty()
             || to.ends_with('/')
             || matches!(grid.lookup(&to_root, &to_path), Ok(f) if f.cap.is_directory());
@@ -946,8 +946,8 @@ pub fn rm(path: &str, target: &Target, out: &mut dyn Write) -> Result<(), CliErr
             "{path} is a whole directory, not a link in one; name the child to remove"
         )));
     }
-    let session = open_session(target)?;
-    let removed = session.client.unlink(&root, &names)?;
+    let access = open_grid(target)?;
+    let removed = access.client.unlink(&root, &names)?;
     if target.json {
         let v = entry_json(&names.join("/"), &removed.cap, Some(&removed.metadata));
         writeln!(out, "{v}").map_err(stdout_err)?;
@@ -979,8 +979,8 @@ pub fn alias_command(cmd: AliasCommand, out: &mut dyn Write) -> Result<(), CliEr
                 return Err(AliasError::Duplicate(name).into());
             }
             let pool = KeyPool::rsa(1);
-            let session = open_session(&target)?;
-            let cap = session.client.mkdir(format.into(), &mut pool.handle())?;
+            let access = open_grid(&target)?;
+            let cap = access.client.mkdir(format.into(), &mut pool.handle())?;
             aliases.add(&name, &cap)?;
             writeln!(out, "alias {name} created").map_err(stdout_err)
         }

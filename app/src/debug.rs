@@ -1,7 +1,7 @@
 //! `lafs debug`: check capabilities and Tahoe derivations offline, without a grid.
 //!
 //! Every command writes its answer to stdout (the cap alone on the last line for `ssk-cap` and
-//! `chk-cap`, so scripts and `shared/tools/check-vectors` can read it) and fails with a message
+//! `chk-cap`, so scripts such as a test-vector checker can read it) and fails with a message
 //! on stderr and exit status 1.
 
 use std::fs::File;

@@ -772,7 +772,7 @@ impl Report<'_> {
             .reduce(f64::max)
     }
 
-    /// Rows comparing with Tahoe 1.20 (shared/baselines.md): `(measure, lafs, target, met,
+    /// Rows comparing with Tahoe 1.20 (its measured baselines, docs/benchmarks.md): `(measure, lafs, target, met,
     /// Tahoe)`.
     fn comparisons(&self) -> Vec<[String; 5]> {
         let a = self.args;

@@ -1,5 +1,5 @@
 //! Throughput of the hashing and encryption primitives on 1 MiB inputs (criterion).
-//! Baselines on this machine (shared/baselines.md): SHA-256 ~2.0 GB/s, AES-128-CTR ~7 GB/s.
+//! This machine's limits (docs/benchmarks.md): SHA-256 ~2.0 GB/s, AES-128-CTR ~7 GB/s.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lafs_core::crypto::{sha256d, tagged_hash, AesCtr};

@@ -1,6 +1,6 @@
 //! Directory operations on a 200-entry directory, excluding network and RSA signing (criterion).
 //!
-//! Targets from issue 8: adding a child p50 <= 3 ms (Tahoe: 120 ms), listing <= 1 ms (Tahoe:
+//! Targets: adding a child p50 <= 3 ms (Tahoe: 120 ms), listing <= 1 ms (Tahoe:
 //! 35 ms). "Add" here is the whole pure part of a read-modify-write: unpack the current table,
 //! add one child, pack the new table. "List" is unpack plus walking every child.
 
