@@ -10,7 +10,7 @@ pub mod servermap;
 pub mod share;
 
 pub use layout::{LayoutError, MutableFormat, Offsets, Prefix, Span};
-pub use modify::Modify;
+pub use modify::{Modify, ModifyError, ModifyEvent};
 pub use publish::{Publish, PublishConfig, PublishError, PublishEvent, PublishResult};
 pub use retrieve::{Retrieve, RetrieveConfig, RetrieveError, RetrieveEvent, RetrieveResult};
 pub use servermap::{FileKeys, ServerMap, SigningKey};

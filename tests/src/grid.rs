@@ -15,8 +15,9 @@ use lafs_core::immutable::encode::convergent_key;
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadError, UploadEvent, UploadResult};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::{
-    FileKeys, Publish, PublishConfig, PublishError, PublishEvent, PublishResult, Retrieve,
-    RetrieveConfig, RetrieveError, RetrieveEvent, RetrieveResult, ServerMap,
+    FileKeys, ModifyError, ModifyEvent, Publish, PublishConfig, PublishError, PublishEvent,
+    PublishResult, Retrieve, RetrieveConfig, RetrieveError, RetrieveEvent, RetrieveResult,
+    ServerMap,
 };
 use lafs_core::op::ClientOp;
 use lafs_core::placement::{ServerDescriptor, ServerId};
@@ -357,7 +358,7 @@ impl Grid {
         offset: u64,
         data: &[u8],
         map: Option<ServerMap>,
-    ) -> (Result<PublishResult, PublishError>, Run) {
+    ) -> (Result<PublishResult, ModifyError>, Run) {
         let keys = FileKeys::from_cap(cap).expect("mutable cap");
         let mut op = lafs_core::mutable::Modify::new(
             self.now,
@@ -370,7 +371,16 @@ impl Grid {
             LEASE_SECRET,
             [offset as u8 ^ 0x33; 32],
         );
-        self.drive(&mut op, |_| 0, |_, _, ev| Some(publish_outcome(ev)))
+        self.drive(
+            &mut op,
+            |_| 0,
+            |_, _, ev| {
+                Some(match ev {
+                    ModifyEvent::Done(r) => Ok(*r),
+                    ModifyEvent::Failed(e) => Err(e),
+                })
+            },
+        )
     }
 
     /// Read a mutable file (or `range` of it); returns the bytes, the run, and every event.

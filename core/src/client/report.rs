@@ -168,6 +168,8 @@ pub enum ClientError {
     NotMutableFile(String),
     #[error("mutable write failed: {0}")]
     Publish(#[from] PublishError),
+    #[error("in-place write failed: {0}")]
+    Modify(#[from] crate::mutable::ModifyError),
     #[error("mutable read failed: {0}")]
     Retrieve(#[from] RetrieveError),
     #[error(transparent)]

@@ -10,7 +10,7 @@ use crate::crypto::rsa_keys::MutableKey;
 use crate::dirnode::ops::DirCache;
 use crate::immutable::download::{Download, DownloadEvent};
 use crate::immutable::upload::{Upload, UploadEvent};
-use crate::mutable::{PublishEvent, RetrieveEvent};
+use crate::mutable::{ModifyEvent, PublishEvent, PublishResult, RetrieveEvent};
 use crate::op::{ClientOp, RequestId, Transmit};
 use crate::placement::ServerId;
 use crate::server_status::{GridStatus, GridStatusReport};
@@ -404,13 +404,36 @@ impl Events for DownloadTask {
     }
 }
 
-/// A mutable create, update or in-place modify (any operation with publish events).
+/// The last event of a mutable write: the new version, or the write's own error.
+pub trait WriteEvent {
+    fn outcome(self) -> Result<Box<PublishResult>, ClientError>;
+}
+
+impl WriteEvent for PublishEvent {
+    fn outcome(self) -> Result<Box<PublishResult>, ClientError> {
+        match self {
+            PublishEvent::Done(r) => Ok(r),
+            PublishEvent::Failed(e) => Err(ClientError::Publish(e)),
+        }
+    }
+}
+
+impl WriteEvent for ModifyEvent {
+    fn outcome(self) -> Result<Box<PublishResult>, ClientError> {
+        match self {
+            ModifyEvent::Done(r) => Ok(r),
+            ModifyEvent::Failed(e) => Err(ClientError::Modify(e)),
+        }
+    }
+}
+
+/// A mutable create, update or in-place modify.
 #[derive(Debug)]
 pub struct PublishTask<O> {
     run: Run<O, MutableWriteReport>,
 }
 
-impl<O: ClientOp<Event = PublishEvent>> PublishTask<O> {
+impl<O: ClientOp<Event: WriteEvent>> PublishTask<O> {
     pub fn new(now: Instant, what: &'static str, op: O) -> PublishTask<O> {
         PublishTask {
             run: Run::new(what, now, op),
@@ -418,7 +441,7 @@ impl<O: ClientOp<Event = PublishEvent>> PublishTask<O> {
     }
 }
 
-impl<O: ClientOp<Event = PublishEvent>> Events for PublishTask<O> {
+impl<O: ClientOp<Event: WriteEvent>> Events for PublishTask<O> {
     type Op = O;
     type Report = MutableWriteReport;
     fn run(&mut self) -> &mut Run<O, MutableWriteReport> {
@@ -427,21 +450,16 @@ impl<O: ClientOp<Event = PublishEvent>> Events for PublishTask<O> {
     fn run_ref(&self) -> &Run<O, MutableWriteReport> {
         &self.run
     }
-    fn on_event(&mut self, event: PublishEvent) -> Option<Step<MutableWriteReport>> {
-        match event {
-            PublishEvent::Done(r) => {
-                let report = MutableWriteReport {
-                    cap: r.cap,
-                    seqnum: r.version.seqnum,
-                    placed: r.placed,
-                    elapsed: self.run.elapsed(),
-                    stats: self.run.driven.stats(),
-                    map: r.map,
-                };
-                self.run.finish(Ok(report))
-            }
-            PublishEvent::Failed(e) => self.run.finish(Err(ClientError::Publish(e))),
-        }
+    fn on_event(&mut self, event: O::Event) -> Option<Step<MutableWriteReport>> {
+        let outcome = event.outcome().map(|r| MutableWriteReport {
+            cap: r.cap,
+            seqnum: r.version.seqnum,
+            placed: r.placed,
+            elapsed: self.run.elapsed(),
+            stats: self.run.driven.stats(),
+            map: r.map,
+        });
+        self.run.finish(outcome)
     }
     fn cancel(&mut self, _now: Instant) {}
 }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::layout::{MutableFormat, Prefix, Span, SALT_LEN};
-use super::publish::{PublishConfig, PublishError, PublishEvent, PublishResult};
+use super::publish::{PublishConfig, PublishResult};
 use super::requests::Requests;
 use super::servermap::{FileKeys, MapQuery, ServerMap};
 use super::share::{
@@ -29,9 +29,57 @@ use crate::wire::{
     DataVector, ErrorKind, MutableShareWrite, ReadRange, Request, Response, TestVector,
 };
 
-/// Why an in-place write could not be made (besides the publish errors it shares).
-fn unsupported(what: &'static str) -> PublishError {
-    PublishError::Encode(ShareError::Unsupported(what))
+/// Why an in-place write failed. Nothing was written unless the message says so.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModifyError {
+    #[error("a read-only cap cannot write")]
+    ReadOnly,
+    #[error("in-place writes need an MDMF file; rewrite an SDMF file whole")]
+    NotMdmf,
+    #[error(
+        "an in-place write must be non-empty and lie inside the file ({length} bytes at \
+         {offset}, file of {file_size} bytes); grow or shrink a file by rewriting it"
+    )]
+    OutOfBounds {
+        offset: u64,
+        length: u64,
+        file_size: u64,
+    },
+    #[error("no shares of this file were found ({answered} servers answered): nothing to update")]
+    NotFound { answered: usize },
+    #[error("could not recover the file's signing key from its shares")]
+    NoSigningKey,
+    #[error(
+        "only {reachable} of the file's {n} shares were reachable with good hashes; an in-place \
+         write needs all of them (rewrite the file instead)"
+    )]
+    SharesUnreachable { reachable: usize, n: u8 },
+    #[error("segment {segment}, which the write only partly covers, could not be read")]
+    BoundaryUnreadable { segment: u64 },
+    #[error(
+        "the file's signature is {theirs} bytes where ours is {ours}; it cannot be edited in place"
+    )]
+    SignatureSize { theirs: usize, ours: usize },
+    #[error("cannot encode the file: {0}")]
+    Encode(ShareError),
+    #[error("another writer changed the file at the same time (uncoordinated write): read the file again and retry")]
+    Conflict { seqnum: u64 },
+    #[error("only {placed} shares could be written, {needed} are needed to read the file ({servers} servers usable)")]
+    NotEnoughServers {
+        placed: usize,
+        needed: usize,
+        servers: usize,
+    },
+    #[error(
+        "server {server} refused the write enabler: the slot belongs to another file or writer"
+    )]
+    WriteEnablerRefused { server: ServerId },
+}
+
+#[derive(Clone, Debug)]
+pub enum ModifyEvent {
+    Done(Box<PublishResult>),
+    Failed(ModifyError),
 }
 
 /// A holder's share hash chain, block hash tree, and boundary blocks by segment.
@@ -72,13 +120,13 @@ pub struct Modify {
     writes: BTreeMap<RequestId, (ServerId, Vec<u16>)>,
     placed: Vec<(ServerId, u16)>,
     conflict: bool,
-    error: Option<PublishError>,
+    error: Option<ModifyError>,
     /// The new version's signature, for the warm map in the result.
     new_signature: Vec<u8>,
     new_version: Option<Prefix>,
     rng: Drbg,
     leases: FileLeaseSecrets,
-    events: VecDeque<PublishEvent>,
+    events: VecDeque<ModifyEvent>,
 }
 
 impl Modify {
@@ -120,13 +168,11 @@ impl Modify {
             data,
         };
         if m.keys.writekey.is_none() {
-            m.fail(PublishError::ReadOnly);
+            m.fail(ModifyError::ReadOnly);
             return m;
         }
         if m.keys.format != MutableFormat::Mdmf {
-            m.fail(unsupported(
-                "in-place writes need an MDMF file; rewrite SDMF files whole",
-            ));
+            m.fail(ModifyError::NotMdmf);
             return m;
         }
         match map {
@@ -150,10 +196,10 @@ impl Modify {
 
     // ---- internals ----
 
-    fn fail(&mut self, e: PublishError) {
+    fn fail(&mut self, e: ModifyError) {
         self.phase = Phase::Done;
         self.reqs.clear();
-        self.events.push_back(PublishEvent::Failed(e));
+        self.events.push_back(ModifyEvent::Failed(e));
     }
 
     fn after_map(&mut self, now: Instant) {
@@ -170,9 +216,9 @@ impl Modify {
         if !self.map.has_signing_key() {
             let answered = self.map.answered.len();
             return self.fail(if self.map.shares.is_empty() {
-                PublishError::NotFound { answered }
+                ModifyError::NotFound { answered }
             } else {
-                PublishError::NoSigningKey
+                ModifyError::NoSigningKey
             });
         }
         self.read(now);
@@ -183,13 +229,15 @@ impl Modify {
     fn read(&mut self, now: Instant) {
         let Some(v) = self.map.best_recoverable() else {
             let answered = self.map.answered.len();
-            return self.fail(PublishError::NotFound { answered });
+            return self.fail(ModifyError::NotFound { answered });
         };
         let end = self.offset.saturating_add(self.data.len() as u64);
         if end > v.data_length || self.data.is_empty() {
-            return self.fail(unsupported(
-                "an in-place write must lie inside the file and be non-empty; grow or shrink a file by rewriting it",
-            ));
+            return self.fail(ModifyError::OutOfBounds {
+                offset: self.offset,
+                length: self.data.len() as u64,
+                file_size: v.data_length,
+            });
         }
         self.segments = (self.offset / v.segment_size, (end - 1) / v.segment_size);
         let partial: BTreeSet<u64> = [self.segments.0, self.segments.1]
@@ -282,7 +330,7 @@ impl Modify {
             return;
         };
         if self.conflict {
-            return self.fail(PublishError::Conflict {
+            return self.fail(ModifyError::Conflict {
                 seqnum: v.seqnum + 1,
             });
         }
@@ -299,9 +347,10 @@ impl Modify {
         }
         if by_shnum.len() < usize::from(v.n) {
             // Every share's block-tree root goes into the new share hash tree.
-            return self.fail(unsupported(
-                "not every share of the file is reachable; an in-place write needs all N (rewrite the file instead)",
-            ));
+            return self.fail(ModifyError::SharesUnreachable {
+                reachable: by_shnum.len(),
+                n: v.n,
+            });
         }
         // Old plaintext of the partly covered boundary segments.
         let mut old: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
@@ -329,15 +378,15 @@ impl Modify {
                 Ok(p) => {
                     old.insert(s, p);
                 }
-                Err(e) => return self.fail(PublishError::Encode(e)),
+                Err(e) => return self.fail(ModifyError::Encode(e)),
             }
         }
         let Some(key) = self.map.signing_key() else {
-            return self.fail(PublishError::NoSigningKey);
+            return self.fail(ModifyError::NoSigningKey);
         };
         let codec = match codec(v.k, v.n) {
             Ok(c) => c,
-            Err(e) => return self.fail(PublishError::Encode(e)),
+            Err(e) => return self.fail(ModifyError::Encode(e)),
         };
         let end = self.offset + self.data.len() as u64;
         let mut new_blocks: BTreeMap<u64, ([u8; SALT_LEN], Vec<Vec<u8>>)> = BTreeMap::new();
@@ -347,7 +396,7 @@ impl Modify {
             let len = v.segment_len(s) as usize;
             let mut plain = old.remove(&s).unwrap_or_else(|| vec![0; len]);
             if plain.len() != len {
-                return self.fail(unsupported("a boundary segment could not be read"));
+                return self.fail(ModifyError::BoundaryUnreadable { segment: s });
             }
             let from = self.offset.max(start);
             let to = end.min(start + len as u64);
@@ -363,7 +412,10 @@ impl Modify {
                 Ok(blocks) => {
                     new_blocks.insert(s, (salt, blocks));
                 }
-                Err(_) => return self.fail(unsupported("segment could not be encoded")),
+                Err(_) => {
+                    let why = ShareError::Unsupported("segment could not be encoded");
+                    return self.fail(ModifyError::Encode(why));
+                }
             }
         }
         // New leaves per share, trees, root, signature.
@@ -386,7 +438,10 @@ impl Modify {
         for key in leaves.keys() {
             let header = &self.map.shares[key].header;
             if header.signature.len() != signature.len() {
-                return self.fail(unsupported("the file's signature size differs from ours"));
+                return self.fail(ModifyError::SignatureSize {
+                    theirs: header.signature.len(),
+                    ours: signature.len(),
+                });
             }
             let offsets = &header.offsets;
             let mut writes = vec![
@@ -455,7 +510,7 @@ impl Modify {
             return;
         };
         if self.conflict {
-            return self.fail(PublishError::Conflict {
+            return self.fail(ModifyError::Conflict {
                 seqnum: version.seqnum,
             });
         }
@@ -464,10 +519,11 @@ impl Modify {
         }
         let distinct: BTreeSet<u16> = self.placed.iter().map(|(_, s)| *s).collect();
         if distinct.len() < usize::from(version.k) {
-            return self.fail(PublishError::NotEnoughServers {
+            let servers = self.servers.len() - self.map.failed.len().min(self.servers.len());
+            return self.fail(ModifyError::NotEnoughServers {
                 placed: distinct.len(),
                 needed: usize::from(version.k),
-                servers: self.servers.len(),
+                servers,
             });
         }
         // The map now describes the new version where we wrote it. Of each head only the
@@ -484,7 +540,7 @@ impl Modify {
         self.phase = Phase::Done;
         self.reqs.clear();
         self.events
-            .push_back(PublishEvent::Done(Box::new(PublishResult {
+            .push_back(ModifyEvent::Done(Box::new(PublishResult {
                 cap: self.keys.cap(),
                 version,
                 placed: std::mem::take(&mut self.placed),
@@ -495,7 +551,7 @@ impl Modify {
 }
 
 impl crate::op::ClientOp for Modify {
-    type Event = PublishEvent;
+    type Event = ModifyEvent;
 
     fn handle_input(&mut self, now: Instant, from: ServerId, id: RequestId, response: Response) {
         if matches!(self.phase, Phase::Done) || !self.reqs.answered(id, from) {
@@ -522,8 +578,11 @@ impl crate::op::ClientOp for Modify {
                         Response::Error {
                             kind: ErrorKind::BadWriteEnabler,
                             ..
-                        } => self.error = Some(PublishError::WriteEnablerRefused { server }),
-                        _ => {}
+                        } => self.error = Some(ModifyError::WriteEnablerRefused { server }),
+                        // Any other answer: the server failed this write, as in a publish.
+                        _ => {
+                            self.map.failed.insert(server);
+                        }
                     }
                 }
                 self.maybe_finish();
@@ -568,7 +627,7 @@ impl crate::op::ClientOp for Modify {
         self.reqs.poll_transmit()
     }
 
-    fn poll_event(&mut self) -> Option<PublishEvent> {
+    fn poll_event(&mut self) -> Option<ModifyEvent> {
         self.events.pop_front()
     }
 

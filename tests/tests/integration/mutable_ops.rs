@@ -4,7 +4,7 @@
 use lafs_core::cap::Cap;
 use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
 use lafs_core::mutable::layout::MutableFormat;
-use lafs_core::mutable::{FileKeys, PublishError, RetrieveError, RetrieveEvent};
+use lafs_core::mutable::{FileKeys, ModifyError, PublishError, RetrieveError, RetrieveEvent};
 use lafs_tests::grid::{server_id, test_data, Grid};
 use lafs_tests::keys::fixture_keys;
 
@@ -426,6 +426,18 @@ fn mdmf_in_place_writes_touch_only_their_segments() {
     assert_eq!(grid.retrieve(&made.cap, None).0.unwrap().0, data);
     // Growing the file this way is refused with a clear error and changes nothing.
     let (r3, _) = grid.modify_mutable(&made.cap, 999_999, b"xy", None);
-    assert!(r3.is_err());
+    let err = r3.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ModifyError::OutOfBounds {
+                offset: 999_999,
+                length: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rewriting"), "{err}");
     assert_eq!(grid.retrieve(&made.cap, None).0.unwrap().0, data);
 }
