@@ -22,5 +22,7 @@ pub mod server;
 pub mod server_frames;
 pub mod server_status;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod wire;

@@ -1,10 +1,7 @@
-//! The repository's fixed RSA test keys (tests/data/rsa-2048-fixture-keys.pem) as a
-//! deterministic key source, so suites creating mutable files get the same caps on every run
-//! without spending time on RSA generation. The simulator embeds the same file; this module
-//! re-exports its loader so there is one. Each source hands out each key once; two sources hand
-//! out the same keys, so give one source to everything that must not collide.
+//! The repository's fixed RSA test keys, from lafs-core's `testing` module (one loader for the
+//! suites, the simulator and lafs-core's own tests).
 
-pub use lafs_sim::keys::{fixture_keys, FIXTURE_KEYS_PEM, FIXTURE_KEY_COUNT};
+pub use lafs_core::testing::keys::{fixture_keys, FIXTURE_KEYS_PEM, FIXTURE_KEY_COUNT};
 
 #[cfg(test)]
 mod tests {

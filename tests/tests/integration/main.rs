@@ -1,8 +1,6 @@
-//! Every integration test of this crate in one binary (one link instead of one per file).
+//! Every integration test of this crate in one binary (one link instead of one per file). The
+//! client operations' own suites (immutable, ranged, mutable, directory) run in lafs-core's
+//! tests, on its in-memory grid.
 
-mod dir_ops;
 mod e2e;
-mod immutable_ops;
-mod mutable_ops;
-mod ranged_download;
 mod tahoe_vectors;

@@ -5,8 +5,8 @@ use lafs_core::cap::Cap;
 use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::{FileKeys, ModifyError, PublishError, RetrieveError, RetrieveEvent};
-use lafs_tests::grid::{server_id, test_data, Grid};
-use lafs_tests::keys::fixture_keys;
+use lafs_core::testing::grid::{server_id, test_data, Grid};
+use lafs_core::testing::keys::fixture_keys;
 
 fn si_of(cap: &Cap) -> [u8; 16] {
     FileKeys::from_cap(cap).unwrap().storage_index
@@ -356,7 +356,7 @@ fn lost_servers_and_missing_files() {
     for i in 0..7 {
         grid.faults.insert(
             server_id(i),
-            lafs_tests::grid::Fault::DisconnectAfter { after_rounds: 0 },
+            lafs_core::testing::grid::Fault::DisconnectAfter { after_rounds: 0 },
         );
     }
     let (got, _, _) = grid.retrieve(&made.cap, None);

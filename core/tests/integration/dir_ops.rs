@@ -21,10 +21,10 @@ use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::{PublishError, RetrieveError};
 use lafs_core::op::{ClientOp, Transmit};
 use lafs_core::placement::ServerId;
+use lafs_core::testing::grid::{Grid, Run};
+use lafs_core::testing::keys::fixture_keys;
 use lafs_core::time::Instant;
 use lafs_core::wire::Request;
-use lafs_tests::grid::{Grid, Run};
-use lafs_tests::keys::fixture_keys;
 
 /// A grid and the keys every client on it draws from (fixture keys: never handed out twice).
 struct World {
@@ -250,7 +250,7 @@ impl World {
 
     /// A small immutable file on the grid.
     fn file(&mut self, seed: u64) -> Cap {
-        let data = lafs_tests::grid::test_data(200, seed);
+        let data = lafs_core::testing::grid::test_data(200, seed);
         self.grid
             .upload(&data, UploadConfig::default())
             .0
@@ -1355,7 +1355,7 @@ fn an_edit_survives_a_server_dropping_its_connection() {
     let lost = w.grid.descriptors[3].id;
     w.grid.faults.insert(
         lost,
-        lafs_tests::grid::Fault::DisconnectAfter { after_rounds: 0 },
+        lafs_core::testing::grid::Fault::DisconnectAfter { after_rounds: 0 },
     );
     let mut cold = DirCache::default();
     let (linked, _) = w.link(&mut cold, &root, "f", &file);

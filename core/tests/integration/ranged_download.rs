@@ -13,9 +13,9 @@ use lafs_core::immutable::params::{EncodingParams, Geometry};
 use lafs_core::immutable::upload::UploadConfig;
 use lafs_core::op::{ClientOp, RequestId, Transmit};
 use lafs_core::placement::ServerId;
+use lafs_core::testing::grid::{server_id, test_data, Grid, Run};
 use lafs_core::time::Instant;
 use lafs_core::wire::{ReadRange, Request, Response};
-use lafs_tests::grid::{server_id, test_data, Grid, Run};
 use proptest::prelude::*;
 
 const K: usize = 3;

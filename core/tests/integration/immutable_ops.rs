@@ -7,7 +7,7 @@ use lafs_core::immutable::download::{DownloadConfig, DownloadError, DownloadEven
 use lafs_core::immutable::params::EncodingParams;
 use lafs_core::immutable::upload::{UploadConfig, UploadError};
 use lafs_core::placement::PlacementError;
-use lafs_tests::grid::{server_id, test_data, Fault, Grid, SECRET};
+use lafs_core::testing::grid::{server_id, test_data, Fault, Grid, SECRET};
 
 fn config(k: usize, happy: usize, n: usize, seg: u64) -> UploadConfig {
     UploadConfig {
