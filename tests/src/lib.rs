@@ -1,5 +1,7 @@
-//! lafs-tests: suites that exercise lafs from the outside: Tahoe's test vectors now, end-to-end
-//! runs over every runtime later. Shared helpers for those suites live here.
+//! lafs-tests: suites that exercise lafs from the outside: Tahoe's test vectors (formats and
+//! real Tahoe shares) and the end-to-end suite, which runs the same scenarios on every driver
+//! (runtime-std, runtime-smol and the simulator: [`drivers`]). The in-memory grid and fixture
+//! keys come from lafs-core's `testing` feature ([`grid`], [`keys`]).
 
 pub mod drivers;
 pub mod grid;
