@@ -1,10 +1,12 @@
-//! Types shared by every client-side state machine (upload, download, and later mutable ops).
+//! Types shared by every client-side state machine: immutable upload and download, mutable
+//! publish, retrieve and modify, grid status, and the directory operations.
 //!
-//! Each operation follows the same five-call shape (see `docs/architecture.md`):
+//! Each operation follows the same five-call shape ([`ClientOp`], see `docs/architecture.md`):
 //! `handle_input` / `handle_timeout` for what arrives, `poll_transmit` / `poll_event` /
-//! `poll_timeout` for what the driver must do next. The driver's loop ("drain rule"): after any
+//! `poll_timeout` for what the driver must do next. The driver's loop ("drain rule": after any
 //! `handle_*` or mutator call, drain `poll_transmit` and `poll_event` until both return `None`,
-//! then sleep until `poll_timeout` (or the next input).
+//! then sleep until `poll_timeout`) is written once, in [`crate::client::Driven::poll_output`];
+//! drivers call that instead of draining by hand.
 
 use crate::placement::ServerId;
 use crate::time::Instant;
