@@ -101,7 +101,7 @@ enum Phase {
     Done,
 }
 
-/// The in-place write state machine (five-call API; events are [`PublishEvent`]s).
+/// The in-place write state machine (five-call API; events are [`ModifyEvent`]s).
 #[derive(Debug)]
 pub struct Modify {
     keys: FileKeys,
