@@ -42,6 +42,7 @@
 //! `SIM_SEED=N cargo run -p lafs-sim --release -- run --trace`, the DSL experiment with
 //! `... -- dsl`; CI's bounded sweep is `cargo test -p lafs-sim` (`SIM_SEEDS=A..B` to widen it).
 
+pub mod dir_model;
 pub mod dsl;
 pub mod generate;
 pub mod keys;
@@ -56,7 +57,7 @@ pub mod trace;
 pub mod world;
 
 pub use generate::{random_plan, WorkloadConfig};
-pub use plan::{Fault, OpSpec, Plan, PlannedFault, PlannedOp, SimParams, Start};
+pub use plan::{DirCall, Fault, OpSpec, Plan, PlannedFault, PlannedOp, SimParams, Start};
 pub use report::{RunReport, Violation};
 pub use sweep::{repro_command, run_seed, SweepSummary};
 pub use world::Sim;

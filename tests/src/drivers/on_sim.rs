@@ -173,6 +173,7 @@ impl Driver for SimDriver {
             files: Vec::new(),
             ops: Vec::new(),
             faults: Vec::new(),
+            dir_calls: Vec::new(),
         };
         SimDriver {
             plan,
