@@ -201,6 +201,7 @@ pub enum DirCall {
         root: Cap,
         path: Vec<String>,
     },
+    /// Refused if `to` links something already.
     Move {
         root: Cap,
         from: Vec<String>,

@@ -647,6 +647,11 @@ impl Sim {
         self.dir_results.get(&op)
     }
 
+    /// The cap an upload of file `file` was acknowledged with, if any.
+    pub fn file_cap(&self, file: usize) -> Option<&Cap> {
+        self.files.get(file)?.cap.as_ref()
+    }
+
     /// The store of server `i` (for scenario tests).
     pub fn store(&self, server: usize) -> &MemoryShareStore {
         self.servers[server].server.store()
@@ -1386,7 +1391,7 @@ impl Sim {
                 cache,
                 (root.clone(), from),
                 (root, to),
-                Overwrite::Yes,
+                Overwrite::No,
             ))),
         };
         self.ops[op].machine = machine;
