@@ -352,6 +352,9 @@ struct OpState {
     skipped: bool,
     /// Directory edits: a conflict made it retry.
     retried: bool,
+    /// The longest a request of this op took to reach its server (queueing in the client's
+    /// uplink behind other operations' bytes included).
+    slowest_request: Duration,
     /// Modifies: the index of their patch in their file's `patches`, and the contents that
     /// patch made of the versions known so far (indices in `attempts`).
     patch: Option<usize>,
@@ -384,6 +387,7 @@ impl OpState {
             end: 0,
             skipped: false,
             retried: false,
+            slowest_request: Duration::ZERO,
             patch: None,
             candidates: Vec::new(),
         }
@@ -993,7 +997,9 @@ impl Sim {
             Some(false) => {}
             None => {
                 let (epoch, arrival) = self.net.send(self.now, client, server, Dir::ToServer, len);
-                self.ops[op].used.insert((server, epoch));
+                let o = &mut self.ops[op];
+                o.used.insert((server, epoch));
+                o.slowest_request = o.slowest_request.max(arrival.saturating_since(self.now));
                 self.queue.push(
                     arrival,
                     Ev::ToServer {
@@ -1124,7 +1130,13 @@ impl Sim {
                     self.report.downloads_failed += 1;
                     self.failure_reason("download", &e.to_string());
                     let kind = self.ops[op].kind;
+                    // A request that sat in the client's own saturated uplink for half the
+                    // request timeout may time out with no fault at all: the client overloaded
+                    // itself, as a real one on that link would.
+                    let congested =
+                        self.ops[op].slowest_request.0 * 2 >= self.params.request_timeout.0;
                     if kind == OpKind::Download
+                        && !congested
                         && self.first_fault.is_none()
                         && self.good_shares(file) == self.params.encoding.n
                     {
