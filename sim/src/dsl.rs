@@ -102,6 +102,7 @@ impl DslSetup {
                 })
                 .collect(),
             faults: Vec::new(),
+            dir_calls: Vec::new(),
         };
         let report = Sim::run(&plan);
         let uploads: Vec<_> = report

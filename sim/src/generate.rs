@@ -34,6 +34,10 @@ pub struct WorkloadConfig {
     /// bursts of links into one directory from several clients), on top of the others; 0 for
     /// none.
     pub dir_ops: usize,
+    /// Further operations per run, on top of the others: ranged downloads of uploaded files,
+    /// in-place modifies of MDMF files, grid status queries, directory lookups and renames; 0
+    /// for none.
+    pub more_ops: usize,
 }
 
 impl Default for WorkloadConfig {
@@ -46,6 +50,7 @@ impl Default for WorkloadConfig {
             faults: true,
             mutable_ops: 12,
             dir_ops: 10,
+            more_ops: 6,
         }
     }
 }
@@ -143,6 +148,8 @@ pub fn random_plan(seed: u64, cfg: &WorkloadConfig) -> Plan {
         })
         .collect();
     ops.extend(dir_ops(seed, cfg, clients, span, &uploads));
+    let more = more_ops(seed, cfg, clients, span, &ops, &files);
+    ops.extend(more);
     // Start order (stable: the immutable ops keep theirs).
     ops.sort_by_key(|o| match o.start {
         Start::At(t) => t,
@@ -177,6 +184,7 @@ pub fn random_plan(seed: u64, cfg: &WorkloadConfig) -> Plan {
         files,
         ops,
         faults,
+        dir_calls: Vec::new(),
     }
 }
 
@@ -274,6 +282,85 @@ fn dir_ops(
             }
         }
         t += exponential(&mut d, mean_gap);
+    }
+    out
+}
+
+/// The rest of a workload, from its own random stream over about `span` microseconds:
+/// ranged downloads of planned uploads, small in-place modifies of MDMF files (inside the
+/// size they were created with), grid status queries, and lookups and renames among a
+/// directory's names. Each is skipped at run time while what it needs is not acknowledged.
+fn more_ops(
+    seed: u64,
+    cfg: &WorkloadConfig,
+    clients: usize,
+    span: f64,
+    planned: &[PlannedOp],
+    files: &[u64],
+) -> Vec<PlannedOp> {
+    let mut out = Vec::new();
+    if cfg.more_ops == 0 {
+        return out;
+    }
+    let mut uploads = Vec::new();
+    let mut mdmf = Vec::new();
+    let mut dirs = Vec::new();
+    for o in planned {
+        match o.spec {
+            OpSpec::Upload { file } if !uploads.contains(&file) => uploads.push(file),
+            OpSpec::MutableCreate {
+                file,
+                format: MutableFormat::Mdmf,
+                size,
+            } => mdmf.push((file, size)),
+            OpSpec::DirCreate { dir } => dirs.push(dir),
+            _ => {}
+        }
+    }
+    let mut r = sub_rng(seed, Concern::More);
+    let mean_gap = (span / cfg.more_ops as f64).max(1_000.0);
+    let mut t = r.gen_range(0.0..=mean_gap);
+    for _ in 0..cfg.more_ops {
+        let spec = match r.gen_range(0..10) {
+            0..=2 if !uploads.is_empty() => {
+                let file = uploads[r.gen_range(0..uploads.len())];
+                let size = files[file];
+                let offset = r.gen_range(0..size.max(1));
+                OpSpec::DownloadRange {
+                    file,
+                    offset,
+                    length: log_uniform(&mut r, 1, size.max(2)),
+                }
+            }
+            3..=4 if !mdmf.is_empty() => {
+                let (file, size) = mdmf[r.gen_range(0..mdmf.len())];
+                let offset = r.gen_range(0..size);
+                OpSpec::MutableModify {
+                    file,
+                    offset,
+                    size: r.gen_range(1..=(size - offset).min(4_096)),
+                }
+            }
+            6..=7 if !dirs.is_empty() => OpSpec::DirLookup {
+                dir: dirs[r.gen_range(0..dirs.len())],
+                name: r.gen_range(0..NAMES),
+            },
+            8..=9 if !dirs.is_empty() => {
+                let from = r.gen_range(0..NAMES);
+                OpSpec::DirMove {
+                    dir: dirs[r.gen_range(0..dirs.len())],
+                    from,
+                    to: (from + r.gen_range(1..NAMES)) % NAMES,
+                }
+            }
+            _ => OpSpec::GridStatus,
+        };
+        out.push(PlannedOp {
+            start: Start::At(Instant(t as u64)),
+            client: r.gen_range(0..clients),
+            spec,
+        });
+        t += exponential(&mut r, mean_gap);
     }
     out
 }
@@ -492,6 +579,7 @@ mod tests {
                 &WorkloadConfig {
                     mutable_ops: 0,
                     dir_ops: 0,
+                    more_ops: 0,
                     ..cfg.clone()
                 },
             );

@@ -12,13 +12,16 @@
 //! - [`net`]: connections, uplinks, partitions, delay spikes;
 //! - [`plan`]: what a run does (grid, workload, faults) as plain data;
 //! - [`generate`]: random plans from a seed;
+//! - [`dir_model`]: what each directory must link, and the checks against it;
 //! - [`world`]: the engine, the drain rule, fault injection and the invariant checks;
 //! - [`report`], [`trace`]: what a run found, and its event trace;
 //! - [`sweep`]: many seeds; [`seeds`]: `SIM_SEED` / `SIM_SEEDS` parsing;
 //! - [`dsl`]: the old Tahoe DSL performance experiment;
 //! - [`keys`]: the fixed RSA keys mutable files are created with (no key generation in a run).
 //!
-//! Operation kinds in the seeded workloads: immutable uploads, re-uploads and downloads; mutable
+//! Operation kinds in the seeded workloads: immutable uploads, re-uploads and downloads (whole
+//! and ranged); grid status queries; directory creates, links, unlinks, listings, lookups and
+//! renames (model and checks in [`dir_model`]); in-place modifies of MDMF files; mutable
 //! creates (SDMF, MDMF small and multi-segment), updates with the writer's last servermap
 //! (warm, possibly stale) or cold, bursts of two or three writers updating one file within a
 //! few milliseconds (the losers get `Conflict`), and whole or ranged (MDMF) reads, some in the
@@ -42,6 +45,7 @@
 //! `SIM_SEED=N cargo run -p lafs-sim --release -- run --trace`, the DSL experiment with
 //! `... -- dsl`; CI's bounded sweep is `cargo test -p lafs-sim` (`SIM_SEEDS=A..B` to widen it).
 
+pub mod dir_model;
 pub mod dsl;
 pub mod generate;
 pub mod keys;
@@ -56,7 +60,7 @@ pub mod trace;
 pub mod world;
 
 pub use generate::{random_plan, WorkloadConfig};
-pub use plan::{Fault, OpSpec, Plan, PlannedFault, PlannedOp, SimParams, Start};
+pub use plan::{DirCall, Fault, OpSpec, Plan, PlannedFault, PlannedOp, SimParams, Start};
 pub use report::{RunReport, Violation};
 pub use sweep::{repro_command, run_seed, SweepSummary};
 pub use world::Sim;

@@ -67,6 +67,10 @@ struct WorkloadArgs {
     /// none.
     #[arg(long, default_value_t = WorkloadConfig::default().dir_ops)]
     dir_ops: usize,
+    /// Further operations per run (ranged downloads, in-place modifies of MDMF files, grid
+    /// status queries, directory lookups and renames); 0 for none.
+    #[arg(long, default_value_t = WorkloadConfig::default().more_ops)]
+    more_ops: usize,
     /// Run without injected faults.
     #[arg(long)]
     no_faults: bool,
@@ -81,6 +85,7 @@ impl WorkloadArgs {
             faults: !self.no_faults,
             mutable_ops: self.mutable_ops,
             dir_ops: self.dir_ops,
+            more_ops: self.more_ops,
             ..WorkloadConfig::default()
         }
     }
@@ -95,6 +100,7 @@ impl Default for WorkloadArgs {
             max_size: d.max_size,
             mutable_ops: d.mutable_ops,
             dir_ops: d.dir_ops,
+            more_ops: d.more_ops,
             no_faults: false,
         }
     }

@@ -3,6 +3,7 @@
 //! A [`Plan`] is plain data, so a scripted scenario is written by hand and a random one is
 //! generated from a seed ([`crate::generate`]); both run through the same engine.
 
+use lafs_core::cap::Cap;
 use lafs_core::immutable::EncodingParams;
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::time::{Duration, Instant};
@@ -59,6 +60,13 @@ pub enum Start {
 /// What an operation does. Files are numbered by their index in [`Plan::files`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpSpec {
+    /// Download `length` bytes at `offset` of file `file` (cut at its end; a range starting
+    /// past the end is refused before any request). Skipped until the file was acknowledged.
+    DownloadRange {
+        file: usize,
+        offset: u64,
+        length: u64,
+    },
     Upload {
         file: usize,
     },
@@ -90,6 +98,16 @@ pub enum OpSpec {
         file: usize,
         range: Option<(u64, u64)>,
     },
+    /// Overwrite `size` fresh bytes at `offset` of MDMF mutable file `file` in place (the
+    /// file's length stays; a range past its end is refused). Skipped until a create of the
+    /// file was acknowledged.
+    MutableModify {
+        file: usize,
+        offset: u64,
+        size: u64,
+    },
+    /// Ask every server for its status.
+    GridStatus,
     /// Make directory number `dir` (numbered apart from files) with the run's next fixture
     /// key. Skipped if it was made already or the keys are used up.
     DirCreate {
@@ -111,6 +129,83 @@ pub enum OpSpec {
     /// List directory `dir`. Skipped until it was acknowledged.
     DirList {
         dir: usize,
+    },
+    /// Look up the link `name` in directory `dir`. Skipped until it was acknowledged.
+    DirLookup {
+        dir: usize,
+        name: u32,
+    },
+    /// Rename the link `from` of directory `dir` to `to`, replacing what `to` linked (fails
+    /// if `from` links nothing). Skipped until the directory was acknowledged.
+    DirMove {
+        dir: usize,
+        from: u32,
+        to: u32,
+    },
+    /// Directory call number `call` of [`Plan::dir_calls`]: by path and cap, as a user makes
+    /// it. The model does not follow these; read the outcome with `Sim::dir_outcome`.
+    DirCall {
+        call: usize,
+    },
+}
+
+impl OpSpec {
+    /// The operation's kind, as sweep reports count them.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpSpec::Upload { .. } => "upload",
+            OpSpec::Download { .. } | OpSpec::DownloadAny => "download",
+            OpSpec::DownloadRange { .. } => "download-range",
+            OpSpec::MutableCreate { .. } => "mutable-create",
+            OpSpec::MutableUpdate { .. } => "mutable-update",
+            OpSpec::MutableModify { .. } => "mutable-modify",
+            OpSpec::MutableRead { range: None, .. } => "mutable-read",
+            OpSpec::MutableRead { range: Some(_), .. } => "mutable-read-range",
+            OpSpec::GridStatus => "grid-status",
+            OpSpec::DirCreate { .. } => "mkdir",
+            OpSpec::DirLink { .. } => "link",
+            OpSpec::DirUnlink { .. } => "unlink",
+            OpSpec::DirList { .. } => "list",
+            OpSpec::DirLookup { .. } => "lookup",
+            OpSpec::DirMove { .. } => "move",
+            OpSpec::DirCall { .. } => "dir-call",
+        }
+    }
+}
+
+/// A directory operation by cap and path (see [`OpSpec::DirCall`]). Files are named by their
+/// number in [`Plan::files`] and linked by the cap their upload was acknowledged with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirCall {
+    Mkdir,
+    MkdirAt {
+        root: Cap,
+        path: Vec<String>,
+        parents: bool,
+    },
+    Link {
+        root: Cap,
+        path: Vec<String>,
+        file: usize,
+        replace: bool,
+    },
+    /// The directory `dir` itself (look up one below a root first).
+    List {
+        dir: Cap,
+    },
+    Lookup {
+        root: Cap,
+        path: Vec<String>,
+    },
+    Unlink {
+        root: Cap,
+        path: Vec<String>,
+    },
+    /// Refused if `to` links something already.
+    Move {
+        root: Cap,
+        from: Vec<String>,
+        to: Vec<String>,
     },
 }
 
@@ -205,4 +300,6 @@ pub struct Plan {
     pub files: Vec<u64>,
     pub ops: Vec<PlannedOp>,
     pub faults: Vec<PlannedFault>,
+    /// Directory calls by path, for [`OpSpec::DirCall`] (random plans make none).
+    pub dir_calls: Vec<DirCall>,
 }

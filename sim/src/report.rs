@@ -88,6 +88,32 @@ pub enum Violation {
         name: u32,
         detail: String,
     },
+    /// An edit ran alone on its names of a directory no fault touched, yet its outcome (what
+    /// it reports replacing or removing, or why it was refused) contradicts what the names were
+    /// acknowledged to link when it started: a retried edit applied twice (a link replacing its
+    /// own cap, an unlink or move refused for a name its own earlier attempt removed, or
+    /// removing something else), or an edit decided on a stale remembered state.
+    WrongEditOutcome {
+        op: usize,
+        dir: usize,
+        name: u32,
+        detail: String,
+    },
+    /// A lookup of a settled name, in a directory no fault touched and with no edit of the
+    /// name running, disagrees with what the name was last acknowledged to link.
+    WrongLookup {
+        op: usize,
+        dir: usize,
+        name: u32,
+        detail: String,
+    },
+    /// A status query that ran while no fault struck did not report server `server` as
+    /// answering (or left it out).
+    StatusMissedServer {
+        op: usize,
+        server: usize,
+        state: String,
+    },
     /// After healing every fault, a directory that was acknowledged could not be listed.
     DirUnreadable { dir: usize, error: String },
     /// After healing every fault, a mutable file whose newest acknowledged version kept at
@@ -199,6 +225,25 @@ impl fmt::Display for Violation {
             Violation::LostLink { dir, name, detail } => {
                 write!(f, "directory {dir}, name {name}: {detail}")
             }
+            Violation::WrongEditOutcome {
+                op,
+                dir,
+                name,
+                detail,
+            } => write!(f, "op {op}: directory {dir}, name {name}: {detail}"),
+            Violation::WrongLookup {
+                op,
+                dir,
+                name,
+                detail,
+            } => write!(
+                f,
+                "op {op}: lookup in directory {dir} of name {name}: {detail}"
+            ),
+            Violation::StatusMissedServer { op, server, state } => write!(
+                f,
+                "op {op}: fault-free status query reported server {server} as {state}"
+            ),
             Violation::DirUnreadable { dir, error } => write!(
                 f,
                 "directory {dir}: acknowledged, but a fault-free listing failed: {error}"
@@ -228,10 +273,29 @@ pub enum OpKind {
     Publish,
     /// A mutable read (whole or a range).
     Retrieve,
-    /// A directory create, link or unlink.
+    /// A directory create, link, unlink or move.
     DirEdit,
-    /// A directory listing.
+    /// A directory listing or lookup.
     DirList,
+    /// A grid status query.
+    Status,
+}
+
+/// How the operations of one kind ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    pub ok: u64,
+    pub failed: u64,
+    /// Not run: what it needed was not acknowledged yet (or no key was left).
+    pub skipped: u64,
+}
+
+impl OpCounts {
+    pub fn add(&mut self, other: &OpCounts) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+    }
 }
 
 /// How one operation went.
@@ -291,6 +355,13 @@ pub struct RunReport {
     /// Final listings checked against every settled link (directories whose edits ran before
     /// any fault and never failed part-way).
     pub dir_listings_checked: u64,
+    /// Planned operations by kind ([`crate::OpSpec::name`]): ok, failed, skipped. Final checks
+    /// are counted apart (`final_checks`).
+    pub by_op: BTreeMap<&'static str, OpCounts>,
+    /// Directory edits that a conflict made retry at least once.
+    pub dir_retries: u64,
+    /// Lookups checked against the model of their directory.
+    pub lookups_checked: u64,
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
     pub violations: Vec<Violation>,

@@ -27,6 +27,9 @@ pub enum Concern {
     /// Which directory operations run, when, on which names (its own stream, so adding them
     /// left every seed's file workload as it was).
     Directory = 7,
+    /// Ranged downloads, in-place modifies, status queries, lookups and renames (apart from
+    /// the others, so adding them left every seed's other workloads as they were).
+    More = 8,
 }
 
 /// The RNG of `concern` for the run with this `seed`.

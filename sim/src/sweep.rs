@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::generate::{random_plan, WorkloadConfig};
-use crate::report::{OpKind, RunReport, Violation};
+use crate::report::{OpCounts, OpKind, RunReport, Violation};
 use crate::world::Sim;
 
 /// Runs the random plan of `seed`.
@@ -29,6 +29,9 @@ pub fn repro_command(seed: u64, cfg: &WorkloadConfig) -> String {
     }
     if cfg.dir_ops != d.dir_ops {
         cmd += &format!(" --dir-ops {}", cfg.dir_ops);
+    }
+    if cfg.more_ops != d.more_ops {
+        cmd += &format!(" --more-ops {}", cfg.more_ops);
     }
     if !cfg.faults {
         cmd += " --no-faults";
@@ -61,6 +64,10 @@ pub struct SweepSummary {
     pub dir_lists_failed: u64,
     pub dir_skipped: u64,
     pub dir_listings_checked: u64,
+    pub dir_retries: u64,
+    pub lookups_checked: u64,
+    /// Planned operations by kind: ok, failed, skipped.
+    pub by_op: BTreeMap<&'static str, OpCounts>,
     pub faults: BTreeMap<&'static str, u64>,
     pub events: u64,
     pub virtual_micros: u64,
@@ -99,6 +106,11 @@ impl SweepSummary {
         self.dir_lists_failed += r.dir_lists_failed;
         self.dir_skipped += r.dir_skipped;
         self.dir_listings_checked += r.dir_listings_checked;
+        self.dir_retries += r.dir_retries;
+        self.lookups_checked += r.lookups_checked;
+        for (k, v) in &r.by_op {
+            self.by_op.entry(k).or_default().add(v);
+        }
         for (k, v) in &r.faults {
             *self.faults.entry(k).or_default() += v;
         }
@@ -115,7 +127,8 @@ impl SweepSummary {
                 | OpKind::Publish
                 | OpKind::Retrieve
                 | OpKind::DirEdit
-                | OpKind::DirList => {}
+                | OpKind::DirList
+                | OpKind::Status => {}
             }
         }
         for (k, v) in &r.failure_reasons {
@@ -203,6 +216,14 @@ impl SweepSummary {
                 self.dir_listings_checked.to_string(),
             ),
             (
+                "  directory edits retried after a conflict".into(),
+                self.dir_retries.to_string(),
+            ),
+            (
+                "  lookups checked against the model".into(),
+                self.lookups_checked.to_string(),
+            ),
+            (
                 "files below k good shares".into(),
                 self.unrecoverable_files.to_string(),
             ),
@@ -212,6 +233,13 @@ impl SweepSummary {
             ),
             ("faults injected".into(), self.faults_injected().to_string()),
         ];
+        rows.push(("by operation: ok / failed / skipped".into(), String::new()));
+        for (k, c) in &self.by_op {
+            rows.push((
+                format!("  {k}"),
+                format!("{} / {} / {}", c.ok, c.failed, c.skipped),
+            ));
+        }
         for (k, v) in &self.faults {
             rows.push((format!("  {k}"), v.to_string()));
         }

@@ -10,25 +10,29 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use lafs_core::cap::Cap;
-use lafs_core::client::{Driven, Output};
+use lafs_core::client::{DirEvent, DirOperation, Driven, Output};
 use lafs_core::crypto::key_source::{FixtureKeys, KeySource};
+use lafs_core::crypto::rsa_keys::MutableKey;
 use lafs_core::dirnode::ops::{
-    DirCache, DirConfig, DirOpError, Link, LinkEvent, LinkOptions, List, ListEvent, Mkdir,
-    MkdirEvent, Unlink, UnlinkEvent,
+    DirCache, DirConfig, DirOpError, DirProgress, Found, Link, LinkEvent, LinkOptions, Linked,
+    List, Lookup, Mkdir, MkdirAt, MkdirAtEvent, Move, MoveEvent, Unlink, UnlinkEvent,
 };
-use lafs_core::dirnode::{ChildCap, Directory, Overwrite};
+use lafs_core::dirnode::{Child, ChildCap, Directory, EditError, Overwrite};
 use lafs_core::hashtree::Hash;
-use lafs_core::immutable::download::{ChkFile, Download, DownloadConfig, DownloadEvent};
+use lafs_core::immutable::download::{
+    clip_range, ChkFile, Download, DownloadConfig, DownloadEvent,
+};
 use lafs_core::immutable::encode::convergent_key;
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadEvent};
 use lafs_core::mutable::layout::{parse_header, MutableFormat};
 use lafs_core::mutable::{
-    FileKeys, Publish, PublishConfig, PublishError, PublishEvent, PublishResult, Retrieve,
+    FileKeys, Modify, Publish, PublishConfig, PublishError, PublishEvent, PublishResult, Retrieve,
     RetrieveConfig, RetrieveEvent, RetrieveResult, ServerMap,
 };
 use lafs_core::op::{ClientOp, RequestId, Transmit};
 use lafs_core::placement::{ServerDescriptor, ServerId};
 use lafs_core::server::{ConnectionId, ServerConfig, StorageServer};
+use lafs_core::server_status::{GridStatus, GridStatusReport, ServerState as StatusState};
 use lafs_core::store::{MemoryShareStore, ShareStore};
 use lafs_core::time::{Duration, Instant};
 use lafs_core::wire::{encode_request, encode_response, Request, Response, StorageIndex};
@@ -36,9 +40,10 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::dir_model::{DirModel, EditOutcome, NameEdit};
 use crate::keys::fixture_keys;
 use crate::net::{Dir, Network};
-use crate::plan::{Fault, OpSpec, Plan, SimParams, Start};
+use crate::plan::{DirCall, Fault, OpSpec, Plan, SimParams, Start};
 use crate::queue::EventQueue;
 use crate::report::{OpKind, OpTiming, RunReport, Violation};
 use crate::rng::{file_bytes, sub_rng, Concern};
@@ -59,6 +64,8 @@ pub fn mutable_bytes(seed: u64, file: usize, attempt: usize, size: u64) -> Vec<u
     let tag = ((file as u64) << 32) | attempt as u64;
     file_bytes(seed ^ MUTABLE_CONTENT_SALT, tag, size as usize)
 }
+/// Modifies' bytes are numbered from here among a file's publishes (no run makes this many).
+const MODIFY_ATTEMPTS: usize = 1 << 20;
 /// A run that has not settled after this many events is reported, not waited for.
 const EVENT_BUDGET: u64 = 20_000_000;
 
@@ -118,23 +125,61 @@ enum Machine {
     Upload(Box<Upload>),
     Download(Box<Download>),
     Publish(Box<Publish>),
+    Modify(Box<Modify>),
     Retrieve(Box<Retrieve>),
+    Status(Box<GridStatus>),
     Mkdir(Box<Mkdir>),
+    MkdirAt(Box<MkdirAt>),
     Link(Box<Link>),
     Unlink(Box<Unlink>),
     List(Box<List>),
+    Lookup(Box<Lookup>),
+    Move(Box<Move>),
+}
+
+/// What a directory operation produced.
+#[derive(Debug)]
+enum DirDone {
+    Made(Cap),
+    Linked(Linked),
+    Removed(Child),
+    Listed(Directory),
+    Found(Found),
+    Moved,
 }
 
 #[derive(Debug)]
 enum MachineEvent {
     Upload(UploadEvent),
     Download(DownloadEvent),
+    /// From a publish or an in-place modify.
     Publish(PublishEvent),
     Retrieve(RetrieveEvent),
-    Mkdir(MkdirEvent),
-    Link(LinkEvent),
-    Unlink(UnlinkEvent),
-    List(ListEvent),
+    Status(GridStatusReport),
+    /// A directory operation's event; `conflict`: it is about to retry after a conflict.
+    Dir {
+        event: DirEvent<DirDone>,
+        conflict: bool,
+    },
+}
+
+/// A directory operation's event as the engine sees it.
+fn dir_event<O: DirOperation>(
+    event: O::Event,
+    conflict: bool,
+    done: impl FnOnce(O::Output) -> DirDone,
+) -> MachineEvent {
+    let event = match O::classify(event) {
+        DirEvent::Progress => DirEvent::Progress,
+        DirEvent::NeedKey => DirEvent::NeedKey,
+        DirEvent::Done(v) => DirEvent::Done(done(v)),
+        DirEvent::Failed(e) => DirEvent::Failed(e),
+    };
+    MachineEvent::Dir { event, conflict }
+}
+
+fn is_conflict(p: &DirProgress) -> bool {
+    matches!(p, DirProgress::Conflict { .. })
 }
 
 /// Runs `$body` with `$m` bound to whichever state machine `$machine` holds; `$idle` if none.
@@ -145,11 +190,16 @@ macro_rules! with_machine {
             Machine::Upload($m) => $body,
             Machine::Download($m) => $body,
             Machine::Publish($m) => $body,
+            Machine::Modify($m) => $body,
             Machine::Retrieve($m) => $body,
+            Machine::Status($m) => $body,
             Machine::Mkdir($m) => $body,
+            Machine::MkdirAt($m) => $body,
             Machine::Link($m) => $body,
             Machine::Unlink($m) => $body,
             Machine::List($m) => $body,
+            Machine::Lookup($m) => $body,
+            Machine::Move($m) => $body,
         }
     };
 }
@@ -166,11 +216,34 @@ impl ClientOp for Machine {
             Machine::Upload(m) => m.poll_event().map(MachineEvent::Upload),
             Machine::Download(m) => m.poll_event().map(MachineEvent::Download),
             Machine::Publish(m) => m.poll_event().map(MachineEvent::Publish),
+            Machine::Modify(m) => m.poll_event().map(MachineEvent::Publish),
             Machine::Retrieve(m) => m.poll_event().map(MachineEvent::Retrieve),
-            Machine::Mkdir(m) => m.poll_event().map(MachineEvent::Mkdir),
-            Machine::Link(m) => m.poll_event().map(MachineEvent::Link),
-            Machine::Unlink(m) => m.poll_event().map(MachineEvent::Unlink),
-            Machine::List(m) => m.poll_event().map(MachineEvent::List),
+            Machine::Status(m) => m.poll_event().map(MachineEvent::Status),
+            Machine::Mkdir(m) => m
+                .poll_event()
+                .map(|e| dir_event::<Mkdir>(e, false, DirDone::Made)),
+            Machine::MkdirAt(m) => m.poll_event().map(|e| {
+                let c = matches!(&e, MkdirAtEvent::Progress(p) if is_conflict(p));
+                dir_event::<MkdirAt>(e, c, DirDone::Made)
+            }),
+            Machine::Link(m) => m.poll_event().map(|e| {
+                let c = matches!(&e, LinkEvent::Progress(p) if is_conflict(p));
+                dir_event::<Link>(e, c, DirDone::Linked)
+            }),
+            Machine::Unlink(m) => m.poll_event().map(|e| {
+                let c = matches!(&e, UnlinkEvent::Progress(p) if is_conflict(p));
+                dir_event::<Unlink>(e, c, DirDone::Removed)
+            }),
+            Machine::List(m) => m
+                .poll_event()
+                .map(|e| dir_event::<List>(e, false, DirDone::Listed)),
+            Machine::Lookup(m) => m
+                .poll_event()
+                .map(|e| dir_event::<Lookup>(e, false, DirDone::Found)),
+            Machine::Move(m) => m.poll_event().map(|e| {
+                let c = matches!(&e, MoveEvent::Progress(p) if is_conflict(p));
+                dir_event::<Move>(e, c, |()| DirDone::Moved)
+            }),
         }
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -193,13 +266,49 @@ impl Machine {
             Machine::Idle => {}
             Machine::Upload(m) => m.cancel(now),
             Machine::Download(m) => m.cancel(),
-            // Mutable and directory operations have nothing to abort: dropping them is enough.
+            // Mutable, status and directory operations have nothing to abort: dropping them
+            // is enough.
             Machine::Publish(_)
+            | Machine::Modify(_)
             | Machine::Retrieve(_)
+            | Machine::Status(_)
             | Machine::Mkdir(_)
+            | Machine::MkdirAt(_)
             | Machine::Link(_)
             | Machine::Unlink(_)
-            | Machine::List(_) => {}
+            | Machine::List(_)
+            | Machine::Lookup(_)
+            | Machine::Move(_) => {}
+        }
+    }
+
+    /// Hands a directory operation the key it asked for (or tells it none is left).
+    fn provide_dir_key(&mut self, now: Instant, key: Result<MutableKey, String>) {
+        fn give<O: DirOperation>(op: &mut O, now: Instant, key: Result<MutableKey, String>) {
+            match key {
+                Ok(key) => op.provide_key(now, key),
+                Err(reason) => op.key_unavailable(now, reason),
+            }
+        }
+        match self {
+            Machine::Mkdir(m) => give(m.as_mut(), now, key),
+            Machine::MkdirAt(m) => give(m.as_mut(), now, key),
+            Machine::Link(m) => give(m.as_mut(), now, key),
+            _ => {}
+        }
+    }
+
+    /// Gives `cache` what a directory operation learned.
+    fn return_dir_states(&mut self, cache: &mut DirCache) {
+        match self {
+            Machine::Mkdir(m) => DirOperation::return_to(m.as_mut(), cache),
+            Machine::MkdirAt(m) => m.return_to(cache),
+            Machine::Link(m) => m.return_to(cache),
+            Machine::Unlink(m) => m.return_to(cache),
+            Machine::List(m) => m.return_to(cache),
+            Machine::Lookup(m) => m.return_to(cache),
+            Machine::Move(m) => m.return_to(cache),
+            _ => {}
         }
     }
 }
@@ -233,8 +342,23 @@ struct OpState {
     /// then (a read that overlaps faults may legitimately fall back to an older version).
     faults_at_start: u64,
     disk_errors_at_start: bool,
-    /// Directory edits of a name: how the name's state saw the start.
-    name_edit: Option<NameEdit>,
+    /// Directory edits: how each name edited saw the start (a move edits two).
+    name_edits: Vec<NameEdit>,
+    /// Directory lookups: the name's start count and settled link at the start, if settled.
+    lookup: Option<(u64, Option<Cap>)>,
+    /// Downloads: where the wanted bytes end.
+    end: u64,
+    /// Not run: what it needed was not there (counted apart from failures).
+    skipped: bool,
+    /// Directory edits: a conflict made it retry.
+    retried: bool,
+    /// The longest a request of this op took to reach its server (queueing in the client's
+    /// uplink behind other operations' bytes included).
+    slowest_request: Duration,
+    /// Modifies: the index of their patch in their file's `patches`, and the contents that
+    /// patch made of the versions known so far (indices in `attempts`).
+    patch: Option<usize>,
+    candidates: Vec<usize>,
 }
 
 impl OpState {
@@ -258,7 +382,14 @@ impl OpState {
             floor: None,
             faults_at_start: 0,
             disk_errors_at_start: false,
-            name_edit: None,
+            name_edits: Vec::new(),
+            lookup: None,
+            end: 0,
+            skipped: false,
+            retried: false,
+            slowest_request: Duration::ZERO,
+            patch: None,
+            candidates: Vec::new(),
         }
     }
 }
@@ -290,55 +421,23 @@ struct MutableState {
     maps: BTreeMap<usize, ServerMap>,
     /// Publishes of this file now running.
     publishing: usize,
+    /// In-place modifies started: (offset, bytes). A modify's version is one of the contents
+    /// known when it ended with its bytes written over.
+    patches: Vec<(u64, Arc<[u8]>)>,
+    /// Versions acknowledged to a modify: the indices in `attempts` of the contents they may
+    /// hold (each known version with the modify's bytes written over).
+    modified: BTreeMap<(u64, Hash), Vec<usize>>,
 }
 
-/// What the simulator knows of one directory.
-#[derive(Debug, Default)]
-struct DirState {
-    cap: Option<Cap>,
-    /// A create is running or done (the key is spent then).
-    creating: bool,
-    names: BTreeMap<u32, NameState>,
-    /// An edit failed part-way through its publish (its write may still land late), or ran
-    /// after faults had split the servers: versions of one sequence number may compete, so no
-    /// listing of this directory is checked any more.
-    poisoned: bool,
-}
-
-/// One edit of a directory name, as the name's state saw its start.
-#[derive(Clone, Copy, Debug)]
-struct NameEdit {
-    /// The name's start count including this edit.
-    starts: u64,
-    /// No other edit of the name was running when this one started.
-    alone: bool,
-}
-
-/// What one name of a directory must link, as far as acknowledgements tell.
-#[derive(Debug)]
-struct NameState {
-    /// Edits of this name running now.
-    running: usize,
-    /// Edits of this name started so far.
-    starts: u64,
-    /// The operation whose acknowledgement settled the name.
-    settled_by: Option<usize>,
-    /// `Some(cap)` / `Some(None)`: linked to `cap` / absent, by an edit acknowledged while no
-    /// other edit of the name ran or was left unfinished since; `None`: unknown (an edit
-    /// failed or overlapped another, so either outcome is legitimate).
-    settled: Option<Option<Cap>>,
-}
-
-impl Default for NameState {
-    fn default() -> Self {
-        // A name no edit has touched is absent.
-        NameState {
-            running: 0,
-            starts: 0,
-            settled: Some(None),
-            settled_by: None,
-        }
-    }
+/// What a [`DirCall`] returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirResult {
+    /// A new directory's cap, or the cap a lookup found.
+    Cap(Cap),
+    /// A listing's names, in order.
+    Names(Vec<String>),
+    /// A link, unlink or move was made.
+    Done,
 }
 
 #[derive(Debug)]
@@ -385,7 +484,10 @@ pub struct Sim {
     files: Vec<FileState>,
     mfiles: Vec<MutableState>,
     /// Directories (numbered apart from files) and what is known of their links.
-    dirs: Vec<DirState>,
+    dirs: Vec<DirModel>,
+    /// Scripted directory calls and what each one's operation returned.
+    dir_calls: Vec<DirCall>,
+    dir_results: BTreeMap<usize, Result<DirResult, String>>,
     /// Each client's remembered directory states.
     dir_caches: Vec<DirCache>,
     /// The run's RSA keys for mutable files (fixed, so runs replay).
@@ -453,6 +555,8 @@ impl Sim {
                 .collect(),
             mfiles: Vec::new(),
             dirs: Vec::new(),
+            dir_calls: plan.dir_calls.clone(),
+            dir_results: BTreeMap::new(),
             dir_caches: (0..plan.net.clients)
                 .map(|_| DirCache::new(DIR_CACHE_BYTES))
                 .collect(),
@@ -472,13 +576,20 @@ impl Sim {
         for (i, op) in plan.ops.iter().enumerate() {
             let kind = match op.spec {
                 OpSpec::Upload { .. } => OpKind::Upload,
-                OpSpec::MutableCreate { .. } | OpSpec::MutableUpdate { .. } => OpKind::Publish,
+                OpSpec::MutableCreate { .. }
+                | OpSpec::MutableUpdate { .. }
+                | OpSpec::MutableModify { .. } => OpKind::Publish,
                 OpSpec::MutableRead { .. } => OpKind::Retrieve,
-                OpSpec::Download { .. } | OpSpec::DownloadAny => OpKind::Download,
-                OpSpec::DirCreate { .. } | OpSpec::DirLink { .. } | OpSpec::DirUnlink { .. } => {
-                    OpKind::DirEdit
+                OpSpec::Download { .. } | OpSpec::DownloadAny | OpSpec::DownloadRange { .. } => {
+                    OpKind::Download
                 }
-                OpSpec::DirList { .. } => OpKind::DirList,
+                OpSpec::GridStatus => OpKind::Status,
+                OpSpec::DirCreate { .. }
+                | OpSpec::DirLink { .. }
+                | OpSpec::DirUnlink { .. }
+                | OpSpec::DirMove { .. }
+                | OpSpec::DirCall { .. } => OpKind::DirEdit,
+                OpSpec::DirList { .. } | OpSpec::DirLookup { .. } => OpKind::DirList,
             };
             sim.ops
                 .push(OpState::new(op.client, op.start, op.spec, kind));
@@ -528,15 +639,32 @@ impl Sim {
         self.report.clone()
     }
 
-    /// The store of server `i` (for scenario tests).
     /// What plan operation `op` (a mutable read) delivered, if it finished.
     pub fn read_bytes(&self, op: usize) -> Option<&[u8]> {
         let o = self.ops.get(op)?;
         o.finished.is_some().then_some(o.read.as_slice())
     }
 
+    /// What plan operation `op` (a [`OpSpec::DirCall`]) returned, or why it failed; `None`
+    /// if it did not run (a link of a file not acknowledged) or has not finished.
+    pub fn dir_outcome(&self, op: usize) -> Option<&Result<DirResult, String>> {
+        self.dir_results.get(&op)
+    }
+
+    /// The cap an upload of file `file` was acknowledged with, if any.
+    pub fn file_cap(&self, file: usize) -> Option<&Cap> {
+        self.files.get(file)?.cap.as_ref()
+    }
+
+    /// The store of server `i` (for scenario tests).
     pub fn store(&self, server: usize) -> &MemoryShareStore {
         self.servers[server].server.store()
+    }
+
+    /// The store of server `i`, to change behind the servers' back (for scenario tests that
+    /// show an invariant check fires).
+    pub fn store_mut(&mut self, server: usize) -> &mut MemoryShareStore {
+        self.servers[server].server.store_mut()
     }
 
     /// Storage index of file `file`, once an upload of it has started.
@@ -553,8 +681,9 @@ impl Sim {
         self.run_until(None);
     }
 
-    /// Runs the events due up to `until` (all of them if `None`).
-    fn run_until(&mut self, until: Option<Instant>) {
+    /// Runs the events due up to `until` (all of them if `None`); [`Sim::run_to_end`] goes on
+    /// from there.
+    pub fn run_until(&mut self, until: Option<Instant>) {
         while self
             .queue
             .next_at()
@@ -677,6 +806,9 @@ impl Sim {
         self.ops[op].started = Some(now);
         let deadline = now + self.params.op_deadline;
         self.queue.push(deadline, Ev::Deadline { op });
+        let o = &self.ops[op];
+        let what = format!("op {op}: client {} runs {:?}", o.client, o.spec);
+        self.trace.text(now, &what);
         match self.ops[op].spec {
             OpSpec::MutableCreate { file, format, size } => {
                 return self.start_create(op, file, format, size)
@@ -685,35 +817,53 @@ impl Sim {
                 return self.start_update(op, file, size, warm)
             }
             OpSpec::MutableRead { file, range } => return self.start_read(op, file, range),
+            OpSpec::MutableModify { file, offset, size } => {
+                return self.start_modify(op, file, offset, size)
+            }
+            OpSpec::GridStatus => return self.start_status(op),
+            OpSpec::DirCall { call } => return self.start_dir_call(op, call),
             OpSpec::DirCreate { .. }
             | OpSpec::DirLink { .. }
             | OpSpec::DirUnlink { .. }
-            | OpSpec::DirList { .. } => return self.start_dir_op(op),
-            OpSpec::Upload { .. } | OpSpec::Download { .. } | OpSpec::DownloadAny => {}
+            | OpSpec::DirList { .. }
+            | OpSpec::DirLookup { .. }
+            | OpSpec::DirMove { .. } => return self.start_dir_op(op),
+            OpSpec::Upload { .. }
+            | OpSpec::Download { .. }
+            | OpSpec::DownloadAny
+            | OpSpec::DownloadRange { .. } => {}
         }
         let file = match self.ops[op].spec {
             OpSpec::Upload { file } | OpSpec::Download { file } => Some(file),
-            OpSpec::MutableCreate { .. }
-            | OpSpec::MutableUpdate { .. }
-            | OpSpec::MutableRead { .. }
-            | OpSpec::DirCreate { .. }
-            | OpSpec::DirLink { .. }
-            | OpSpec::DirUnlink { .. }
-            | OpSpec::DirList { .. } => None,
+            OpSpec::DownloadRange { file, .. } => {
+                Some(file).filter(|&f| self.files.get(f).is_some_and(|f| f.cap.is_some()))
+            }
             OpSpec::DownloadAny => {
                 let acked: Vec<usize> = (0..self.files.len())
                     .filter(|&f| self.files[f].cap.is_some())
                     .collect();
                 acked.choose(&mut self.workload_rng).copied()
             }
+            _ => unreachable!("only file transfers get here"),
         };
         let Some(file) = file else {
             self.report.downloads_skipped += 1;
+            self.ops[op].skipped = true;
             return self.end_op(op, false);
         };
         self.ops[op].file = Some(file);
+        // The bytes a download must deliver: all, or the range cut at the end of the file.
+        let size = self.files[file].size;
+        let wanted = match self.ops[op].spec {
+            OpSpec::DownloadRange { offset, length, .. } => clip_range(size, offset, length),
+            _ => Ok(0..size),
+        };
         match self.ops[op].kind {
-            OpKind::Publish | OpKind::Retrieve | OpKind::DirEdit | OpKind::DirList => {}
+            OpKind::Publish
+            | OpKind::Retrieve
+            | OpKind::DirEdit
+            | OpKind::DirList
+            | OpKind::Status => {}
             OpKind::Upload => {
                 let data = self.file_data(file);
                 let p = self.params.encoding;
@@ -738,6 +888,17 @@ impl Sim {
             }
             OpKind::Download | OpKind::FinalCheck => {
                 let cap = self.files[file].cap.clone();
+                let wanted = match wanted {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // A range starting past the end: refused before any request.
+                        self.report.downloads_failed += 1;
+                        self.failure_reason("download", &e.to_string());
+                        return self.end_op(op, false);
+                    }
+                };
+                self.ops[op].delivered = wanted.start;
+                self.ops[op].end = wanted.end;
                 match cap {
                     Some(Cap::ChkRead {
                         key,
@@ -757,13 +918,21 @@ impl Sim {
                             n: usize::from(total),
                             size,
                         };
-                        let d = Download::new(now, config, chk, &self.descriptors);
+                        let d = Download::new_range(
+                            now,
+                            config,
+                            chk,
+                            &self.descriptors,
+                            wanted.start,
+                            wanted.end - wanted.start,
+                        );
                         self.ops[op].machine = Machine::Download(Box::new(d));
                     }
                     Some(Cap::Lit { data }) => {
                         // The cap holds the bytes: no network, but they are still checked.
                         let want = self.file_data(file);
-                        if data[..] != want[..] {
+                        let (a, b) = (wanted.start as usize, wanted.end as usize);
+                        if data.get(a..b) != want.get(a..b) {
                             self.report.violations.push(Violation::WrongBytes {
                                 op,
                                 file,
@@ -775,6 +944,7 @@ impl Sim {
                     }
                     _ => {
                         self.report.downloads_skipped += 1;
+                        self.ops[op].skipped = true;
                         return self.end_op(op, false);
                     }
                 }
@@ -827,7 +997,9 @@ impl Sim {
             Some(false) => {}
             None => {
                 let (epoch, arrival) = self.net.send(self.now, client, server, Dir::ToServer, len);
-                self.ops[op].used.insert((server, epoch));
+                let o = &mut self.ops[op];
+                o.used.insert((server, epoch));
+                o.slowest_request = o.slowest_request.max(arrival.saturating_since(self.now));
                 self.queue.push(
                     arrival,
                     Ev::ToServer {
@@ -942,7 +1114,7 @@ impl Sim {
                 }
                 DownloadEvent::CorruptShare { .. } => self.report.corrupt_shares_detected += 1,
                 DownloadEvent::Done { .. } => {
-                    let size = self.files[file].size;
+                    let size = self.ops[op].end;
                     if self.ops[op].delivered != size {
                         self.report.violations.push(Violation::BadDone {
                             op,
@@ -958,7 +1130,13 @@ impl Sim {
                     self.report.downloads_failed += 1;
                     self.failure_reason("download", &e.to_string());
                     let kind = self.ops[op].kind;
+                    // A request that sat in the client's own saturated uplink for half the
+                    // request timeout may time out with no fault at all: the client overloaded
+                    // itself, as a real one on that link would.
+                    let congested =
+                        self.ops[op].slowest_request.0 * 2 >= self.params.request_timeout.0;
                     if kind == OpKind::Download
+                        && !congested
                         && self.first_fault.is_none()
                         && self.good_shares(file) == self.params.encoding.n
                     {
@@ -984,38 +1162,27 @@ impl Sim {
             },
             MachineEvent::Publish(ev) => self.on_publish_event(op, file, ev),
             MachineEvent::Retrieve(ev) => self.on_retrieve_event(op, file, ev),
-            MachineEvent::Mkdir(MkdirEvent::NeedKey) => {
-                if let Machine::Mkdir(m) = machine {
-                    match self.keys.next_key() {
-                        Ok(key) => m.provide_key(now, key),
-                        Err(e) => m.key_unavailable(e.to_string()),
+            MachineEvent::Status(report) => self.on_status(op, &report),
+            MachineEvent::Dir { event, conflict } => match event {
+                DirEvent::Progress => {
+                    if conflict && !self.ops[op].retried {
+                        self.ops[op].retried = true;
+                        self.report.dir_retries += 1;
                     }
                 }
-            }
-            MachineEvent::Mkdir(MkdirEvent::Done(cap)) => {
-                self.return_dir_states(op, machine);
-                self.end_dir_op(op, Ok(Some(cap)));
-            }
-            MachineEvent::Link(LinkEvent::Done(_)) | MachineEvent::Unlink(UnlinkEvent::Done(_)) => {
-                self.return_dir_states(op, machine);
-                self.end_dir_op(op, Ok(None));
-            }
-            MachineEvent::List(ListEvent::Done(dir)) => {
-                self.return_dir_states(op, machine);
-                self.check_listing(op, &dir);
-                self.end_dir_op(op, Ok(None));
-            }
-            MachineEvent::Mkdir(MkdirEvent::Failed(e))
-            | MachineEvent::Link(LinkEvent::Failed(e))
-            | MachineEvent::Unlink(UnlinkEvent::Failed(e))
-            | MachineEvent::List(ListEvent::Failed(e)) => {
-                self.return_dir_states(op, machine);
-                self.end_dir_op(op, Err(e));
-            }
-            MachineEvent::Mkdir(MkdirEvent::Progress(_))
-            | MachineEvent::Link(LinkEvent::Progress(_) | LinkEvent::NeedKey)
-            | MachineEvent::Unlink(UnlinkEvent::Progress(_))
-            | MachineEvent::List(ListEvent::Progress(_)) => {}
+                DirEvent::NeedKey => {
+                    let key = self.keys.next_key().map_err(|e| e.to_string());
+                    machine.provide_dir_key(now, key);
+                }
+                DirEvent::Done(done) => {
+                    self.return_dir_states(op, machine);
+                    self.end_dir_op(op, Ok(done));
+                }
+                DirEvent::Failed(e) => {
+                    self.return_dir_states(op, machine);
+                    self.end_dir_op(op, Err(e));
+                }
+            },
         }
     }
 
@@ -1064,6 +1231,13 @@ impl Sim {
 
     // ---- mutable files ----
 
+    /// Fresh bytes for operation `op`'s publish salts and backoff jitter.
+    fn dir_seed(&self, op: usize) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&file_bytes(self.seed ^ DIR_SEED_SALT, op as u64, 32));
+        seed
+    }
+
     /// Start a directory operation, or skip it while what it needs is not acknowledged.
     fn start_dir_op(&mut self, op: usize) {
         let now = self.now;
@@ -1073,31 +1247,35 @@ impl Sim {
             OpSpec::DirCreate { dir }
             | OpSpec::DirLink { dir, .. }
             | OpSpec::DirUnlink { dir, .. }
-            | OpSpec::DirList { dir } => dir,
+            | OpSpec::DirList { dir }
+            | OpSpec::DirLookup { dir, .. }
+            | OpSpec::DirMove { dir, .. } => dir,
             _ => unreachable!("start_dir_op is called for directory operations only"),
         };
         if self.dirs.len() <= dir {
-            self.dirs.resize_with(dir + 1, DirState::default);
+            self.dirs.resize_with(dir + 1, DirModel::default);
         }
         self.ops[op].file = Some(dir);
         self.ops[op].size = Some(0);
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&file_bytes(self.seed ^ DIR_SEED_SALT, op as u64, 32));
+        self.ops[op].faults_at_start = self.report.faults_injected();
+        self.ops[op].disk_errors_at_start = self.servers.iter().any(|s| s.disk_errors_until > now);
+        let seed = self.dir_seed(op);
         let config = self.dir_config();
         let cap = self.dirs[dir].cap.clone();
         let caches = self.dir_caches.len().max(1);
         let cache = &mut self.dir_caches[client % caches];
+        let d = &mut self.dirs[dir];
+        let o = &mut self.ops[op];
         let machine = match (spec, cap) {
-            (OpSpec::DirCreate { .. }, None) if !self.dirs[dir].creating => {
-                self.dirs[dir].creating = true;
+            (OpSpec::DirCreate { .. }, None) if !d.creating => {
+                d.creating = true;
                 Machine::Mkdir(Box::new(Mkdir::new(now, config, seed, MutableFormat::Sdmf)))
             }
             (OpSpec::DirLink { name, file, .. }, Some(root)) => {
                 let Some(file_cap) = self.files.get(file).and_then(|f| f.cap.clone()) else {
                     return self.skip_dir(op);
                 };
-                self.ops[op].name_edit =
-                    Some(self.dirs[dir].names.entry(name).or_default().start());
+                o.name_edits = vec![d.start_edit(name)];
                 let options = LinkOptions {
                     overwrite: Overwrite::Yes,
                     ..LinkOptions::default()
@@ -1114,8 +1292,7 @@ impl Sim {
                 )))
             }
             (OpSpec::DirUnlink { name, .. }, Some(root)) => {
-                self.ops[op].name_edit =
-                    Some(self.dirs[dir].names.entry(name).or_default().start());
+                o.name_edits = vec![d.start_edit(name)];
                 Machine::Unlink(Box::new(Unlink::new(
                     now,
                     config,
@@ -1125,10 +1302,109 @@ impl Sim {
                     vec![name_of(name)],
                 )))
             }
+            (OpSpec::DirMove { from, to, .. }, Some(root)) => {
+                o.name_edits = vec![d.start_edit(from), d.start_edit(to)];
+                Machine::Move(Box::new(Move::rename(
+                    now,
+                    config,
+                    seed,
+                    cache,
+                    root,
+                    Vec::new(),
+                    name_of(from),
+                    name_of(to),
+                    Overwrite::Yes,
+                )))
+            }
             (OpSpec::DirList { .. }, Some(root)) => {
                 Machine::List(Box::new(List::new(now, config, seed, cache, root)))
             }
+            (OpSpec::DirLookup { name, .. }, Some(root)) => {
+                o.lookup = d.lookup_start(name);
+                Machine::Lookup(Box::new(Lookup::new(
+                    now,
+                    config,
+                    seed,
+                    cache,
+                    root,
+                    vec![name_of(name)],
+                )))
+            }
             _ => return self.skip_dir(op),
+        };
+        self.ops[op].machine = machine;
+        self.drain(op);
+    }
+
+    /// Start scripted directory call `call` (skipped if it links a file not acknowledged).
+    fn start_dir_call(&mut self, op: usize, call: usize) {
+        let now = self.now;
+        let client = self.ops[op].client;
+        self.ops[op].size = Some(0);
+        let seed = self.dir_seed(op);
+        let config = self.dir_config();
+        let caches = self.dir_caches.len().max(1);
+        let cache = &mut self.dir_caches[client % caches];
+        let Some(call) = self.dir_calls.get(call).cloned() else {
+            return self.skip_dir(op);
+        };
+        let machine = match call {
+            DirCall::Mkdir => {
+                Machine::Mkdir(Box::new(Mkdir::new(now, config, seed, MutableFormat::Sdmf)))
+            }
+            DirCall::MkdirAt {
+                root,
+                path,
+                parents,
+            } => Machine::MkdirAt(Box::new(MkdirAt::new(
+                now,
+                config,
+                seed,
+                cache,
+                root,
+                path,
+                MutableFormat::Sdmf,
+                parents,
+            ))),
+            DirCall::Link {
+                root,
+                path,
+                file,
+                replace,
+            } => {
+                let Some(file_cap) = self.files.get(file).and_then(|f| f.cap.clone()) else {
+                    return self.skip_dir(op);
+                };
+                let options = LinkOptions {
+                    overwrite: if replace {
+                        Overwrite::Yes
+                    } else {
+                        Overwrite::No
+                    },
+                    ..LinkOptions::default()
+                };
+                let child = ChildCap::Known(file_cap);
+                let link = Link::new(now, config, seed, cache, root, path, child, options);
+                Machine::Link(Box::new(link))
+            }
+            DirCall::List { dir } => {
+                Machine::List(Box::new(List::new(now, config, seed, cache, dir)))
+            }
+            DirCall::Lookup { root, path } => {
+                Machine::Lookup(Box::new(Lookup::new(now, config, seed, cache, root, path)))
+            }
+            DirCall::Unlink { root, path } => {
+                Machine::Unlink(Box::new(Unlink::new(now, config, seed, cache, root, path)))
+            }
+            DirCall::Move { root, from, to } => Machine::Move(Box::new(Move::new(
+                now,
+                config,
+                seed,
+                cache,
+                (root.clone(), from),
+                (root, to),
+                Overwrite::No,
+            ))),
         };
         self.ops[op].machine = machine;
         self.drain(op);
@@ -1144,24 +1420,18 @@ impl Sim {
 
     fn skip_dir(&mut self, op: usize) {
         self.report.dir_skipped += 1;
+        self.ops[op].skipped = true;
         self.end_op(op, false);
     }
 
     /// Give the client's directory cache what the operation learned.
     fn return_dir_states(&mut self, op: usize, machine: &mut Machine) {
         let n = self.dir_caches.len().max(1);
-        let cache = &mut self.dir_caches[self.ops[op].client % n];
-        match machine {
-            Machine::Mkdir(m) => m.return_to(cache),
-            Machine::Link(m) => m.return_to(cache),
-            Machine::Unlink(m) => m.return_to(cache),
-            Machine::List(m) => m.return_to(cache),
-            _ => {}
-        }
+        machine.return_dir_states(&mut self.dir_caches[self.ops[op].client % n]);
     }
 
-    /// A directory operation ended: `Ok(Some(cap))` for a create, `Ok(None)` for others.
-    fn end_dir_op(&mut self, op: usize, outcome: Result<Option<Cap>, DirOpError>) {
+    /// A directory operation ended.
+    fn end_dir_op(&mut self, op: usize, outcome: Result<DirDone, DirOpError>) {
         if self.ops[op].finished.is_some() {
             return;
         }
@@ -1179,7 +1449,7 @@ impl Sim {
         // would); a refused edit or a failed read wrote nothing. Once faults have split the
         // servers (a partition, a silent crash), two writers can each publish a version of the
         // same sequence number on disjoint servers, Tahoe's uncoordinated-write problem: the
-        // listing check stands down for such a directory, as LostWrite does for mutable files.
+        // directory's checks stand down, as LostWrite does for mutable files.
         let may_land_late = matches!(
             outcome,
             Err(DirOpError::Publish { .. } | DirOpError::Create { .. })
@@ -1199,32 +1469,79 @@ impl Sim {
                 }
             }
         }
+        let refused_missing = matches!(
+            outcome,
+            Err(DirOpError::NotFound { .. }
+                | DirOpError::Edit {
+                    source: EditError::NoSuchChild { .. },
+                    ..
+                })
+        );
+        let edits = std::mem::take(&mut self.ops[op].name_edits);
+        let outcomes: Vec<EditOutcome> = match (spec, &outcome) {
+            (OpSpec::DirLink { file, .. }, Ok(DirDone::Linked(linked))) => {
+                match self.files.get(file).and_then(|f| f.cap.clone()) {
+                    Some(cap) => vec![EditOutcome::Linked {
+                        cap,
+                        replaced: linked.replaced.as_ref().and_then(|c| known(&c.cap)),
+                    }],
+                    None => vec![EditOutcome::Failed],
+                }
+            }
+            (OpSpec::DirUnlink { .. }, Ok(DirDone::Removed(child))) => {
+                vec![known(&child.cap).map_or(EditOutcome::Failed, |removed| {
+                    EditOutcome::Removed { removed }
+                })]
+            }
+            (OpSpec::DirMove { .. }, Ok(_)) => match edits.first() {
+                Some(from) => vec![
+                    EditOutcome::MovedAway,
+                    EditOutcome::MovedHere { from: from.clone() },
+                ],
+                None => Vec::new(),
+            },
+            (OpSpec::DirUnlink { .. } | OpSpec::DirMove { .. }, Err(_)) if refused_missing => {
+                vec![EditOutcome::NoSuchChild, EditOutcome::Failed]
+            }
+            _ => vec![EditOutcome::Failed; 2],
+        };
         match spec {
             OpSpec::DirCreate { dir } => {
-                if let Ok(Some(cap)) = outcome {
-                    self.dirs[dir].cap = Some(cap);
+                if let Ok(DirDone::Made(cap)) = &outcome {
+                    self.dirs[dir].cap = Some(cap.clone());
                 }
             }
-            OpSpec::DirLink { dir, name, file } => {
-                let cap = self.files.get(file).and_then(|f| f.cap.clone());
-                if let Some(edit) = self.ops[op].name_edit {
-                    self.dirs[dir]
-                        .names
-                        .entry(name)
-                        .or_default()
-                        .end(op, edit, ok, cap);
+            OpSpec::DirLink { dir, .. }
+            | OpSpec::DirUnlink { dir, .. }
+            | OpSpec::DirMove { dir, .. } => {
+                for (edit, result) in edits.iter().zip(&outcomes) {
+                    if let Some(v) = self.dirs[dir].end_edit(op, dir, edit, result) {
+                        self.report.violations.push(v);
+                    }
                 }
                 self.dirs[dir].poisoned |= may_land_late;
             }
-            OpSpec::DirUnlink { dir, name } => {
-                if let Some(edit) = self.ops[op].name_edit {
-                    self.dirs[dir]
-                        .names
-                        .entry(name)
-                        .or_default()
-                        .end(op, edit, ok, None);
+            OpSpec::DirList { dir } => {
+                if let (Ok(DirDone::Listed(listing)), OpKind::FinalCheck) = (&outcome, kind) {
+                    self.check_listing(dir, listing);
                 }
-                self.dirs[dir].poisoned |= may_land_late;
+            }
+            OpSpec::DirLookup { dir, name } => self.check_lookup(op, dir, name, &outcome),
+            OpSpec::DirCall { .. } => {
+                let result = match outcome {
+                    Ok(DirDone::Made(cap)) => Ok(DirResult::Cap(cap)),
+                    Ok(DirDone::Listed(d)) => Ok(DirResult::Names(
+                        d.list().map(|(n, _)| n.to_string()).collect(),
+                    )),
+                    Ok(DirDone::Found(found)) => known(&found.cap)
+                        .map(DirResult::Cap)
+                        .ok_or_else(|| "a cap of an unknown kind".to_string()),
+                    Ok(DirDone::Linked(_) | DirDone::Removed(_) | DirDone::Moved) => {
+                        Ok(DirResult::Done)
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                self.dir_results.insert(op, result);
             }
             _ => {}
         }
@@ -1232,38 +1549,46 @@ impl Sim {
     }
 
     /// A fault-free final listing must agree with every settled name.
-    fn check_listing(&mut self, op: usize, listing: &Directory) {
-        let OpSpec::DirList { dir } = self.ops[op].spec else {
-            return;
-        };
-        if self.ops[op].kind != OpKind::FinalCheck || self.dirs[dir].poisoned {
+    fn check_listing(&mut self, dir: usize, listing: &Directory) {
+        if self.dirs[dir].poisoned {
             return;
         }
         self.report.dir_listings_checked += 1;
-        for (&name, state) in &self.dirs[dir].names {
-            let Some(want) = &state.settled else {
-                continue;
-            };
-            let got = listing.get(&name_of(name)).map(|c| &c.cap);
-            let detail = match (want, got) {
-                (Some(cap), Some(ChildCap::Known(have))) if have == cap => continue,
-                (None, None) => continue,
-                (Some(_), None) => "an acknowledged link is missing",
-                (Some(_), Some(_)) => "an acknowledged link points elsewhere",
-                (None, Some(_)) => "an acknowledged unlink came back",
-            };
-            let detail = match state.settled_by {
-                Some(by) => format!("{detail} (acknowledged to op {by})"),
-                None => detail.to_string(),
-            };
-            self.report
-                .violations
-                .push(Violation::LostLink { dir, name, detail });
+        let names: BTreeMap<u32, Option<Cap>> = listing
+            .list()
+            .filter_map(|(name, child)| Some((number_of(name)?, known(&child.cap))))
+            .collect();
+        let found = self.dirs[dir].check_listing(dir, &names);
+        self.report.violations.extend(found);
+    }
+
+    /// A lookup of a settled name, with no fault during it, must find what the name links.
+    fn check_lookup(
+        &mut self,
+        op: usize,
+        dir: usize,
+        name: u32,
+        outcome: &Result<DirDone, DirOpError>,
+    ) {
+        let o = &self.ops[op];
+        let quiet = self.report.faults_injected() == o.faults_at_start && !o.disk_errors_at_start;
+        let Some(start) = o.lookup.clone().filter(|_| quiet) else {
+            return;
+        };
+        let found = match outcome {
+            Ok(DirDone::Found(found)) => known(&found.cap),
+            Err(DirOpError::NotFound { .. }) => None,
+            _ => return,
+        };
+        self.report.lookups_checked += 1;
+        if let Some(v) = self.dirs[dir].check_lookup(op, dir, name, &start, found.as_ref()) {
+            self.report.violations.push(v);
         }
     }
 
     fn skip_mutable(&mut self, op: usize) {
         self.report.mutable_skipped += 1;
+        self.ops[op].skipped = true;
         self.end_op(op, false);
     }
 
@@ -1358,6 +1683,86 @@ impl Sim {
         self.drain(op);
     }
 
+    fn start_modify(&mut self, op: usize, file: usize, offset: u64, size: u64) {
+        let Some(keys) = self.created_keys(file) else {
+            return self.skip_mutable(op);
+        };
+        let client = self.ops[op].client;
+        let m = &mut self.mfiles[file];
+        let map = m.maps.get(&client).cloned();
+        // Numbered after every publish a run can make, so the bytes differ from theirs.
+        let tag = MODIFY_ATTEMPTS + m.patches.len();
+        let bytes = mutable_bytes(self.seed, file, tag, size);
+        m.patches.push((offset, Arc::from(bytes.as_slice())));
+        m.publishing += 1;
+        let patch = m.patches.len() - 1;
+        let candidates = self.patched(file, patch, 0);
+        let mut seed = [0u8; 32];
+        let seed_tag = ((file as u64) << 32) | tag as u64;
+        seed.copy_from_slice(&file_bytes(self.seed ^ PUBLISH_SEED_SALT, seed_tag, 32));
+        let o = &mut self.ops[op];
+        o.file = Some(file);
+        o.size = Some(size);
+        o.patch = Some(patch);
+        o.candidates = candidates;
+        let modify = Modify::new(
+            self.now,
+            self.publish_config(),
+            keys,
+            offset,
+            bytes,
+            &self.descriptors,
+            map,
+            LEASE_SECRET,
+            seed,
+        );
+        self.ops[op].machine = Machine::Modify(Box::new(modify));
+        self.drain(op);
+    }
+
+    /// Patch `patch` of mutable `file` written over each known contents from index `from` on
+    /// that it fits inside: adds the results to `attempts` (once each) and returns their
+    /// indices.
+    fn patched(&mut self, file: usize, patch: usize, from: usize) -> Vec<usize> {
+        let m = &mut self.mfiles[file];
+        let (offset, bytes) = m.patches[patch].clone();
+        let (a, b) = (offset as usize, offset as usize + bytes.len());
+        let mut out = Vec::new();
+        for i in from..m.attempts.len() {
+            if m.attempts[i].len() < b {
+                continue;
+            }
+            let mut c = m.attempts[i].to_vec();
+            c[a..b].copy_from_slice(&bytes);
+            let at = match m.attempts.iter().position(|x| x[..] == c[..]) {
+                Some(j) => j,
+                None => {
+                    m.attempts.push(Arc::from(c));
+                    m.attempts.len() - 1
+                }
+            };
+            if !out.contains(&at) {
+                out.push(at);
+            }
+        }
+        out
+    }
+
+    /// A modify ended: versions published while it ran may have been its base too.
+    fn modify_ended(&mut self, op: usize, file: usize) -> Vec<usize> {
+        let Some(patch) = self.ops[op].patch else {
+            return Vec::new();
+        };
+        let seen = self.ops[op].candidates.iter().max().map_or(0, |i| i + 1);
+        let mut all = std::mem::take(&mut self.ops[op].candidates);
+        for i in self.patched(file, patch, seen) {
+            if !all.contains(&i) {
+                all.push(i);
+            }
+        }
+        all
+    }
+
     fn start_read(&mut self, op: usize, file: usize, range: Option<(u64, u64)>) {
         let Some(keys) = self.created_keys(file) else {
             return self.skip_mutable(op);
@@ -1425,6 +1830,7 @@ impl Sim {
     }
 
     fn on_publish_event(&mut self, op: usize, file: usize, ev: PublishEvent) {
+        let candidates = self.modify_ended(op, file);
         match ev {
             PublishEvent::Done(result) => {
                 self.report.publishes_ok += 1;
@@ -1434,6 +1840,9 @@ impl Sim {
                 let m = &mut self.mfiles[file];
                 if let Some(attempt) = self.ops[op].attempt {
                     m.versions.insert((v.seqnum, v.root_hash), attempt);
+                }
+                if self.ops[op].patch.is_some() {
+                    m.modified.insert((v.seqnum, v.root_hash), candidates);
                 }
                 m.acked.push(Acked {
                     seqnum: v.seqnum,
@@ -1572,11 +1981,19 @@ impl Sim {
         let fits = |c: &[u8]| {
             c.len() as u64 == len && c.get(a as usize..b as usize) == Some(got.as_slice())
         };
-        let known = m.versions.get(&(v.seqnum, v.root_hash)).copied();
-        let matched = match known {
-            Some(i) => m.attempts.get(i).is_some_and(|c| fits(c)).then_some(i),
-            None => m.attempts.iter().position(|c| fits(c)),
+        let key = (v.seqnum, v.root_hash);
+        let known = m.versions.get(&key).copied();
+        let modified = m.modified.get(&key);
+        let matched = match (known, modified) {
+            (Some(i), _) => m.attempts.get(i).is_some_and(|c| fits(c)).then_some(i),
+            // A modify's version: its bytes over one of the versions it could have read.
+            (None, Some(candidates)) => candidates
+                .iter()
+                .copied()
+                .find(|&i| m.attempts.get(i).is_some_and(|c| fits(c))),
+            (None, None) => m.attempts.iter().position(|c| fits(c)),
         };
+        let pinned = known.is_some() || modified.is_some();
         match matched {
             Some(i) if known.is_none() && whole => {
                 // An unacknowledged version, now identified: later reads must agree.
@@ -1586,7 +2003,7 @@ impl Sim {
             }
             Some(_) => {}
             None => {
-                let detail = if known.is_some() {
+                let detail = if pinned {
                     format!("bytes {a}..{b} differ from what that version was published with")
                 } else {
                     format!(
@@ -1630,6 +2047,39 @@ impl Sim {
         }
     }
 
+    fn start_status(&mut self, op: usize) {
+        let ids: Vec<ServerId> = self.descriptors.iter().map(|d| d.id).collect();
+        let status = GridStatus::new(self.now, &ids, self.params.request_timeout);
+        self.ops[op].machine = Machine::Status(Box::new(status));
+        self.drain(op);
+    }
+
+    /// A status query must list every server once, in order; one that ran before any fault
+    /// must find every server answering.
+    fn on_status(&mut self, op: usize, report: &GridStatusReport) {
+        let quiet = self.first_fault.is_none();
+        for (i, d) in self.descriptors.iter().enumerate() {
+            let state = match report.servers.get(i) {
+                Some((id, _)) if *id != d.id => "missing (another server in its place)".into(),
+                None => "missing".to_string(),
+                Some((_, StatusState::Answered(_))) => continue,
+                Some((_, _)) if !quiet => continue,
+                Some((_, other)) => format!("{other:?}"),
+            };
+            self.report.violations.push(Violation::StatusMissedServer {
+                op,
+                server: i,
+                state,
+            });
+        }
+        let answered = report
+            .servers
+            .iter()
+            .filter(|(_, s)| matches!(s, StatusState::Answered(_)))
+            .count();
+        self.end_op(op, answered == self.descriptors.len());
+    }
+
     fn failure_reason(&mut self, what: &str, error: &str) {
         // The words before the first digit or colon name the kind of failure.
         let head: String = error
@@ -1649,7 +2099,7 @@ impl Sim {
         o.finished = Some(now);
         o.timer_at = None;
         let file = o.file.unwrap_or(0);
-        if o.attempt.is_some() {
+        if o.attempt.is_some() || o.patch.is_some() {
             if let Some(m) = self.mfiles.get_mut(file) {
                 m.publishing = m.publishing.saturating_sub(1);
             }
@@ -1658,6 +2108,14 @@ impl Sim {
             Some(size) => size,
             None => self.files.get(file).map_or(0, |f| f.size),
         };
+        if o.kind != OpKind::FinalCheck {
+            let counts = self.report.by_op.entry(o.spec.name()).or_default();
+            match (o.skipped, ok) {
+                (true, _) => counts.skipped += 1,
+                (false, true) => counts.ok += 1,
+                (false, false) => counts.failed += 1,
+            }
+        }
         self.report.timings.push(OpTiming {
             kind: o.kind,
             file,
@@ -1917,33 +2375,22 @@ impl Sim {
     }
 }
 
-impl NameState {
-    /// An edit of this name starts: what `end` needs to know whether it ran alone.
-    fn start(&mut self) -> NameEdit {
-        let alone = self.running == 0;
-        self.running += 1;
-        self.starts += 1;
-        self.settled = None;
-        NameEdit {
-            starts: self.starts,
-            alone,
-        }
-    }
-
-    /// An edit of this name ended. One acknowledged while no other edit of the name was
-    /// running when it started or started before it ended settles the name to `linked`.
-    fn end(&mut self, op: usize, edit: NameEdit, ok: bool, linked: Option<Cap>) {
-        self.running = self.running.saturating_sub(1);
-        if ok && edit.alone && self.starts == edit.starts {
-            self.settled = Some(linked);
-            self.settled_by = Some(op);
-        }
-    }
-}
-
 /// The name a simulated link is stored under.
 fn name_of(name: u32) -> String {
     format!("f{name}")
+}
+
+/// The number of a name made by [`name_of`].
+fn number_of(name: &str) -> Option<u32> {
+    name.strip_prefix('f')?.parse().ok()
+}
+
+/// A child's cap, if of a kind this version knows.
+fn known(cap: &ChildCap) -> Option<Cap> {
+    match cap {
+        ChildCap::Known(cap) => Some(cap.clone()),
+        ChildCap::Unknown(_) => None,
+    }
 }
 
 fn mean_rtt(net: &crate::net::NetConfig) -> Duration {
@@ -2058,19 +2505,15 @@ fn response_summary(r: &Response) -> String {
 
 fn event_summary(ev: &MachineEvent) -> String {
     match ev {
-        MachineEvent::Mkdir(MkdirEvent::Done(_)) => "mkdir done".to_string(),
-        MachineEvent::Mkdir(MkdirEvent::NeedKey) => "mkdir needs a key".to_string(),
-        MachineEvent::Mkdir(MkdirEvent::Progress(_)) => "mkdir progress".to_string(),
-        MachineEvent::Mkdir(MkdirEvent::Failed(e)) => format!("mkdir failed: {e}"),
-        MachineEvent::Link(LinkEvent::Done(_)) => "link done".to_string(),
-        MachineEvent::Link(LinkEvent::Failed(e)) => format!("link failed: {e}"),
-        MachineEvent::Link(_) => "link progress".to_string(),
-        MachineEvent::Unlink(UnlinkEvent::Done(_)) => "unlink done".to_string(),
-        MachineEvent::Unlink(UnlinkEvent::Failed(e)) => format!("unlink failed: {e}"),
-        MachineEvent::Unlink(_) => "unlink progress".to_string(),
-        MachineEvent::List(ListEvent::Done(d)) => format!("list done, {} entries", d.len()),
-        MachineEvent::List(ListEvent::Failed(e)) => format!("list failed: {e}"),
-        MachineEvent::List(_) => "list progress".to_string(),
+        MachineEvent::Dir { event, conflict } => match event {
+            DirEvent::Progress if *conflict => "directory edit conflicted, will retry".into(),
+            DirEvent::Progress => "directory progress".into(),
+            DirEvent::NeedKey => "directory op needs a key".into(),
+            DirEvent::Done(DirDone::Listed(d)) => format!("list done, {} entries", d.len()),
+            DirEvent::Done(d) => format!("directory op done: {d:?}"),
+            DirEvent::Failed(e) => format!("directory op failed: {e}"),
+        },
+        MachineEvent::Status(r) => format!("status of {} servers", r.servers.len()),
         MachineEvent::Upload(UploadEvent::NeedSegment { index, .. }) => {
             format!("upload needs segment {index}")
         }
@@ -2134,6 +2577,7 @@ mod tests {
                 })
                 .collect(),
             faults: Vec::new(),
+            dir_calls: Vec::new(),
         }
     }
 
@@ -2209,16 +2653,13 @@ mod tests {
         sim.run_until(Some(Instant(5_000_000)));
         assert_eq!(sim.report.dir_edits_ok, 5);
         // Pretend name 4 had been linked and acknowledged: the final listing lacks it.
-        let cap = sim.files[0].cap.clone();
-        sim.dirs[0].names.insert(
-            4,
-            NameState {
-                running: 0,
-                starts: 1,
-                settled: Some(cap),
-                settled_by: Some(4),
-            },
-        );
+        let cap = sim.files[0].cap.clone().expect("file 0 acknowledged");
+        let edit = sim.dirs[0].start_edit(4);
+        let linked = EditOutcome::Linked {
+            cap,
+            replaced: None,
+        };
+        assert_eq!(sim.dirs[0].end_edit(4, 0, &edit, &linked), None);
         let report = sim.run_to_end();
         assert!(
             matches!(

@@ -598,6 +598,40 @@ fn literal_directories_list_without_round_trips_and_refuse_edits() {
 // ---- round trips ----
 
 #[test]
+fn a_refusal_on_a_stale_remembered_state_is_checked_against_a_fresh_read() {
+    let mut w = World::new();
+    let mut stale = DirCache::default();
+    let (root, _) = w.mkdir(&mut stale, MutableFormat::Sdmf);
+    // Another client links a name the first client's remembered state lacks.
+    let mut other = DirCache::default();
+    let file = w.file(1);
+    w.link(&mut other, &root, "a", &file).0.unwrap();
+    // Refused on the remembered state, both succeed after reading afresh.
+    let (removed, run) = w.unlink(&mut stale, &root, "a");
+    assert_eq!(removed.unwrap().cap, ChildCap::Known(file));
+    assert_eq!(run.rounds, 2, "read, publish");
+    let mut stale = DirCache::default();
+    let (root2, _) = w.mkdir(&mut stale, MutableFormat::Sdmf);
+    let file = w.file(3);
+    w.link(&mut other, &root2, "c", &file).0.unwrap();
+    w.mv(&mut stale, &root2, "c", "d", Overwrite::No).0.unwrap();
+    let dir = w.list(&mut DirCache::default(), &root2).0.unwrap();
+    assert_eq!(names(&dir), ["d"]);
+    // A name missing from a fresh read is still refused.
+    let (again, _) = w.unlink(&mut stale, &root2, "c");
+    assert!(
+        matches!(
+            again,
+            Err(DirOpError::Edit {
+                source: EditError::NoSuchChild { .. },
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+}
+
+#[test]
 fn an_edit_costs_one_round_trip_with_a_remembered_map_and_two_cold() {
     let mut w = World::new();
     let mut cache = DirCache::default();

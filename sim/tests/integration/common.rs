@@ -38,6 +38,7 @@ pub fn plan(servers: usize, happy: usize, files: Vec<u64>) -> Plan {
         files,
         ops: Vec::new(),
         faults: Vec::new(),
+        dir_calls: Vec::new(),
     }
 }
 

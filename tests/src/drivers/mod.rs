@@ -140,9 +140,8 @@ pub trait Driver: Sized {
     fn read_mutable(&mut self, file: usize, range: Option<(u64, u64)>) -> Result<Vec<u8>, String>;
 }
 
-/// Directories, on drivers that run lafs-core's directory operations (the real-socket
-/// runtimes; the simulator does not run them yet). Paths are names below a root directory;
-/// errors are the operation's message.
+/// Directories, on every driver (the simulator runs them as scripted directory calls). Paths
+/// are names below a root directory; errors are the operation's message.
 pub trait DirDriver: Driver {
     /// A new, unlinked directory (its write cap).
     fn mkdir(&mut self) -> Result<Cap, String>;

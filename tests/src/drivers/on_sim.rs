@@ -11,14 +11,20 @@
 
 use std::collections::BTreeMap;
 
+use lafs_core::cap::Cap;
 use lafs_core::codec::CodecKind;
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::time::{Duration, Instant};
 use lafs_sim::net::NetConfig;
 use lafs_sim::report::{OpKind, OpTiming};
-use lafs_sim::{Fault, OpSpec, Plan, PlannedFault, PlannedOp, RunReport, Sim, SimParams, Start};
+use lafs_sim::world::DirResult;
+use lafs_sim::{
+    DirCall, Fault, OpSpec, Plan, PlannedFault, PlannedOp, RunReport, Sim, SimParams, Start,
+};
 
-use super::{contents, Driver, Fetched, Op, OpResult, Setup, Uploaded, CONTENT_SEED};
+use super::{
+    contents, path, DirDriver, Driver, Fetched, Op, OpResult, Setup, Uploaded, CONTENT_SEED,
+};
 
 /// A crashed server stays down this long unless restarted.
 const FOREVER: Duration = Duration::from_secs(1_000_000);
@@ -173,6 +179,7 @@ impl Driver for SimDriver {
             files: Vec::new(),
             ops: Vec::new(),
             faults: Vec::new(),
+            dir_calls: Vec::new(),
         };
         SimDriver {
             plan,
@@ -336,5 +343,99 @@ impl Driver for SimDriver {
         sim.read_bytes(op)
             .map(<[u8]>::to_vec)
             .ok_or_else(|| "the read did not finish".to_string())
+    }
+}
+
+impl SimDriver {
+    /// Run directory call `call` as the next step: what it returned, or its error message.
+    fn dir_call(&mut self, call: DirCall) -> Result<DirResult, String> {
+        let start = self.cursor;
+        let op = self.plan.ops.len();
+        self.plan.dir_calls.push(call);
+        let call = self.plan.dir_calls.len() - 1;
+        self.push_op(start, OpSpec::DirCall { call });
+        self.run_step(start);
+        let sim = self.sim.as_ref().expect("a run happened");
+        sim.dir_outcome(op)
+            .cloned()
+            .unwrap_or_else(|| Err("the directory operation did not run".to_string()))
+    }
+
+    fn cap_of(&mut self, call: DirCall) -> Result<Cap, String> {
+        match self.dir_call(call)? {
+            DirResult::Cap(cap) => Ok(cap),
+            other => Err(format!("expected a cap, got {other:?}")),
+        }
+    }
+
+    fn done(&mut self, call: DirCall) -> Result<(), String> {
+        self.dir_call(call).map(|_| ())
+    }
+}
+
+impl DirDriver for SimDriver {
+    fn mkdir(&mut self) -> Result<Cap, String> {
+        self.cap_of(DirCall::Mkdir)
+    }
+
+    fn mkdir_at(&mut self, root: &Cap, at: &[&str], parents: bool) -> Result<Cap, String> {
+        self.cap_of(DirCall::MkdirAt {
+            root: root.clone(),
+            path: path(at),
+            parents,
+        })
+    }
+
+    fn link_file(
+        &mut self,
+        root: &Cap,
+        at: &[&str],
+        file: usize,
+        replace: bool,
+    ) -> Result<(), String> {
+        self.done(DirCall::Link {
+            root: root.clone(),
+            path: path(at),
+            file,
+            replace,
+        })
+    }
+
+    fn list(&mut self, root: &Cap, at: &[&str]) -> Result<Vec<String>, String> {
+        let dir = if at.is_empty() {
+            root.clone()
+        } else {
+            self.lookup(root, at)?
+        };
+        match self.dir_call(DirCall::List { dir })? {
+            DirResult::Names(names) => Ok(names),
+            other => Err(format!("expected a listing, got {other:?}")),
+        }
+    }
+
+    fn lookup(&mut self, root: &Cap, at: &[&str]) -> Result<Cap, String> {
+        self.cap_of(DirCall::Lookup {
+            root: root.clone(),
+            path: path(at),
+        })
+    }
+
+    fn unlink(&mut self, root: &Cap, at: &[&str]) -> Result<(), String> {
+        self.done(DirCall::Unlink {
+            root: root.clone(),
+            path: path(at),
+        })
+    }
+
+    fn move_link(&mut self, root: &Cap, from: &[&str], to: &[&str]) -> Result<(), String> {
+        self.done(DirCall::Move {
+            root: root.clone(),
+            from: path(from),
+            to: path(to),
+        })
+    }
+
+    fn file_cap(&self, file: usize) -> Option<Cap> {
+        self.sim.as_ref()?.file_cap(file).cloned()
     }
 }

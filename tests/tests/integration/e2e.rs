@@ -303,9 +303,9 @@ macro_rules! dir_suite {
     };
 }
 
-// The simulator does not run directory operations yet (docs/runtimes.md).
 dir_suite!(std_threads_dirs, StdDriver);
 dir_suite!(smol_tasks_dirs, SmolDriver);
+dir_suite!(sim_dirs, SimDriver);
 
 macro_rules! suite {
     ($name:ident, $driver:ty) => {

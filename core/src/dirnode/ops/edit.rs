@@ -172,6 +172,9 @@ pub(crate) struct Edit {
     /// Attempts made so far (the one running included).
     attempt: u32,
     earlier: Option<Changed>,
+    /// The state being edited came from memory, not from a read by this edit: it may be
+    /// stale, so a refusal based on it is checked against a fresh read.
+    remembered: bool,
     phase: Phase,
     pub conflicts: u32,
 }
@@ -193,6 +196,7 @@ impl Edit {
             change,
             attempt: 1,
             earlier: None,
+            remembered: false,
             phase: Phase::Over(None),
             conflicts: 0,
         };
@@ -204,7 +208,10 @@ impl Edit {
             return e;
         }
         match start {
-            Some(state) => e.apply(now, ctx, state),
+            Some(state) => {
+                e.remembered = true;
+                e.apply(now, ctx, state)
+            }
             None => e.read(now, ctx),
         }
         e
@@ -248,6 +255,7 @@ impl Edit {
     }
 
     fn read(&mut self, now: Instant, ctx: &mut Ctx) {
+        self.remembered = false;
         match read::start(now, ctx, &self.cap, &self.path) {
             Reading::Running(id) => self.phase = Phase::Reading(id),
             Reading::Now(result) => self.read_done(now, ctx, *result),
@@ -283,6 +291,9 @@ impl Edit {
             .change
             .apply(&mut dir, self.earlier.as_ref(), link_time(now))
         {
+            // Refused on a remembered state: another client may have changed the directory
+            // since (linked the name an unlink wants), so read it afresh and decide again.
+            Err(_) if self.remembered => self.read(now, ctx),
             Err(mut e) => {
                 // Refused: nothing is published, and the state stays good for the next edit.
                 if let DirOpError::Edit { path, .. } = &mut e {
