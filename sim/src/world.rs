@@ -26,8 +26,8 @@ use lafs_core::immutable::encode::convergent_key;
 use lafs_core::immutable::upload::{Upload, UploadConfig, UploadEvent};
 use lafs_core::mutable::layout::{parse_header, MutableFormat};
 use lafs_core::mutable::{
-    FileKeys, Modify, Publish, PublishConfig, PublishError, PublishEvent, PublishResult, Retrieve,
-    RetrieveConfig, RetrieveEvent, RetrieveResult, ServerMap,
+    FileKeys, Modify, ModifyError, ModifyEvent, Publish, PublishConfig, PublishError, PublishEvent,
+    PublishResult, Retrieve, RetrieveConfig, RetrieveEvent, RetrieveResult, ServerMap,
 };
 use lafs_core::op::{ClientOp, RequestId, Transmit};
 use lafs_core::placement::{ServerDescriptor, ServerId};
@@ -154,6 +154,7 @@ enum MachineEvent {
     Download(DownloadEvent),
     /// From a publish or an in-place modify.
     Publish(PublishEvent),
+    Modify(ModifyEvent),
     Retrieve(RetrieveEvent),
     Status(GridStatusReport),
     /// A directory operation's event; `conflict`: it is about to retry after a conflict.
@@ -216,7 +217,7 @@ impl ClientOp for Machine {
             Machine::Upload(m) => m.poll_event().map(MachineEvent::Upload),
             Machine::Download(m) => m.poll_event().map(MachineEvent::Download),
             Machine::Publish(m) => m.poll_event().map(MachineEvent::Publish),
-            Machine::Modify(m) => m.poll_event().map(MachineEvent::Publish),
+            Machine::Modify(m) => m.poll_event().map(MachineEvent::Modify),
             Machine::Retrieve(m) => m.poll_event().map(MachineEvent::Retrieve),
             Machine::Status(m) => m.poll_event().map(MachineEvent::Status),
             Machine::Mkdir(m) => m
@@ -1160,7 +1161,26 @@ impl Sim {
                 }
                 DownloadEvent::ServerProblem { .. } => {}
             },
-            MachineEvent::Publish(ev) => self.on_publish_event(op, file, ev),
+            MachineEvent::Publish(ev) => self.on_publish_event(
+                op,
+                file,
+                match ev {
+                    PublishEvent::Done(r) => Ok(r),
+                    PublishEvent::Failed(e) => {
+                        Err((matches!(e, PublishError::Conflict { .. }), e.to_string()))
+                    }
+                },
+            ),
+            MachineEvent::Modify(ev) => self.on_publish_event(
+                op,
+                file,
+                match ev {
+                    ModifyEvent::Done(r) => Ok(r),
+                    ModifyEvent::Failed(e) => {
+                        Err((matches!(e, ModifyError::Conflict { .. }), e.to_string()))
+                    }
+                },
+            ),
             MachineEvent::Retrieve(ev) => self.on_retrieve_event(op, file, ev),
             MachineEvent::Status(report) => self.on_status(op, &report),
             MachineEvent::Dir { event, conflict } => match event {
@@ -1829,10 +1849,16 @@ impl Sim {
         good.len()
     }
 
-    fn on_publish_event(&mut self, op: usize, file: usize, ev: PublishEvent) {
+    /// A publish or in-place write ended: the new version, or (was it a conflict, why).
+    fn on_publish_event(
+        &mut self,
+        op: usize,
+        file: usize,
+        outcome: Result<Box<PublishResult>, (bool, String)>,
+    ) {
         let candidates = self.modify_ended(op, file);
-        match ev {
-            PublishEvent::Done(result) => {
+        match outcome {
+            Ok(result) => {
                 self.report.publishes_ok += 1;
                 let result: PublishResult = *result;
                 let v = &result.version;
@@ -1854,12 +1880,12 @@ impl Sim {
                 self.mfiles[file].maps.insert(client, result.map);
                 self.end_op(op, true);
             }
-            PublishEvent::Failed(e) => {
+            Err((conflict, why)) => {
                 self.report.publishes_failed += 1;
-                if matches!(e, PublishError::Conflict { .. }) {
+                if conflict {
                     self.report.conflicts += 1;
                 }
-                self.failure_reason("publish", &e.to_string());
+                self.failure_reason("publish", &why);
                 // The loser of a race must re-read: its map is stale.
                 let client = self.ops[op].client;
                 self.mfiles[file].maps.remove(&client);
@@ -2531,6 +2557,12 @@ fn event_summary(ev: &MachineEvent) -> String {
             r.placed.len()
         ),
         MachineEvent::Publish(PublishEvent::Failed(e)) => format!("publish failed: {e}"),
+        MachineEvent::Modify(ModifyEvent::Done(r)) => format!(
+            "in-place write done, version {} ({} shares placed)",
+            r.version.seqnum,
+            r.placed.len()
+        ),
+        MachineEvent::Modify(ModifyEvent::Failed(e)) => format!("in-place write failed: {e}"),
         MachineEvent::Retrieve(RetrieveEvent::Data { offset, bytes }) => {
             format!("retrieve data {}+{}", offset, bytes.len())
         }
