@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use lafs_core::server::{ConnectionId, StorageServer};
-use lafs_core::server_frames::{ConnectionFrames, NextReply};
+use lafs_core::server_frames::ConnectionFrames;
 use lafs_core::store::ShareStore;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Executor;
@@ -103,6 +103,7 @@ async fn serve_connection<S: ShareStore>(
     let mut frames = ConnectionFrames::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut io: &Async<TcpStream> = &stream;
+    let answer = |request| lock(state).handle_request(clock::now(), conn, request);
     loop {
         let n = match io.read(&mut buf).await {
             Ok(0) => return,
@@ -112,19 +113,11 @@ async fn serve_connection<S: ShareStore>(
         };
         frames.push(&buf[..n]);
         loop {
-            let reply = frames
-                .next_reply(|request| lock(state).handle_request(clock::now(), conn, request));
-            match reply {
-                NextReply::Reply(bytes) => {
-                    if io.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-                NextReply::NeedMore => break,
-                NextReply::Close(why) => {
-                    tracing::debug!(conn = conn.0, %why, "closing");
-                    return;
-                }
+            match frames.next_reply(answer) {
+                Ok(Some(reply)) if io.write_all(&reply).await.is_ok() => {}
+                Ok(Some(_)) => return,
+                Ok(None) => break,
+                Err(why) => return tracing::debug!(conn = conn.0, %why, "closing"),
             }
         }
     }
@@ -133,16 +126,10 @@ async fn serve_connection<S: ShareStore>(
 /// Abort idle uploads when the server's timer says so.
 async fn janitor<S: ShareStore>(state: Arc<Mutex<StorageServer<S>>>) {
     loop {
-        let next = lock(&state).poll_timeout();
-        let wait = next.map_or(JANITOR_MAX_SLEEP, |t| {
-            clock::until(clock::now(), t).min(JANITOR_MAX_SLEEP)
-        });
+        let wait = lock(&state).janitor_sleep(clock::now(), JANITOR_MAX_SLEEP);
         Timer::after(wait).await;
-        let mut server = lock(&state);
-        if server.poll_timeout().is_some_and(|t| t <= clock::now()) {
-            if let Err(e) = server.handle_timeout(clock::now()) {
-                tracing::warn!(error = %e, "aborting idle uploads failed");
-            }
+        if let Err(e) = lock(&state).handle_timeout(clock::now()) {
+            tracing::warn!(error = %e, "aborting idle uploads failed");
         }
     }
 }

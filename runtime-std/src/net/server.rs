@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use lafs_core::server::{ConnectionId, StorageServer};
-use lafs_core::server_frames::{ConnectionFrames, NextReply};
+use lafs_core::server_frames::ConnectionFrames;
 use lafs_core::store::ShareStore;
 
 use crate::clock;
@@ -283,6 +283,7 @@ fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut s
     let _ = stream.set_nodelay(true);
     let mut frames = ConnectionFrames::new();
     let mut buf = vec![0u8; READ_CHUNK];
+    let answer = |request| lock(&shared.server).handle_request(clock::now(), conn, request);
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => return,
@@ -292,20 +293,11 @@ fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut s
         };
         frames.push(&buf[..n]);
         loop {
-            let reply = frames.next_reply(|request| {
-                lock(&shared.server).handle_request(clock::now(), conn, request)
-            });
-            match reply {
-                NextReply::Reply(bytes) => {
-                    if stream.write_all(&bytes).is_err() {
-                        return;
-                    }
-                }
-                NextReply::NeedMore => break,
-                NextReply::Close(why) => {
-                    tracing::debug!(conn = conn.0, %why, "closing");
-                    return;
-                }
+            match frames.next_reply(answer) {
+                Ok(Some(reply)) if stream.write_all(&reply).is_ok() => {}
+                Ok(Some(_)) => return,
+                Ok(None) => break,
+                Err(why) => return tracing::debug!(conn = conn.0, %why, "closing"),
             }
         }
     }
@@ -314,19 +306,13 @@ fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut s
 /// Abort idle uploads when the server's timer says so, until shutdown.
 fn janitor<S: ShareStore>(shared: Arc<Shared<S>>, stop: mpsc::Receiver<()>) {
     loop {
-        let next = lock(&shared.server).poll_timeout();
-        let wait = next.map_or(JANITOR_MAX_SLEEP, |t| {
-            clock::until(clock::now(), t).min(JANITOR_MAX_SLEEP)
-        });
+        let wait = lock(&shared.server).janitor_sleep(clock::now(), JANITOR_MAX_SLEEP);
         match stop.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        let mut server = lock(&shared.server);
-        if server.poll_timeout().is_some_and(|t| t <= clock::now()) {
-            if let Err(e) = server.handle_timeout(clock::now()) {
-                tracing::warn!(error = %e, "aborting idle uploads failed");
-            }
+        if let Err(e) = lock(&shared.server).handle_timeout(clock::now()) {
+            tracing::warn!(error = %e, "aborting idle uploads failed");
         }
     }
 }
