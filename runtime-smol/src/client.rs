@@ -455,12 +455,17 @@ async fn read_range(
     reader.read_exact(buf).await
 }
 
-/// One operation's view of the network: its channel and its connections.
+/// One operation's view of the network: its channel, its connections and its timer.
 struct Session<'a> {
     client: &'a GridClient,
     links: OpLinks<Arc<Connection>>,
     tx: Sender<Input>,
     rx: Receiver<Input>,
+    /// Set for `armed`, the earliest deadline waited for that has not passed. Arming wakes the
+    /// thread polling the reactor, so a later deadline keeps the timer (firing early only
+    /// re-arms it).
+    timer: Timer,
+    armed: Option<Instant>,
 }
 
 impl<'a> Session<'a> {
@@ -472,6 +477,8 @@ impl<'a> Session<'a> {
             links: OpLinks::new(op),
             tx,
             rx,
+            timer: Timer::never(),
+            armed: None,
         }
     }
 
@@ -493,14 +500,29 @@ impl<'a> Session<'a> {
 
     /// The next answer or loss, waiting until `deadline` (without one, only what is queued).
     async fn wait(&mut self, deadline: Option<Instant>) -> Option<Input> {
-        let Some(deadline) = deadline else {
-            return self.rx.try_recv().ok();
-        };
-        let answer = async { self.rx.recv().await.ok() };
-        let timer = async {
-            Timer::after(clock::now().until(deadline)).await;
-            None
-        };
-        answer.or(timer).await
+        if let Ok(input) = self.rx.try_recv() {
+            return Some(input);
+        }
+        let deadline = deadline?;
+        loop {
+            let now = clock::now();
+            if now >= deadline {
+                return None;
+            }
+            if self.armed.is_none_or(|at| at > deadline) {
+                self.timer.set_after(now.until(deadline));
+                self.armed = Some(deadline);
+            }
+            let (rx, timer) = (&self.rx, &mut self.timer);
+            let answer = async { rx.recv().await.ok() };
+            let fired = async {
+                timer.await;
+                None
+            };
+            match answer.or(fired).await {
+                Some(input) => return Some(input),
+                None => self.armed = None,
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! The reader task runs on smol's global executor, so a connection keeps delivering answers
 //! whichever executor (or `block_on`) polls the operations.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -79,11 +79,20 @@ impl Connection {
         let wire_id = self.routes().register(op, t.id, tx.clone())?;
         let frame = encode_request(wire_id, &t.request);
         let _guard = self.write_lock.lock().await;
-        let write = async {
-            let mut writer: &Async<TcpStream> = &self.stream;
-            writer.write_all(&frame).await
+        // Most frames fit in the socket's buffer: write at once, arming no timeout (arming a
+        // timer wakes the thread that polls the reactor), and await only for the rest.
+        let mut direct: &TcpStream = self.stream.get_ref();
+        let written = match direct.write(&frame) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                Ok(0)
+            }
+            other => other,
         };
-        if let Err(e) = write.or(timed_out(self.write_timeout)).await {
+        let rest = async {
+            let mut writer: &Async<TcpStream> = &self.stream;
+            writer.write_all(&frame[written?..]).await
+        };
+        if let Err(e) = rest.or(timed_out(self.write_timeout)).await {
             tracing::debug!(addr = %self.addr, error = %e, "write failed; closing connection");
             self.shutdown();
         }
