@@ -11,6 +11,7 @@
 //! time, in order per connection, exactly as in lafs-runtime-std. Store calls run on the thread
 //! polling the future: a disk store's fsync blocks it for that long (see `docs/runtimes.md`).
 
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
@@ -68,8 +69,19 @@ impl<S: ShareStore + Send + 'static> Server<S> {
         ex.run(async {
             let mut next_conn = 0u64;
             loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
+                // Not `Async::accept`: this future is polled whenever any connection's task
+                // wakes the executor, and that would try an `accept` (and re-arm the listener)
+                // each time; waiting for readiness first costs nothing on such a poll.
+                let stream = match listener.get_ref().accept() {
+                    Ok((stream, _)) => Async::new(stream),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => match listener.readable().await {
+                        Ok(()) => continue,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                let stream = match stream {
+                    Ok(stream) => stream,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         Timer::after(Duration::from_millis(10)).await;
@@ -108,7 +120,7 @@ async fn serve_connection<S: ShareStore>(
         let n = match io.read(&mut buf).await {
             Ok(0) => return,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
         frames.push(&buf[..n]);
