@@ -9,7 +9,7 @@
 //! The reader task runs on smol's global executor, so a connection keeps delivering answers
 //! whichever executor (or `block_on`) polls the operations.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -20,13 +20,10 @@ use lafs_core::placement::ServerId;
 use lafs_core::wire::encode_request;
 use smol::channel::Sender;
 use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
 use std::ops::DerefMut;
 
 use crate::sync::{lock, Arc, Mutex};
-
-/// Socket read buffer per connection.
-const READ_CHUNK: usize = 256 * 1024;
 
 pub(crate) use lafs_core::client::Input;
 
@@ -126,23 +123,54 @@ async fn read_loop(
     routes: SharedRoutes,
 ) {
     let mut answers = Answers::new(server);
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut reader: &Async<TcpStream> = &stream;
+    let mut chunks = Chunks::new();
     // The operation may have ended meanwhile; then nobody listens.
     let deliver = |tx: Sender<Input>, input| drop(tx.try_send(input));
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
+    while let Some(bytes) = chunks.next(&stream).await {
         let complete = |wire| lock(&routes).complete(wire);
-        if let Err(why) = answers.route(&buf[..n], complete, deliver) {
+        if let Err(why) = answers.route(bytes, complete, deliver) {
             tracing::warn!(%addr, %why, "closing the connection");
             break;
         }
     }
     let _ = stream.get_ref().shutdown(Shutdown::Both);
     answers.lost(lock(&routes).close(), deliver);
+}
+
+/// A socket read in chunks of up to 256 KiB.
+#[derive(Debug)]
+pub(crate) struct Chunks {
+    buf: Vec<u8>,
+    /// The last read took all the socket had.
+    drained: bool,
+}
+
+impl Chunks {
+    pub(crate) fn new() -> Chunks {
+        Chunks {
+            buf: vec![0u8; 256 * 1024],
+            drained: false,
+        }
+    }
+
+    /// The next bytes from `io`, or `None` once it has ended or failed. After a read that
+    /// drained the socket this waits for readiness first, sparing the read that would only
+    /// find nothing yet.
+    pub(crate) async fn next(&mut self, io: &Async<TcpStream>) -> Option<&[u8]> {
+        loop {
+            if self.drained {
+                io.readable().await.ok()?;
+            }
+            match io.get_ref().read(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(n) => {
+                    self.drained = n < self.buf.len();
+                    return Some(&self.buf[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.drained = true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+    }
 }

@@ -19,17 +19,16 @@ use async_io::{Async, Timer};
 use lafs_core::server::{ConnectionId, StorageServer};
 use lafs_core::server_frames::ConnectionFrames;
 use lafs_core::store::ShareStore;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
 use smol::Executor;
 
 use crate::clock;
+use crate::connection::Chunks;
 use crate::sync::{lock, Arc, Mutex};
 
 /// Longest the janitor sleeps between checks, so a new upload's idle deadline is noticed
 /// within this time.
 const JANITOR_MAX_SLEEP: Duration = Duration::from_secs(1);
-/// Socket read buffer per connection.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// A storage server bound to a listening socket, ready to [`run`](Server::run).
 #[derive(Debug)]
@@ -113,17 +112,11 @@ async fn serve_connection<S: ShareStore>(
 ) {
     let _ = stream.get_ref().set_nodelay(true);
     let mut frames = ConnectionFrames::new();
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut chunks = Chunks::new();
     let mut io: &Async<TcpStream> = &stream;
     let answer = |request| lock(state).handle_request(clock::now(), conn, request);
-    loop {
-        let n = match io.read(&mut buf).await {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        frames.push(&buf[..n]);
+    while let Some(bytes) = chunks.next(&stream).await {
+        frames.push(bytes);
         loop {
             match frames.next_reply(answer) {
                 Ok(Some(reply)) if io.write_all(&reply).await.is_ok() => {}

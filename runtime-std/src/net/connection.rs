@@ -30,9 +30,6 @@ use std::ops::DerefMut;
 use super::server::lock;
 use crate::sync::{Arc, Mutex};
 
-/// Socket read buffer per connection.
-const READ_CHUNK: usize = 256 * 1024;
-
 pub(crate) use lafs_core::client::Input;
 
 /// A live (or dead, see [`ServerLink::is_closed`]) connection to one server.
@@ -116,24 +113,44 @@ impl Connection {
 
     fn read_loop(&self, mut stream: TcpStream) {
         let mut answers = Answers::new(self.server);
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut chunks = Chunks::new();
         // The operation may have ended meanwhile; then nobody listens.
         let deliver = |tx: Sender<Input>, input| drop(tx.send(input));
-        loop {
-            let n = match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
+        while let Some(bytes) = chunks.next(&mut stream) {
             let complete = |wire| lock(&self.routes).complete(wire);
-            if let Err(why) = answers.route(&buf[..n], complete, deliver) {
+            if let Err(why) = answers.route(bytes, complete, deliver) {
                 tracing::warn!(addr = %self.addr, %why, "closing the connection");
                 break;
             }
         }
         let _ = stream.shutdown(Shutdown::Both);
         answers.lost(lock(&self.routes).close(), deliver);
+    }
+}
+
+/// A socket read in chunks of up to 256 KiB.
+#[derive(Debug)]
+pub(crate) struct Chunks {
+    buf: Vec<u8>,
+}
+
+impl Chunks {
+    pub(crate) fn new() -> Chunks {
+        Chunks {
+            buf: vec![0u8; 256 * 1024],
+        }
+    }
+
+    /// The next bytes from `stream`, or `None` once it has ended or failed.
+    pub(crate) fn next(&mut self, stream: &mut TcpStream) -> Option<&[u8]> {
+        loop {
+            match stream.read(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(n) => return Some(&self.buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 //! open.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, RecvTimeoutError};
 // `Arc<dyn Control>` needs std's `Arc` (loom's cannot coerce to a trait object); everything the
@@ -26,14 +26,13 @@ use lafs_core::server::{ConnectionId, StorageServer};
 use lafs_core::server_frames::ConnectionFrames;
 use lafs_core::store::ShareStore;
 
+use super::connection::Chunks;
 use crate::clock;
 use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Longest the janitor sleeps between checks, so a shutdown or a new upload's idle deadline is
 /// noticed within this time.
 const JANITOR_MAX_SLEEP: Duration = Duration::from_secs(1);
-/// Socket read buffer per connection.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// Lock a mutex, carrying on with the data if another thread panicked while holding it: every
 /// critical section here leaves the data consistent between statements that can panic.
@@ -282,16 +281,10 @@ fn accept_loop<S: ShareStore + Send + 'static>(listener: TcpListener, shared: Ar
 fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut frames = ConnectionFrames::new();
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut chunks = Chunks::new();
     let answer = |request| lock(&shared.server).handle_request(clock::now(), conn, request);
-    loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        frames.push(&buf[..n]);
+    while let Some(bytes) = chunks.next(&mut stream) {
+        frames.push(bytes);
         loop {
             match frames.next_reply(answer) {
                 Ok(Some(reply)) if stream.write_all(&reply).is_ok() => {}
