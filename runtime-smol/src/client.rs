@@ -409,10 +409,7 @@ impl GridClient {
         if let Some(c) = lock(&self.table).live(&server) {
             return Ok(c);
         }
-        let addr = self
-            .state
-            .addr(&server)
-            .ok_or(std::io::ErrorKind::NotFound)?;
+        let addr = self.state.addr(&server)?;
         // Connect without holding the table lock, so one slow server does not hold up others.
         let opened = Connection::open(server, addr, self.state.config()).await;
         let fresh = opened.inspect_err(|e| {
@@ -492,7 +489,7 @@ impl<'a> Session<'a> {
                 let got = self.client.connection(t.to).await;
                 let got = got.map_err(|e| e.to_string());
                 self.links
-                    .opened(t.to, self.client.state.addr(&t.to), got)?
+                    .opened(t.to, self.client.state.addr(&t.to).ok(), got)?
             }
         };
         conn.send(self.links.op(), t, &self.tx).await

@@ -122,9 +122,11 @@ impl ClientState {
         &self.descriptors
     }
 
-    /// Where `server` listens, if it is one of ours.
-    pub fn addr(&self, server: &ServerId) -> Option<SocketAddr> {
-        self.addrs.get(server).copied()
+    /// Where `server` listens; a `NotFound` error if it is not one of ours.
+    pub fn addr(&self, server: &ServerId) -> std::io::Result<SocketAddr> {
+        self.addrs.get(server).copied().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "server not in the grid list")
+        })
     }
 
     /// Whether an upload of `size` bytes needs the hashing pass (LIT files carry their bytes

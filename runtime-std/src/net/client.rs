@@ -425,7 +425,7 @@ impl GridClient {
         if let Some(c) = lock(&self.table).live(&server) {
             return Ok(c);
         }
-        let addr = self.state.addr(&server).ok_or_else(not_in_grid)?;
+        let addr = self.state.addr(&server)?;
         // Connect without holding the table lock, so one slow server does not hold up others.
         let fresh = Connection::open(server, addr, self.state.config()).inspect_err(|e| {
             tracing::info!(%server, %addr, error = %e, "cannot connect to storage server");
@@ -445,10 +445,6 @@ impl Drop for GridClient {
             conn.close_and_join();
         }
     }
-}
-
-fn not_in_grid() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::NotFound, "server not in the grid list")
 }
 
 /// Fresh unpredictable bytes for a publish's salts and signature.
@@ -504,7 +500,7 @@ impl<'a> Session<'a> {
             Pick::Open => {
                 let got = self.client.connection(t.to).map_err(|e| e.to_string());
                 self.links
-                    .opened(t.to, self.client.state.addr(&t.to), got)?
+                    .opened(t.to, self.client.state.addr(&t.to).ok(), got)?
             }
         };
         conn.send(self.links.op(), t, &self.tx)
