@@ -282,6 +282,14 @@ impl<S: ShareStore> StorageServer<S> {
         self.uploads.values().map(|up| up.last_write + idle).min()
     }
 
+    /// How long a runtime's janitor sleeps from `now` before calling
+    /// [`handle_timeout`](Self::handle_timeout): until the next deadline, at most `longest` (so
+    /// an upload opened meanwhile is noticed).
+    pub fn janitor_sleep(&self, now: Instant, longest: std::time::Duration) -> std::time::Duration {
+        self.poll_timeout()
+            .map_or(longest, |t| now.until(t).min(longest))
+    }
+
     fn abort_where(&mut self, pred: impl Fn(&Upload) -> bool) -> Result<(), StoreError> {
         let doomed: Vec<(StorageIndex, u16)> = self
             .uploads

@@ -7,17 +7,6 @@ use crate::wire::{
     encode_response, ErrorKind, Frame, FrameDecoder, FrameKind, Request, Response, WireError,
 };
 
-/// What the connection's next frame calls for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum NextReply {
-    /// Write these bytes (one framed response).
-    Reply(Vec<u8>),
-    /// Nothing complete yet: read more.
-    NeedMore,
-    /// The peer broke the protocol (a response frame, or framing lost): close the connection.
-    Close(String),
-}
-
 /// The framing state of one connection.
 #[derive(Debug, Default)]
 pub struct ConnectionFrames {
@@ -35,14 +24,19 @@ impl ConnectionFrames {
     }
 
     /// Answer the next complete request with `answer` (the server's `handle_request`, under
-    /// whatever lock the runtime keeps). A malformed request is answered with `BadRequest`
+    /// whatever lock the runtime keeps): the framed reply to write, `None` if no request is
+    /// complete (read more), or why the connection must close (the peer broke the protocol:
+    /// a response frame, or framing lost). A malformed request is answered with `BadRequest`
     /// without reaching `answer`.
-    pub fn next_reply(&mut self, answer: impl FnOnce(Request) -> Response) -> NextReply {
+    pub fn next_reply(
+        &mut self,
+        answer: impl FnOnce(Request) -> Response,
+    ) -> Result<Option<Vec<u8>>, String> {
         let (id, response) = match self.decoder.pop() {
-            Ok(None) => return NextReply::NeedMore,
+            Ok(None) => return Ok(None),
             Ok(Some(Frame::Request { id, request })) => (id, answer(request)),
             Ok(Some(Frame::Response { id, .. })) => {
-                return NextReply::Close(format!("the client sent a response frame (id {id})"))
+                return Err(format!("the client sent a response frame (id {id})"))
             }
             Err(WireError::Malformed {
                 id,
@@ -55,9 +49,9 @@ impl ConnectionFrames {
                     message: format!("malformed request: {error}"),
                 },
             ),
-            Err(e) => return NextReply::Close(format!("framing lost: {e}")),
+            Err(e) => return Err(format!("framing lost: {e}")),
         };
-        NextReply::Reply(encode_response(id, &response))
+        Ok(Some(encode_response(id, &response)))
     }
 }
 
@@ -72,24 +66,22 @@ mod tests {
         let mut bytes = encode_request(7, &Request::GetVersion);
         bytes.extend(encode_request(8, &Request::GetVersion));
         c.push(&bytes[..5]);
-        assert_eq!(c.next_reply(|_| unreachable!()), NextReply::NeedMore);
+        assert_eq!(c.next_reply(|_| unreachable!()), Ok(None));
         c.push(&bytes[5..]);
         for want in [7, 8] {
-            let NextReply::Reply(out) = c.next_reply(|_| Response::Done) else {
-                panic!("a reply");
-            };
+            let out = c
+                .next_reply(|_| Response::Done)
+                .expect("ok")
+                .expect("a reply");
             assert_eq!(decode_frame(&out).expect("frame").id(), want);
         }
-        assert_eq!(c.next_reply(|_| unreachable!()), NextReply::NeedMore);
+        assert_eq!(c.next_reply(|_| unreachable!()), Ok(None));
     }
 
     #[test]
     fn a_response_frame_from_a_client_closes_the_connection() {
         let mut c = ConnectionFrames::new();
         c.push(&encode_response(1, &Response::Done));
-        assert!(matches!(
-            c.next_reply(|_| Response::Done),
-            NextReply::Close(_)
-        ));
+        assert!(c.next_reply(|_| Response::Done).is_err());
     }
 }

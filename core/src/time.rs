@@ -2,6 +2,8 @@
 //!
 //! Runtimes convert their clock (std, async-io, or the simulator's virtual clock) into these
 //! values; the core only compares and adds them, so the same code runs in real and virtual time.
+//! The real-time runtimes count from the Unix epoch ([`Instant::from_unix`]) and sleep for
+//! [`Instant::until`] a deadline.
 
 use std::ops::{Add, Sub};
 
@@ -36,6 +38,15 @@ impl Instant {
     }
     pub const fn as_micros(self) -> u64 {
         self.0
+    }
+    /// The instant `since_epoch` after the Unix epoch (saturating): the real-time runtimes'
+    /// convention, so a lease expiry a server stores means the same whichever runtime wrote it.
+    pub fn from_unix(since_epoch: std::time::Duration) -> Instant {
+        Instant(Duration::from(since_epoch).0)
+    }
+    /// How long to sleep from `self` until `deadline` (zero if it has passed).
+    pub fn until(self, deadline: Instant) -> std::time::Duration {
+        deadline.saturating_since(self).into()
     }
     /// Time elapsed since `earlier`, or zero if `earlier` is in the future.
     pub fn saturating_since(self, earlier: Instant) -> Duration {
@@ -80,5 +91,20 @@ mod tests {
         assert_eq!(t + Duration::from_millis(1), Instant(1_005));
         assert_eq!(Instant(3) - Instant(10), Duration::ZERO);
         assert_eq!(Instant(u64::MAX) + Duration(1), Instant(u64::MAX));
+    }
+
+    #[test]
+    fn unix_time_and_sleeps_convert_from_and_to_std() {
+        let t = Instant::from_unix(std::time::Duration::from_millis(3));
+        assert_eq!(t, Instant(3_000));
+        assert_eq!(
+            t.until(Instant(4_500)),
+            std::time::Duration::from_micros(1_500)
+        );
+        assert_eq!(t.until(Instant(10)), std::time::Duration::ZERO);
+        assert_eq!(
+            Instant::from_unix(std::time::Duration::MAX),
+            Instant(u64::MAX)
+        );
     }
 }

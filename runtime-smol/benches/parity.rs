@@ -3,9 +3,11 @@
 //! lafs-runtime-smol (each server's future `block_on`-ed on its own thread, async client), on
 //! 5 storage servers in this process over loopback, 3-of-10 with happiness 5.
 //!
-//! `cargo bench -p lafs-runtime-smol --bench parity -- [--small N] [--mb M] [--memory]`
-//! (`--memory`: in-memory stores instead of disk stores that fsync every share, to show the
-//! runtimes' own overhead without the disk's). Prints a markdown table.
+//! `cargo bench -p lafs-runtime-smol --bench parity -- [--small N] [--mb M] [--memory]
+//! [--rounds R] [--only std|smol]` (`--memory`: in-memory stores instead of disk stores that
+//! fsync every share, to show the runtimes' own overhead without the disk's; `--rounds`: how
+//! many alternating rounds to keep the best of, 2 by default; `--only`: one runtime, e.g. under
+//! `perf stat`). Prints a markdown table.
 
 use std::net::TcpListener;
 use std::time::Instant;
@@ -21,6 +23,8 @@ struct Options {
     small: usize,
     mb: u64,
     memory: bool,
+    rounds: usize,
+    only: Option<String>,
 }
 
 fn options() -> Options {
@@ -28,6 +32,8 @@ fn options() -> Options {
         small: 200,
         mb: 100,
         memory: false,
+        rounds: 2,
+        only: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -42,6 +48,14 @@ fn options() -> Options {
                 o.mb = args.get(i).and_then(|v| v.parse().ok()).unwrap_or(o.mb);
             }
             "--memory" => o.memory = true,
+            "--rounds" => {
+                i += 1;
+                o.rounds = args.get(i).and_then(|v| v.parse().ok()).unwrap_or(o.rounds);
+            }
+            "--only" => {
+                i += 1;
+                o.only = args.get(i).cloned();
+            }
             _ => {} // cargo bench passes --bench
         }
         i += 1;
@@ -259,9 +273,13 @@ fn main() {
     // Alternate the runtimes so drift on a shared machine hits both alike.
     let mut std_runs = Vec::new();
     let mut smol_runs = Vec::new();
-    for round in 0..2 {
-        std_runs.push(run_std(&o, &tmp.path().join(format!("r{round}"))));
-        smol_runs.push(run_smol(&o, &tmp.path().join(format!("r{round}"))));
+    for round in 0..o.rounds {
+        if o.only.as_deref() != Some("smol") {
+            std_runs.push(run_std(&o, &tmp.path().join(format!("r{round}"))));
+        }
+        if o.only.as_deref() != Some("std") {
+            smol_runs.push(run_smol(&o, &tmp.path().join(format!("r{round}"))));
+        }
     }
     let best = |runs: &[Figures], f: fn(&Figures) -> f64, lower: bool| {
         runs.iter()
@@ -281,8 +299,8 @@ fn main() {
     };
     println!(
         "parity: {SERVERS} servers in-process on 127.0.0.1, {store}, 3-of-10 happy {SERVERS}, \
-         {} x 1 kB files, {} MB file; best of 2 alternating rounds",
-        o.small, o.mb
+         {} x 1 kB files, {} MB file; best of {} alternating rounds",
+        o.small, o.mb, o.rounds
     );
     println!();
     println!("| measure | runtime-std | runtime-smol | smol vs std |");
@@ -297,6 +315,15 @@ fn main() {
     for (name, f, lower, unit) in rows {
         let a = best(&std_runs, f, lower);
         let b = best(&smol_runs, f, lower);
+        if std_runs.is_empty() || smol_runs.is_empty() {
+            let (who, v) = if std_runs.is_empty() {
+                ("smol", b)
+            } else {
+                ("std", a)
+            };
+            println!("| {name} | {who} {v:.3} {unit} |");
+            continue;
+        }
         // Positive: smol is worse by that much.
         let worse = if lower { b / a - 1.0 } else { a / b - 1.0 };
         println!(

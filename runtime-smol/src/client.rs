@@ -8,7 +8,6 @@
 //! local data when it asks, and awaits answers or the task's deadline. Encoding, decoding and
 //! hashing happen on the thread that polls the operation's future.
 
-use std::collections::BTreeMap;
 use std::io::SeekFrom;
 use std::time::Duration;
 
@@ -19,27 +18,26 @@ pub use lafs_core::client::{
     Stage, TransferProgress, TransferStats, UploadReport,
 };
 use lafs_core::client::{
-    ClientState, DirOperation, DirTask, DownloadPlan, Reach, Step, Task, VerifiedSignatures,
+    ClientMemory, ClientState, ConnectionTable, DirOperation, DirStart, DirTask, DownloadPlan,
+    OpLinks, Pick, Step, Task,
 };
 use lafs_core::crypto::key_source::KeySource;
 use lafs_core::crypto::rsa_keys::MutableKey;
-use lafs_core::dirnode::ops::{DirCache, Found, LinkOptions, Linked};
+use lafs_core::dirnode::ops::{Found, LinkOptions, Linked};
 use lafs_core::dirnode::{Child, ChildCap, Directory, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::{PublishConfig, ServerMap};
+use lafs_core::op::Transmit;
 use lafs_core::placement::ServerId;
 use lafs_core::server_status::GridStatusReport;
+use lafs_core::time::Instant;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 use crate::clock;
 use crate::connection::{Connection, Input};
-use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
-
-/// Bytes of directory state a client remembers (server maps and decoded tables of the
-/// writeable directories it used last): a few hundred typical directories.
-const DIR_CACHE_BYTES: usize = 16 << 20;
+use crate::sync::{lock, Arc, Mutex};
 
 /// Anything an upload can read twice (once to hash, once to send).
 pub trait AsyncReadSeek: AsyncRead + AsyncSeek + Unpin + Send {}
@@ -54,35 +52,25 @@ impl<T: AsyncWrite + Unpin + Send + ?Sized> AsyncSink for T {}
 pub struct GridClient {
     state: ClientState,
     /// Live connections, opened lazily and reused by every operation.
-    table: Mutex<BTreeMap<ServerId, Arc<Connection>>>,
-    next_op: AtomicU64,
-    connections_opened: AtomicU64,
-    verified: Mutex<VerifiedSignatures>,
-    /// Remembered directory states, shared by every operation of this client.
-    dirs: Mutex<DirCache>,
+    table: Mutex<ConnectionTable<Arc<Connection>>>,
+    /// Directory states and verified signatures, shared by every operation of this client.
+    memory: Mutex<ClientMemory>,
 }
 
 /// Local data an operation reads or writes while it runs.
-enum LocalData<'a> {
-    /// The operation sends no data of its own.
-    None,
-    /// An upload's plaintext.
-    Source(&'a mut dyn AsyncReadSeek),
-    /// Where verified plaintext goes.
-    Sink(&'a mut dyn AsyncSink),
-    /// Where keys for new directories come from.
-    Keys(&'a mut (dyn KeySource + Send)),
-}
+type LocalData<'a> = lafs_core::client::LocalData<
+    'a,
+    dyn AsyncReadSeek + 'a,
+    dyn AsyncSink + 'a,
+    dyn KeySource + Send + 'a,
+>;
 
 impl GridClient {
     pub fn new(servers: Vec<ServerEntry>, config: ClientConfig) -> GridClient {
         GridClient {
             state: ClientState::new(&servers, config),
-            table: Mutex::new(BTreeMap::new()),
-            next_op: AtomicU64::new(0),
-            connections_opened: AtomicU64::new(0),
-            verified: Mutex::new(VerifiedSignatures::default()),
-            dirs: Mutex::new(DirCache::new(DIR_CACHE_BYTES)),
+            table: Mutex::new(ConnectionTable::new()),
+            memory: Mutex::new(ClientMemory::default()),
         }
     }
 
@@ -92,15 +80,13 @@ impl GridClient {
 
     /// TCP connections opened since the client was created (a measure of connection reuse).
     pub fn connections_opened(&self) -> u64 {
-        self.connections_opened.load(Ordering::Relaxed)
+        lock(&self.table).opened()
     }
 
     /// Ask every storage server for its version, space used and available and shares held, all
     /// at once (one round trip); servers silent for `timeout` are reported as timed out.
     pub async fn grid_status(&self, timeout: Duration) -> Result<GridStatusReport, ClientError> {
-        let mut task = self
-            .state
-            .status(clock::now(), lafs_core::time::Duration::from(timeout));
+        let mut task = self.state.status(clock::now(), timeout.into());
         self.run(&mut task, LocalData::None).await
     }
 
@@ -232,14 +218,15 @@ impl GridClient {
         cap: &Cap,
         range: Option<(u64, u64)>,
     ) -> Result<(Vec<u8>, MutableReadReport), ClientError> {
-        let (mut task, fingerprint) = {
-            let verified = lock(&self.verified);
-            self.state
-                .read_mutable(clock::now(), cap, range, &verified)?
-        };
+        let made = self
+            .state
+            .read_mutable(clock::now(), cap, range, &lock(&self.memory).verified);
+        let (mut task, fingerprint) = made?;
         let mut out = Vec::new();
         let report = self.run(&mut task, LocalData::Sink(&mut out)).await?;
-        lock(&self.verified).remember(fingerprint, &report.map.verified);
+        lock(&self.memory)
+            .verified
+            .remember(fingerprint, &report.map.verified);
         Ok((out, report))
     }
 
@@ -249,8 +236,8 @@ impl GridClient {
         format: MutableFormat,
         keys: &mut (dyn KeySource + Send),
     ) -> Result<Cap, ClientError> {
-        let mut task = self.state.mkdir(clock::now(), format, fresh_seed());
-        self.run_dir(&mut task, LocalData::Keys(keys)).await
+        let task = self.dir_task(|s, at| s.mkdir(at, format));
+        self.run_dir(task, LocalData::Keys(keys)).await
     }
 
     /// A new directory linked at `path` below `root`; `parents` makes missing ones on the way.
@@ -262,39 +249,22 @@ impl GridClient {
         parents: bool,
         keys: &mut (dyn KeySource + Send),
     ) -> Result<Cap, ClientError> {
-        let mut task = self.state.mkdir_at(
-            clock::now(),
-            &mut lock(&self.dirs),
-            root.clone(),
-            path.to_vec(),
-            format,
-            parents,
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::Keys(keys)).await
+        let (root, path) = (root.clone(), path.to_vec());
+        let task = self.dir_task(|s, at| s.mkdir_at(at, root, path, format, parents));
+        self.run_dir(task, LocalData::Keys(keys)).await
     }
 
     /// The entries of the directory `cap`.
     pub async fn list_directory(&self, cap: &Cap) -> Result<Directory, ClientError> {
-        let mut task = self.state.list(
-            clock::now(),
-            &mut lock(&self.dirs),
-            cap.clone(),
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::None).await
+        let task = self.dir_task(|s, at| s.list(at, cap.clone()));
+        self.run_dir(task, LocalData::None).await
     }
 
     /// What `path` below `root` names.
     pub async fn lookup(&self, root: &Cap, path: &[String]) -> Result<Found, ClientError> {
-        let mut task = self.state.lookup(
-            clock::now(),
-            &mut lock(&self.dirs),
-            root.clone(),
-            path.to_vec(),
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::None).await
+        let (root, path) = (root.clone(), path.to_vec());
+        let task = self.dir_task(|s, at| s.lookup(at, root, path));
+        self.run_dir(task, LocalData::None).await
     }
 
     /// Link `child` at `path` below `root` (keys are used only if `options` makes parents).
@@ -306,35 +276,23 @@ impl GridClient {
         options: LinkOptions,
         keys: &mut (dyn KeySource + Send),
     ) -> Result<Linked, ClientError> {
-        let mut task = self.state.link(
-            clock::now(),
-            &mut lock(&self.dirs),
-            root.clone(),
-            path.to_vec(),
-            child,
-            options,
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::Keys(keys)).await
+        let (root, path) = (root.clone(), path.to_vec());
+        let task = self.dir_task(|s, at| s.link(at, root, path, child, options));
+        self.run_dir(task, LocalData::Keys(keys)).await
     }
 
     /// What `path` below `root` links according to this client's remembered directories
     /// alone (no I/O): `None` when they do not reach that far. A guess for choosing how to
     /// write there; the write itself checks again.
     pub fn remembered_child(&self, root: &Cap, path: &[String]) -> Option<Option<Child>> {
-        lock(&self.dirs).remembered_at(root, path)
+        lock(&self.memory).dirs.remembered_at(root, path)
     }
 
     /// Remove the link at `path` below `root`; returns what it linked.
     pub async fn unlink(&self, root: &Cap, path: &[String]) -> Result<Child, ClientError> {
-        let mut task = self.state.unlink(
-            clock::now(),
-            &mut lock(&self.dirs),
-            root.clone(),
-            path.to_vec(),
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::None).await
+        let (root, path) = (root.clone(), path.to_vec());
+        let task = self.dir_task(|s, at| s.unlink(at, root, path));
+        self.run_dir(task, LocalData::None).await
     }
 
     /// Move the link at `from` to `to` (each a root and a path): a rename within one directory
@@ -345,25 +303,36 @@ impl GridClient {
         to: (&Cap, &[String]),
         overwrite: Overwrite,
     ) -> Result<(), ClientError> {
-        let mut task = self.state.move_link(
-            clock::now(),
-            &mut lock(&self.dirs),
-            (from.0.clone(), from.1.to_vec()),
-            (to.0.clone(), to.1.to_vec()),
-            overwrite,
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::None).await
+        let from = (from.0.clone(), from.1.to_vec());
+        let to = (to.0.clone(), to.1.to_vec());
+        let task = self.dir_task(|s, at| s.move_link(at, from, to, overwrite));
+        self.run_dir(task, LocalData::None).await
+    }
+
+    /// A directory task made from a fresh start (the cache's lock is not held across awaits).
+    fn dir_task<O: DirOperation>(
+        &self,
+        make: impl FnOnce(&ClientState, DirStart<'_>) -> DirTask<O>,
+    ) -> DirTask<O> {
+        let (now, seed) = (clock::now(), fresh_seed());
+        make(
+            &self.state,
+            DirStart {
+                now,
+                cache: &mut lock(&self.memory).dirs,
+                seed,
+            },
+        )
     }
 
     /// Run a directory task and give the shared cache what it learned, whatever the outcome.
     async fn run_dir<O: DirOperation>(
         &self,
-        task: &mut DirTask<O>,
+        mut task: DirTask<O>,
         data: LocalData<'_>,
     ) -> Result<O::Output, ClientError> {
-        let outcome = self.run(task, data).await;
-        task.return_to(&mut lock(&self.dirs));
+        let outcome = self.run(&mut task, data).await;
+        task.return_to(&mut lock(&self.memory).dirs);
         outcome
     }
 
@@ -397,83 +366,39 @@ impl GridClient {
         let mut buf = Vec::new();
         loop {
             match task.poll_step() {
-                Step::Transmit(t) => match session.connection(t.to).await {
-                    Some(conn) => {
-                        match conn.send(session.op, t.id, &t.request, &session.tx).await {
-                            Ok(bytes) => task.handle_sent(t.to, bytes),
-                            Err(_) => task.handle_server_lost(clock::now(), t.to),
-                        }
-                    }
-                    None => task.handle_server_lost(clock::now(), t.to),
-                },
+                Step::Transmit(t) => {
+                    let sent = session.send(&t).await;
+                    task.transmitted(clock::now(), t.to, sent);
+                }
                 Step::NeedSegment { offset, length } => {
-                    let read = match &mut data {
-                        LocalData::Source(reader) => {
-                            read_range(&mut **reader, offset, length, &mut buf).await
-                        }
-                        _ => Err(std::io::ErrorKind::Unsupported.into()),
-                    };
-                    match read {
-                        Ok(()) => task.provide_segment(clock::now(), &buf),
-                        Err(e) => task.fail_local(
-                            clock::now(),
-                            ClientError::io("reading the data to upload", e),
-                        ),
-                    }
+                    let read = read_range(data.source(), offset, length, &mut buf).await;
+                    task.segment_read(clock::now(), read.map(|()| &buf[..]));
                 }
                 Step::Data { bytes, .. } => {
-                    let written = match &mut data {
-                        LocalData::Sink(out) => out.write_all(&bytes).await,
-                        _ => Ok(()),
+                    let written = match data.sink() {
+                        Some(out) => out.write_all(&bytes).await,
+                        None => Ok(()),
                     };
-                    if let Err(e) = written {
-                        task.fail_local(
-                            clock::now(),
-                            ClientError::io("writing the downloaded data", e),
-                        );
-                    }
+                    task.data_written(clock::now(), written);
                 }
                 Step::Progress(_) => {}
                 Step::NeedKey => {
-                    let key = match &mut data {
-                        LocalData::Keys(keys) => keys.next_key().map_err(|e| e.to_string()),
-                        _ => Err("this operation was given no key source".to_string()),
-                    };
-                    match key {
-                        Ok(key) => task.provide_key(clock::now(), key),
-                        Err(why) => task.key_unavailable(clock::now(), why),
-                    }
+                    let keys = data.keys().map(|k| k as &mut dyn KeySource);
+                    task.key_from(clock::now(), keys);
                 }
                 Step::Problem { server, problem } => {
                     tracing::info!(%server, %problem, "server problem");
                 }
-                Step::Wait(Some(deadline)) => {
-                    let wait = clock::until(clock::now(), deadline);
-                    let answer = async { session.rx.recv().await.ok() };
-                    let timer = async {
-                        Timer::after(wait).await;
-                        None
-                    };
-                    match answer.or(timer).await {
-                        Some(input) => task.handle_input(clock::now(), input),
-                        None => task.handle_timeout(clock::now()),
-                    }
+                Step::Wait(deadline) => {
+                    let input = session.wait(deadline).await;
+                    task.waited(clock::now(), deadline, input)?;
                 }
-                // Requests in flight but no timer to bound the wait: only answers already
-                // queued can move it on (lafs-core's operations time their requests).
-                Step::Wait(None) => match session.rx.try_recv() {
-                    Ok(input) => task.handle_input(clock::now(), input),
-                    Err(_) => return Err(ClientError::Stalled("operation")),
-                },
                 Step::Finished(outcome) => {
-                    if let LocalData::Sink(out) = &mut data {
-                        if outcome.is_ok() {
-                            out.flush()
-                                .await
-                                .map_err(|e| ClientError::io("writing the downloaded data", e))?;
-                        }
+                    if let (Ok(_), Some(out)) = (&outcome, data.sink()) {
+                        let flushed = out.flush().await;
+                        flushed.map_err(|e| ClientError::io("writing the downloaded data", e))?;
                     }
-                    return outcome.map_err(|e| session.reach.failure(e));
+                    return outcome.map_err(|e| session.links.failure(e));
                 }
             }
         }
@@ -481,43 +406,23 @@ impl GridClient {
 
     /// The live connection to `server`, opening one if there is none (or the last one broke).
     async fn connection(&self, server: ServerId) -> std::io::Result<Arc<Connection>> {
-        if let Some(c) = lock(&self.table).get(&server) {
-            if !c.is_closed() {
-                return Ok(Arc::clone(c));
-            }
+        if let Some(c) = lock(&self.table).live(&server) {
+            return Ok(c);
         }
-        let addr = self.state.addr(&server).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "server not in the grid list")
-        })?;
-        let config = self.state.config();
+        let addr = self.state.addr(&server)?;
         // Connect without holding the table lock, so one slow server does not hold up others.
-        let conn =
-            Connection::open(server, addr, config.connect_timeout, config.write_timeout()).await?;
-        self.connections_opened.fetch_add(1, Ordering::Relaxed);
-        Ok(install(&self.table, conn))
-    }
-}
-
-/// Put a freshly opened connection into `table` unless another task already installed a live
-/// one for the same server (then the fresh one is dropped, which closes it). Returns the
-/// connection to use.
-fn install(
-    table: &Mutex<BTreeMap<ServerId, Arc<Connection>>>,
-    conn: Arc<Connection>,
-) -> Arc<Connection> {
-    let mut table = lock(table);
-    match table.get(&conn.server()) {
-        Some(existing) if !existing.is_closed() => Arc::clone(existing),
-        _ => {
-            table.insert(conn.server(), Arc::clone(&conn));
-            conn
-        }
+        let opened = Connection::open(server, addr, self.state.config()).await;
+        let fresh = opened.inspect_err(|e| {
+            tracing::info!(%server, %addr, error = %e, "cannot connect to storage server");
+        })?;
+        // A loser of a race to connect is dropped, which closes it.
+        Ok(lock(&self.table).install(server, fresh).0)
     }
 }
 
 impl Drop for GridClient {
     fn drop(&mut self) {
-        for conn in lock(&self.table).values() {
+        for conn in lock(&self.table).take_all() {
             conn.shutdown();
         }
     }
@@ -531,80 +436,90 @@ fn fresh_seed() -> [u8; 32] {
     seed
 }
 
-/// Read exactly `[offset, offset + length)` of `reader` into `buf`.
+/// Read exactly `[offset, offset + length)` of an upload's data into `buf`.
 async fn read_range(
-    reader: &mut dyn AsyncReadSeek,
+    source: Option<&mut (dyn AsyncReadSeek + '_)>,
     offset: u64,
     length: u64,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    let len = usize::try_from(length)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "segment too large"))?;
-    buf.resize(len, 0);
+    let reader = source.ok_or(std::io::ErrorKind::Unsupported)?;
+    buf.resize(
+        usize::try_from(length).map_err(|_| std::io::ErrorKind::InvalidInput)?,
+        0,
+    );
     reader.seek(SeekFrom::Start(offset)).await?;
     reader.read_exact(buf).await
 }
 
-/// One operation's view of the network: its channel, the connections it used, whom it reached.
+/// One operation's view of the network: its channel, its connections and its timer.
 struct Session<'a> {
     client: &'a GridClient,
-    /// This operation's number, distinct across the client's operations.
-    op: u64,
+    links: OpLinks<Arc<Connection>>,
     tx: Sender<Input>,
     rx: Receiver<Input>,
-    used: BTreeMap<ServerId, Arc<Connection>>,
-    reach: Reach,
+    /// Set for `armed`, the earliest deadline waited for that has not passed. Arming wakes the
+    /// thread polling the reactor, so a later deadline keeps the timer (firing early only
+    /// re-arms it).
+    timer: Timer,
+    armed: Option<Instant>,
 }
 
 impl<'a> Session<'a> {
     fn new(client: &'a GridClient) -> Session<'a> {
         let (tx, rx) = smol::channel::unbounded();
+        let op = lock(&client.table).next_op();
         Session {
             client,
-            op: client.next_op.fetch_add(1, Ordering::Relaxed),
+            links: OpLinks::new(op),
             tx,
             rx,
-            used: BTreeMap::new(),
-            reach: Reach::default(),
+            timer: Timer::never(),
+            armed: None,
         }
     }
 
-    /// This operation's connection to `server`, or `None` if it cannot be reached.
-    async fn connection(&mut self, server: ServerId) -> Option<Arc<Connection>> {
-        if let Some(c) = self.used.get(&server) {
-            if !c.is_closed() {
-                return Some(Arc::clone(c));
+    /// Send `t` over this operation's connection to its server: the frame's size, or `None`
+    /// if it could not go.
+    async fn send(&mut self, t: &Transmit) -> Option<usize> {
+        let conn = match self.links.pick(t.to) {
+            Pick::Use(c) => c,
+            Pick::Unreachable => return None,
+            Pick::Open => {
+                let got = self.client.connection(t.to).await;
+                let got = got.map_err(|e| e.to_string());
+                self.links
+                    .opened(t.to, self.client.state.addr(&t.to).ok(), got)?
             }
+        };
+        conn.send(self.links.op(), t, &self.tx).await
+    }
+
+    /// The next answer or loss, waiting until `deadline` (without one, only what is queued).
+    async fn wait(&mut self, deadline: Option<Instant>) -> Option<Input> {
+        if let Ok(input) = self.rx.try_recv() {
+            return Some(input);
         }
-        if self.reach.is_unreachable(&server) {
-            return None;
-        }
-        match self.client.connection(server).await {
-            Ok(c) => {
-                self.reach.reached(server);
-                if let Some(old) = self.used.insert(server, Arc::clone(&c)) {
-                    old.forget_op(self.op);
-                }
-                Some(c)
+        let deadline = deadline?;
+        loop {
+            let now = clock::now();
+            if now >= deadline {
+                return None;
             }
-            Err(e) => {
-                let addr = self
-                    .client
-                    .state
-                    .addr(&server)
-                    .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-                tracing::info!(%server, %addr, error = %e, "cannot connect to storage server");
-                self.reach.unreachable(server, addr, e.to_string());
+            if self.armed.is_none_or(|at| at > deadline) {
+                self.timer.set_after(now.until(deadline));
+                self.armed = Some(deadline);
+            }
+            let (rx, timer) = (&self.rx, &mut self.timer);
+            let answer = async { rx.recv().await.ok() };
+            let fired = async {
+                timer.await;
                 None
+            };
+            match answer.or(fired).await {
+                Some(input) => return Some(input),
+                None => self.armed = None,
             }
-        }
-    }
-}
-
-impl Drop for Session<'_> {
-    fn drop(&mut self) {
-        for conn in self.used.values() {
-            conn.forget_op(self.op);
         }
     }
 }

@@ -3,124 +3,97 @@
 //!
 //! Shared between tasks: the socket (an `Async<TcpStream>`, read only by the connection's reader
 //! task), the write lock (a frame is written whole while holding it, so frames of different
-//! operations never interleave), and the [`RouteTable`] that hands each answer to the operation
-//! waiting for it. The reader task runs on smol's global executor, so a connection keeps
-//! delivering answers whichever executor (or `block_on`) polls the operations.
+//! operations never interleave), and lafs-core's [`Routes`] behind a mutex, which hands each
+//! answer to the operation waiting for it (every use is one call under the lock, so the
+//! invariant lafs-core states for it holds; lafs-runtime-std model-checks the same pattern).
+//! The reader task runs on smol's global executor, so a connection keeps delivering answers
+//! whichever executor (or `block_on`) polls the operations.
 
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use async_io::{Async, Timer};
-use lafs_core::op::RequestId;
+use lafs_core::client::{Answers, ClientConfig, OpId, Routes, ServerLink};
+use lafs_core::op::Transmit;
 use lafs_core::placement::ServerId;
-use lafs_core::wire::{encode_request, Frame, FrameDecoder, Request};
+use lafs_core::wire::encode_request;
 use smol::channel::Sender;
 use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
+use std::ops::DerefMut;
 
-use crate::routes::RouteTable;
-use crate::sync::Arc;
-
-/// Socket read buffer per connection.
-const READ_CHUNK: usize = 256 * 1024;
+use crate::sync::{lock, Arc, Mutex};
 
 pub(crate) use lafs_core::client::Input;
 
-/// A live (or dead, see [`Connection::is_closed`]) connection to one server.
+type SharedRoutes = Arc<Mutex<Routes<Sender<Input>>>>;
+
+/// A live (or dead, see [`ServerLink::is_closed`]) connection to one server.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    server: ServerId,
     addr: SocketAddr,
     stream: Arc<Async<TcpStream>>,
-    routes: Arc<RouteTable<Sender<Input>>>,
+    routes: SharedRoutes,
     write_lock: smol::lock::Mutex<()>,
     write_timeout: Duration,
 }
 
-/// The connection was closed before the request could be registered; the caller reports the
-/// loss to its operation.
-#[derive(Debug)]
-pub(crate) struct SendFailed;
+impl ServerLink for Connection {
+    type Sink = Sender<Input>;
+    fn routes(&self) -> impl DerefMut<Target = Routes<Self::Sink>> + '_ {
+        lock(&self.routes)
+    }
+}
 
 impl Connection {
-    /// Connect to `server` at `addr` (giving up after `connect_timeout`) and start its reader.
+    /// Connect to `server` at `addr` (giving up after the connect timeout) and start its reader.
     pub(crate) async fn open(
         server: ServerId,
         addr: SocketAddr,
-        connect_timeout: Duration,
-        write_timeout: Duration,
+        config: &ClientConfig,
     ) -> std::io::Result<Arc<Connection>> {
         let connect = Async::<TcpStream>::connect(addr);
-        let timeout = async {
-            Timer::after(connect_timeout).await;
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connection timed out",
-            ))
-        };
-        let stream = connect.or(timeout).await?;
+        let stream = connect.or(timed_out(config.connect_timeout)).await?;
         stream.get_ref().set_nodelay(true)?;
         let stream = Arc::new(stream);
-        let routes = Arc::new(RouteTable::new());
-        smol::spawn(read_loop(
-            server,
-            addr,
-            Arc::clone(&stream),
-            Arc::clone(&routes),
-        ))
-        .detach();
+        let routes = SharedRoutes::default();
+        let reader = read_loop(server, addr, Arc::clone(&stream), Arc::clone(&routes));
+        smol::spawn(reader).detach();
         Ok(Arc::new(Connection {
-            server,
             addr,
             stream,
             routes,
             write_lock: smol::lock::Mutex::new(()),
-            write_timeout,
+            write_timeout: config.write_timeout(),
         }))
     }
 
-    pub(crate) fn server(&self) -> ServerId {
-        self.server
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.routes.is_closed()
-    }
-
-    /// Send `request` for operation `op` (its id `id`); the answer arrives on `tx`. Returns the
-    /// frame's size. A failed or stuck write closes the connection, so `tx` then gets `Lost`.
-    pub(crate) async fn send(
-        &self,
-        op: u64,
-        id: RequestId,
-        request: &Request,
-        tx: &Sender<Input>,
-    ) -> Result<usize, SendFailed> {
-        let wire_id = self.routes.register(op, id, tx.clone()).ok_or(SendFailed)?;
-        let frame = encode_request(wire_id, request);
+    /// Send `t` for operation `op`; the answer arrives on `tx`. Returns the frame's size, or
+    /// `None` if the connection was already closed (the caller reports the loss itself). A
+    /// failed or stuck write closes the connection, so `tx` then gets `Lost`.
+    pub(crate) async fn send(&self, op: OpId, t: &Transmit, tx: &Sender<Input>) -> Option<usize> {
+        let wire_id = self.routes().register(op, t.id, tx.clone())?;
+        let frame = encode_request(wire_id, &t.request);
         let _guard = self.write_lock.lock().await;
-        let write = async {
+        // Most frames fit in the socket's buffer: write at once, arming no timeout (arming a
+        // timer wakes the thread that polls the reactor), and await only for the rest.
+        let mut direct: &TcpStream = self.stream.get_ref();
+        let written = match direct.write(&frame) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                Ok(0)
+            }
+            other => other,
+        };
+        let rest = async {
             let mut writer: &Async<TcpStream> = &self.stream;
-            writer.write_all(&frame).await
+            writer.write_all(&frame[written?..]).await
         };
-        let limit = self.write_timeout;
-        let timeout = async {
-            Timer::after(limit).await;
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "write timed out",
-            ))
-        };
-        if let Err(e) = write.or(timeout).await {
+        if let Err(e) = rest.or(timed_out(self.write_timeout)).await {
             tracing::debug!(addr = %self.addr, error = %e, "write failed; closing connection");
             self.shutdown();
         }
-        Ok(frame.len())
-    }
-
-    /// Operation `op` has ended: late answers to it are dropped.
-    pub(crate) fn forget_op(&self, op: u64) {
-        self.routes.forget_op(op);
+        Some(frame.len())
     }
 
     /// Close the socket; the reader task then tells every operation with requests in flight.
@@ -135,55 +108,69 @@ impl Drop for Connection {
     }
 }
 
+/// An error once `limit` has passed (raced against the I/O it bounds).
+async fn timed_out<T>(limit: Duration) -> std::io::Result<T> {
+    Timer::after(limit).await;
+    Err(ErrorKind::TimedOut.into())
+}
+
 /// Read answers and hand each to its operation until the socket ends or framing is lost; then
-/// close the route table and tell the operations still waiting.
+/// close the routes and tell the operations still waiting.
 async fn read_loop(
     server: ServerId,
     addr: SocketAddr,
     stream: Arc<Async<TcpStream>>,
-    routes: Arc<RouteTable<Sender<Input>>>,
+    routes: SharedRoutes,
 ) {
-    let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut reader: &Async<TcpStream> = &stream;
-    'read: loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        decoder.push(&buf[..n]);
-        loop {
-            let before = decoder.buffered();
-            match decoder.pop() {
-                Ok(None) => break,
-                Ok(Some(Frame::Response { id, response })) => {
-                    if let Some((op_id, tx)) = routes.complete(id) {
-                        // The operation may have ended meanwhile; then nobody listens.
-                        let _ = tx.try_send(Input::Response {
-                            server,
-                            id: op_id,
-                            response,
-                            wire_bytes: before - decoder.buffered(),
-                        });
-                    }
-                }
-                Ok(Some(Frame::Request { .. })) => {
-                    tracing::warn!(%addr, "server sent a request frame; closing");
-                    break 'read;
-                }
-                Err(e) => {
-                    // An answer we cannot read would leave its operation waiting: any decoding
-                    // error ends the connection.
-                    tracing::warn!(%addr, error = %e, "bad frame from server; closing");
-                    break 'read;
-                }
-            }
+    let mut answers = Answers::new(server);
+    let mut chunks = Chunks::new();
+    // The operation may have ended meanwhile; then nobody listens.
+    let deliver = |tx: Sender<Input>, input| drop(tx.try_send(input));
+    while let Some(bytes) = chunks.next(&stream).await {
+        let complete = |wire| lock(&routes).complete(wire);
+        if let Err(why) = answers.route(bytes, complete, deliver) {
+            tracing::warn!(%addr, %why, "closing the connection");
+            break;
         }
     }
     let _ = stream.get_ref().shutdown(Shutdown::Both);
-    for tx in routes.close() {
-        let _ = tx.try_send(Input::Lost { server });
+    answers.lost(lock(&routes).close(), deliver);
+}
+
+/// A socket read in chunks of up to 256 KiB.
+#[derive(Debug)]
+pub(crate) struct Chunks {
+    buf: Vec<u8>,
+    /// The last read took all the socket had.
+    drained: bool,
+}
+
+impl Chunks {
+    pub(crate) fn new() -> Chunks {
+        Chunks {
+            buf: vec![0u8; 256 * 1024],
+            drained: false,
+        }
+    }
+
+    /// The next bytes from `io`, or `None` once it has ended or failed. After a read that
+    /// drained the socket this waits for readiness first, sparing the read that would only
+    /// find nothing yet.
+    pub(crate) async fn next(&mut self, io: &Async<TcpStream>) -> Option<&[u8]> {
+        loop {
+            if self.drained {
+                io.readable().await.ok()?;
+            }
+            match io.get_ref().read(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(n) => {
+                    self.drained = n < self.buf.len();
+                    return Some(&self.buf[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.drained = true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
     }
 }

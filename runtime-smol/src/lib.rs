@@ -39,8 +39,9 @@
 //! .unwrap();
 //! ```
 
-//! Under `--cfg loom` only the structures shared between tasks and threads (the completion
-//! hand-off in `routes`, behind the `sync` shim) are compiled, for their loom tests.
+//! Under `--cfg loom` only the `sync` shim is compiled: the structures shared between tasks
+//! and threads are lafs-core's behind that shim's locks, one call per critical section, the
+//! pattern lafs-runtime-std model-checks (smol's own building blocks do not build under loom).
 
 #[cfg(not(loom))]
 pub mod client;
@@ -48,7 +49,6 @@ pub mod client;
 pub mod clock;
 #[cfg(not(loom))]
 mod connection;
-mod routes;
 #[cfg(not(loom))]
 pub mod server;
 mod sync;

@@ -11,24 +11,24 @@
 //! time, in order per connection, exactly as in lafs-runtime-std. Store calls run on the thread
 //! polling the future: a disk store's fsync blocks it for that long (see `docs/runtimes.md`).
 
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use async_io::{Async, Timer};
 use lafs_core::server::{ConnectionId, StorageServer};
-use lafs_core::server_frames::{ConnectionFrames, NextReply};
+use lafs_core::server_frames::ConnectionFrames;
 use lafs_core::store::ShareStore;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
 use smol::Executor;
 
 use crate::clock;
+use crate::connection::Chunks;
 use crate::sync::{lock, Arc, Mutex};
 
 /// Longest the janitor sleeps between checks, so a new upload's idle deadline is noticed
 /// within this time.
 const JANITOR_MAX_SLEEP: Duration = Duration::from_secs(1);
-/// Socket read buffer per connection.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// A storage server bound to a listening socket, ready to [`run`](Server::run).
 #[derive(Debug)]
@@ -68,8 +68,19 @@ impl<S: ShareStore + Send + 'static> Server<S> {
         ex.run(async {
             let mut next_conn = 0u64;
             loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
+                // Not `Async::accept`: this future is polled whenever any connection's task
+                // wakes the executor, and that would try an `accept` (and re-arm the listener)
+                // each time; waiting for readiness first costs nothing on such a poll.
+                let stream = match listener.get_ref().accept() {
+                    Ok((stream, _)) => Async::new(stream),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => match listener.readable().await {
+                        Ok(()) => continue,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                let stream = match stream {
+                    Ok(stream) => stream,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         Timer::after(Duration::from_millis(10)).await;
@@ -101,30 +112,17 @@ async fn serve_connection<S: ShareStore>(
 ) {
     let _ = stream.get_ref().set_nodelay(true);
     let mut frames = ConnectionFrames::new();
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut chunks = Chunks::new();
     let mut io: &Async<TcpStream> = &stream;
-    loop {
-        let n = match io.read(&mut buf).await {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        frames.push(&buf[..n]);
+    let answer = |request| lock(state).handle_request(clock::now(), conn, request);
+    while let Some(bytes) = chunks.next(&stream).await {
+        frames.push(bytes);
         loop {
-            let reply = frames
-                .next_reply(|request| lock(state).handle_request(clock::now(), conn, request));
-            match reply {
-                NextReply::Reply(bytes) => {
-                    if io.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-                NextReply::NeedMore => break,
-                NextReply::Close(why) => {
-                    tracing::debug!(conn = conn.0, %why, "closing");
-                    return;
-                }
+            match frames.next_reply(answer) {
+                Ok(Some(reply)) if io.write_all(&reply).await.is_ok() => {}
+                Ok(Some(_)) => return,
+                Ok(None) => break,
+                Err(why) => return tracing::debug!(conn = conn.0, %why, "closing"),
             }
         }
     }
@@ -133,16 +131,10 @@ async fn serve_connection<S: ShareStore>(
 /// Abort idle uploads when the server's timer says so.
 async fn janitor<S: ShareStore>(state: Arc<Mutex<StorageServer<S>>>) {
     loop {
-        let next = lock(&state).poll_timeout();
-        let wait = next.map_or(JANITOR_MAX_SLEEP, |t| {
-            clock::until(clock::now(), t).min(JANITOR_MAX_SLEEP)
-        });
+        let wait = lock(&state).janitor_sleep(clock::now(), JANITOR_MAX_SLEEP);
         Timer::after(wait).await;
-        let mut server = lock(&state);
-        if server.poll_timeout().is_some_and(|t| t <= clock::now()) {
-            if let Err(e) = server.handle_timeout(clock::now()) {
-                tracing::warn!(error = %e, "aborting idle uploads failed");
-            }
+        if let Err(e) = lock(&state).handle_timeout(clock::now()) {
+            tracing::warn!(error = %e, "aborting idle uploads failed");
         }
     }
 }

@@ -67,6 +67,28 @@ impl VerifiedSignatures {
     }
 }
 
+/// Bytes of directory state a client remembers (server maps and decoded tables of the
+/// writeable directories it used last): a few hundred typical directories.
+const DIR_CACHE_BYTES: usize = 16 << 20;
+
+/// What a client remembers across its operations (a runtime keeps it behind one lock).
+#[derive(Debug)]
+pub struct ClientMemory {
+    /// Directory states, lent to each directory operation ([`DirStart`]).
+    pub dirs: DirCache,
+    /// Signatures its mutable reads verified ([`ClientState::read_mutable`]).
+    pub verified: VerifiedSignatures,
+}
+
+impl Default for ClientMemory {
+    fn default() -> Self {
+        ClientMemory {
+            dirs: DirCache::new(DIR_CACHE_BYTES),
+            verified: VerifiedSignatures::default(),
+        }
+    }
+}
+
 /// What a download of a cap needs: nothing from the network (a LIT cap's bytes), or a task.
 #[derive(Debug)]
 pub enum DownloadPlan {
@@ -100,9 +122,11 @@ impl ClientState {
         &self.descriptors
     }
 
-    /// Where `server` listens, if it is one of ours.
-    pub fn addr(&self, server: &ServerId) -> Option<SocketAddr> {
-        self.addrs.get(server).copied()
+    /// Where `server` listens; a `NotFound` error if it is not one of ours.
+    pub fn addr(&self, server: &ServerId) -> std::io::Result<SocketAddr> {
+        self.addrs.get(server).copied().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "server not in the grid list")
+        })
     }
 
     /// Whether an upload of `size` bytes needs the hashing pass (LIT files carry their bytes
@@ -281,9 +305,17 @@ impl ClientState {
     }
 }
 
-/// Directory operations. Each takes the caller's [`DirCache`] (states it may edit are taken
-/// out while it runs; give them back with [`DirTask::return_to`]) and a fresh `seed` (publish
-/// salts and backoff jitter).
+/// What a directory operation starts from besides its own arguments: the time, the client's
+/// remembered directories (states it may edit are taken out while it runs; give them back with
+/// [`DirTask::return_to`]) and fresh unpredictable bytes (publish salts, backoff jitter).
+#[derive(Debug)]
+pub struct DirStart<'a> {
+    pub now: Instant,
+    pub cache: &'a mut DirCache,
+    pub seed: [u8; 32],
+}
+
+/// Directory operations.
 impl ClientState {
     fn dir_config(&self) -> DirConfig {
         let mut config = DirConfig::new(self.descriptors.clone(), self.config.lease_secret.clone());
@@ -292,118 +324,80 @@ impl ClientState {
     }
 
     /// A new, unlinked directory.
-    pub fn mkdir(&self, now: Instant, format: MutableFormat, seed: [u8; 32]) -> DirTask<Mkdir> {
-        DirTask::new(
-            now,
-            "mkdir",
-            Mkdir::new(now, self.dir_config(), seed, format),
-        )
+    pub fn mkdir(&self, at: DirStart<'_>, format: MutableFormat) -> DirTask<Mkdir> {
+        let op = Mkdir::new(at.now, self.dir_config(), at.seed, format);
+        DirTask::new(at.now, "mkdir", op)
     }
 
     /// A new directory linked at `path` below `root`; `parents` makes missing ones too.
-    #[allow(clippy::too_many_arguments)]
     pub fn mkdir_at(
         &self,
-        now: Instant,
-        cache: &mut DirCache,
+        at: DirStart<'_>,
         root: Cap,
         path: Vec<String>,
         format: MutableFormat,
         parents: bool,
-        seed: [u8; 32],
     ) -> DirTask<MkdirAt> {
+        let config = self.dir_config();
         let op = MkdirAt::new(
-            now,
-            self.dir_config(),
-            seed,
-            cache,
-            root,
-            path,
-            format,
-            parents,
+            at.now, config, at.seed, at.cache, root, path, format, parents,
         );
-        DirTask::new(now, "mkdir", op)
+        DirTask::new(at.now, "mkdir", op)
     }
 
     /// The entries of the directory `cap`.
-    pub fn list(
-        &self,
-        now: Instant,
-        cache: &mut DirCache,
-        cap: Cap,
-        seed: [u8; 32],
-    ) -> DirTask<List> {
-        DirTask::new(
-            now,
-            "list",
-            List::new(now, self.dir_config(), seed, cache, cap),
-        )
+    pub fn list(&self, at: DirStart<'_>, cap: Cap) -> DirTask<List> {
+        let op = List::new(at.now, self.dir_config(), at.seed, at.cache, cap);
+        DirTask::new(at.now, "list", op)
     }
 
     /// What `path` below `root` names (the directory itself for an empty path).
-    pub fn lookup(
-        &self,
-        now: Instant,
-        cache: &mut DirCache,
-        root: Cap,
-        path: Vec<String>,
-        seed: [u8; 32],
-    ) -> DirTask<Lookup> {
-        let op = Lookup::new(now, self.dir_config(), seed, cache, root, path);
-        DirTask::new(now, "lookup", op)
+    pub fn lookup(&self, at: DirStart<'_>, root: Cap, path: Vec<String>) -> DirTask<Lookup> {
+        let op = Lookup::new(at.now, self.dir_config(), at.seed, at.cache, root, path);
+        DirTask::new(at.now, "lookup", op)
     }
 
     /// Link `child` at `path` below `root`.
-    #[allow(clippy::too_many_arguments)]
     pub fn link(
         &self,
-        now: Instant,
-        cache: &mut DirCache,
+        at: DirStart<'_>,
         root: Cap,
         path: Vec<String>,
         child: ChildCap,
         options: LinkOptions,
-        seed: [u8; 32],
     ) -> DirTask<Link> {
+        let config = self.dir_config();
         let op = Link::new(
-            now,
-            self.dir_config(),
-            seed,
-            cache,
-            root,
-            path,
-            child,
-            options,
+            at.now, config, at.seed, at.cache, root, path, child, options,
         );
-        DirTask::new(now, "link", op)
+        DirTask::new(at.now, "link", op)
     }
 
     /// Remove the link at `path` below `root`.
-    pub fn unlink(
-        &self,
-        now: Instant,
-        cache: &mut DirCache,
-        root: Cap,
-        path: Vec<String>,
-        seed: [u8; 32],
-    ) -> DirTask<Unlink> {
-        let op = Unlink::new(now, self.dir_config(), seed, cache, root, path);
-        DirTask::new(now, "unlink", op)
+    pub fn unlink(&self, at: DirStart<'_>, root: Cap, path: Vec<String>) -> DirTask<Unlink> {
+        let op = Unlink::new(at.now, self.dir_config(), at.seed, at.cache, root, path);
+        DirTask::new(at.now, "unlink", op)
     }
 
     /// Move the link `from` = (root, path) to `to` = (root, path), within one directory (a
     /// rename) or between two.
     pub fn move_link(
         &self,
-        now: Instant,
-        cache: &mut DirCache,
+        at: DirStart<'_>,
         from: (Cap, Vec<String>),
         to: (Cap, Vec<String>),
         overwrite: Overwrite,
-        seed: [u8; 32],
     ) -> DirTask<Move> {
-        let op = Move::new(now, self.dir_config(), seed, cache, from, to, overwrite);
-        DirTask::new(now, "move", op)
+        let op = Move::new(
+            at.now,
+            self.dir_config(),
+            at.seed,
+            at.cache,
+            from,
+            to,
+            overwrite,
+        );
+        DirTask::new(at.now, "move", op)
     }
 }
 

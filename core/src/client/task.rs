@@ -2,10 +2,13 @@
 //! into a report, one [`Task`] per kind. A runtime drives every task with one loop: send each
 //! [`Step::Transmit`], read or write local data when asked ([`Step::NeedSegment`],
 //! [`Step::Data`]), wait when told, and hand back the [`Step::Finished`] result. Everything
-//! else (accounting, the drain rule, problem lists, reports, error mapping) is here, once.
+//! else (accounting, the drain rule, problem lists, reports, error mapping, and what each I/O
+//! outcome means for the task: [`Task::transmitted`], [`Task::segment_read`],
+//! [`Task::data_written`], [`Task::key_from`], [`Task::waited`]) is here, once.
 
 use std::time::Duration;
 
+use crate::crypto::key_source::KeySource;
 use crate::crypto::rsa_keys::MutableKey;
 use crate::dirnode::ops::DirCache;
 use crate::immutable::download::{Download, DownloadEvent};
@@ -56,6 +59,40 @@ pub enum Step<R> {
     Wait(Option<Instant>),
     /// The end. Whatever the operation queued with its result has been handed out first.
     Finished(Result<R, ClientError>),
+}
+
+/// The local data an operation reads or writes while it runs, as the runtime holds it: `R`
+/// reads an upload's plaintext, `W` takes a download's, `K` makes keys for new directories.
+#[derive(Debug)]
+pub enum LocalData<'a, R: ?Sized, W: ?Sized, K: ?Sized> {
+    /// The operation reads and writes no data of its own.
+    None,
+    Source(&'a mut R),
+    Sink(&'a mut W),
+    Keys(&'a mut K),
+}
+
+impl<R: ?Sized, W: ?Sized, K: ?Sized> LocalData<'_, R, W, K> {
+    pub fn source(&mut self) -> Option<&mut R> {
+        match self {
+            LocalData::Source(r) => Some(&mut **r),
+            _ => None,
+        }
+    }
+
+    pub fn sink(&mut self) -> Option<&mut W> {
+        match self {
+            LocalData::Sink(w) => Some(&mut **w),
+            _ => None,
+        }
+    }
+
+    pub fn keys(&mut self) -> Option<&mut K> {
+        match self {
+            LocalData::Keys(k) => Some(&mut **k),
+            _ => None,
+        }
+    }
 }
 
 /// What a connection hands to the operation waiting on it.
@@ -111,6 +148,61 @@ pub trait Task {
             } => self.handle_response(now, server, id, response, wire_bytes),
             Input::Lost { server } => self.handle_server_lost(now, server),
         }
+    }
+    // What each I/O outcome of a step means, so every runtime decides it alike.
+
+    /// A [`Step::Transmit`] to `to` went out in a frame of `sent` bytes, or (`None`) could not
+    /// be sent: the server counts as lost.
+    fn transmitted(&mut self, now: Instant, to: ServerId, sent: Option<usize>) {
+        match sent {
+            Some(wire_bytes) => self.handle_sent(to, wire_bytes),
+            None => self.handle_server_lost(now, to),
+        }
+    }
+
+    /// The bytes a [`Step::NeedSegment`] asked for, or why they could not be read.
+    fn segment_read(&mut self, now: Instant, read: std::io::Result<&[u8]>) {
+        match read {
+            Ok(bytes) => self.provide_segment(now, bytes),
+            Err(e) => self.fail_local(now, ClientError::io("reading the data to upload", e)),
+        }
+    }
+
+    /// Whether the plaintext of a [`Step::Data`] was written out.
+    fn data_written(&mut self, now: Instant, written: std::io::Result<()>) {
+        if let Err(e) = written {
+            self.fail_local(now, ClientError::io("writing the downloaded data", e));
+        }
+    }
+
+    /// Answer a [`Step::NeedKey`] from `keys` (`None`: the operation was given no key source).
+    fn key_from(&mut self, now: Instant, keys: Option<&mut (dyn KeySource + '_)>) {
+        let key = match keys {
+            Some(keys) => keys.next_key().map_err(|e| e.to_string()),
+            None => Err("this operation was given no key source".to_string()),
+        };
+        match key {
+            Ok(key) => self.provide_key(now, key),
+            Err(why) => self.key_unavailable(now, why),
+        }
+    }
+
+    /// The end of a [`Step::Wait`] for `deadline`: what arrived, or `None` if nothing did. With
+    /// no deadline the runtime only takes what is already queued (requests in flight but no
+    /// timer: lafs-core's operations time their requests, so this does not happen), and
+    /// nothing queued means the operation has stalled.
+    fn waited(
+        &mut self,
+        now: Instant,
+        deadline: Option<Instant>,
+        input: Option<Input>,
+    ) -> Result<(), ClientError> {
+        match (input, deadline) {
+            (Some(input), _) => self.handle_input(now, input),
+            (None, Some(_)) => self.handle_timeout(now),
+            (None, None) => return Err(ClientError::Stalled("operation")),
+        }
+        Ok(())
     }
 }
 

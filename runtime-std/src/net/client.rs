@@ -9,7 +9,6 @@
 //! `GridClient`; each connection maps its wire-level request ids back to (operation, request).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -21,26 +20,25 @@ pub use lafs_core::client::{
     Stage, TransferProgress, TransferStats, UploadReport,
 };
 use lafs_core::client::{
-    ClientState, DirOperation, DirTask, DownloadPlan, Reach, Step, Task, VerifiedSignatures,
+    ClientMemory, ClientState, ConnectionTable, DirOperation, DirStart, DirTask, DownloadPlan,
+    OpLinks, Pick, Step, Task,
 };
 use lafs_core::crypto::key_source::KeySource;
 use lafs_core::crypto::rsa_keys::MutableKey;
-use lafs_core::dirnode::ops::{DirCache, Found, LinkOptions, Linked};
+use lafs_core::dirnode::ops::{Found, LinkOptions, Linked};
 use lafs_core::dirnode::{Child, ChildCap, Directory, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_core::mutable::{PublishConfig, ServerMap};
+use lafs_core::op::Transmit;
 use lafs_core::placement::ServerId;
 use lafs_core::server_status::GridStatusReport;
+use lafs_core::time::Instant;
 
-use super::connection::{install, Connection, Input};
+use super::connection::{Connection, Input};
 use super::server::lock;
 use super::turns::{EditTurns, Turn};
 use crate::clock;
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
-
-/// Bytes of directory state a client remembers (server maps and decoded tables of the
-/// writeable directories it used last): a few hundred typical directories.
-const DIR_CACHE_BYTES: usize = 16 << 20;
+use crate::sync::{Arc, Mutex};
 
 thread_local! {
     /// Round trips of the operations finished on this thread within [`GridClient::metered`]
@@ -57,37 +55,23 @@ impl<T: Read + Seek + ?Sized> ReadSeek for T {}
 pub struct GridClient {
     state: ClientState,
     /// Live connections, opened lazily and reused by every operation.
-    table: Mutex<BTreeMap<ServerId, Arc<Connection>>>,
-    next_op: AtomicU64,
-    connections_opened: AtomicU64,
-    verified: Mutex<VerifiedSignatures>,
-    /// Remembered directory states, shared by every operation of this client.
-    dirs: Mutex<DirCache>,
+    table: Mutex<ConnectionTable<Arc<Connection>>>,
+    /// Directory states and verified signatures, shared by every operation of this client.
+    memory: Mutex<ClientMemory>,
     /// Edits of one directory from this client's threads take turns.
     turns: EditTurns,
 }
 
 /// Local data an operation reads or writes while it runs.
-enum LocalData<'a> {
-    /// The operation sends no data of its own.
-    None,
-    /// An upload's plaintext.
-    Source(&'a mut dyn ReadSeek),
-    /// Where verified plaintext goes.
-    Sink(&'a mut dyn Write),
-    /// Where keys for new directories come from.
-    Keys(&'a mut dyn KeySource),
-}
+type LocalData<'a> =
+    lafs_core::client::LocalData<'a, dyn ReadSeek + 'a, dyn Write + 'a, dyn KeySource + 'a>;
 
 impl GridClient {
     pub fn new(servers: Vec<ServerEntry>, config: ClientConfig) -> GridClient {
         GridClient {
             state: ClientState::new(&servers, config),
-            table: Mutex::new(BTreeMap::new()),
-            next_op: AtomicU64::new(0),
-            connections_opened: AtomicU64::new(0),
-            verified: Mutex::new(VerifiedSignatures::default()),
-            dirs: Mutex::new(DirCache::new(DIR_CACHE_BYTES)),
+            table: Mutex::new(ConnectionTable::new()),
+            memory: Mutex::new(ClientMemory::default()),
             turns: EditTurns::default(),
         }
     }
@@ -98,7 +82,7 @@ impl GridClient {
 
     /// TCP connections opened since the client was created (a measure of connection reuse).
     pub fn connections_opened(&self) -> u64 {
-        self.connections_opened.load(Ordering::Relaxed)
+        lock(&self.table).opened()
     }
 
     /// Run `f`, also returning the round trips of the operations it ran on this thread,
@@ -118,7 +102,7 @@ impl GridClient {
     /// at once (one round trip); a server that has not answered within `timeout` is reported
     /// as timed out. Connections are the ones operations use (opened if needed).
     pub fn grid_status(&self, timeout: Duration) -> Result<GridStatusReport, ClientError> {
-        let mut task = self.state.status(clock::now(), clock::to_core(timeout));
+        let mut task = self.state.status(clock::now(), timeout.into());
         self.run(&mut task, LocalData::None, &mut |_| {})
     }
 
@@ -262,14 +246,15 @@ impl GridClient {
         cap: &Cap,
         range: Option<(u64, u64)>,
     ) -> Result<(Vec<u8>, MutableReadReport), ClientError> {
-        let (mut task, fingerprint) = {
-            let verified = lock(&self.verified);
-            self.state
-                .read_mutable(clock::now(), cap, range, &verified)?
-        };
+        let made = self
+            .state
+            .read_mutable(clock::now(), cap, range, &lock(&self.memory).verified);
+        let (mut task, fingerprint) = made?;
         let mut out = Vec::new();
         let report = self.run(&mut task, LocalData::Sink(&mut out), &mut |_| {})?;
-        lock(&self.verified).remember(fingerprint, &report.map.verified);
+        lock(&self.memory)
+            .verified
+            .remember(fingerprint, &report.map.verified);
         Ok((out, report))
     }
 
@@ -279,8 +264,7 @@ impl GridClient {
         format: MutableFormat,
         keys: &mut dyn KeySource,
     ) -> Result<Cap, ClientError> {
-        let mut task = self.state.mkdir(clock::now(), format, fresh_seed());
-        self.run_dir(&mut task, LocalData::Keys(keys))
+        self.dir(LocalData::Keys(keys), |s, at| s.mkdir(at, format))
     }
 
     /// A new directory linked at `path` below `root`; `parents` makes missing ones on the way.
@@ -294,39 +278,20 @@ impl GridClient {
     ) -> Result<Cap, ClientError> {
         let _turn = self.turn(root, path);
         let (root, path) = (root.clone(), path.to_vec());
-        let mut task = self.state.mkdir_at(
-            clock::now(),
-            &mut lock(&self.dirs),
-            root,
-            path,
-            format,
-            parents,
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::Keys(keys))
+        self.dir(LocalData::Keys(keys), |s, at| {
+            s.mkdir_at(at, root, path, format, parents)
+        })
     }
 
     /// The entries of the directory `cap`.
     pub fn list_directory(&self, cap: &Cap) -> Result<Directory, ClientError> {
-        let mut task = self.state.list(
-            clock::now(),
-            &mut lock(&self.dirs),
-            cap.clone(),
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::None)
+        self.dir(LocalData::None, |s, at| s.list(at, cap.clone()))
     }
 
     /// What `path` below `root` names.
     pub fn lookup(&self, root: &Cap, path: &[String]) -> Result<Found, ClientError> {
-        let mut task = self.state.lookup(
-            clock::now(),
-            &mut lock(&self.dirs),
-            root.clone(),
-            path.to_vec(),
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::None)
+        let (root, path) = (root.clone(), path.to_vec());
+        self.dir(LocalData::None, |s, at| s.lookup(at, root, path))
     }
 
     /// Link `child` at `path` below `root` (keys are used only if `options` makes parents).
@@ -339,36 +304,24 @@ impl GridClient {
         keys: &mut dyn KeySource,
     ) -> Result<Linked, ClientError> {
         let _turn = self.turn(root, path);
-        let mut task = self.state.link(
-            clock::now(),
-            &mut lock(&self.dirs),
-            root.clone(),
-            path.to_vec(),
-            child,
-            options,
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::Keys(keys))
+        let (root, path) = (root.clone(), path.to_vec());
+        self.dir(LocalData::Keys(keys), |s, at| {
+            s.link(at, root, path, child, options)
+        })
     }
 
     /// What `path` below `root` links according to this client's remembered directories
     /// alone (no I/O): `None` when they do not reach that far. A guess for choosing how to
     /// write there; the write itself checks again.
     pub fn remembered_child(&self, root: &Cap, path: &[String]) -> Option<Option<Child>> {
-        lock(&self.dirs).remembered_at(root, path)
+        lock(&self.memory).dirs.remembered_at(root, path)
     }
 
     /// Remove the link at `path` below `root`; returns what it linked.
     pub fn unlink(&self, root: &Cap, path: &[String]) -> Result<Child, ClientError> {
         let _turn = self.turn(root, path);
-        let mut task = self.state.unlink(
-            clock::now(),
-            &mut lock(&self.dirs),
-            root.clone(),
-            path.to_vec(),
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::None)
+        let (root, path) = (root.clone(), path.to_vec());
+        self.dir(LocalData::None, |s, at| s.unlink(at, root, path))
     }
 
     /// Move the link at `from` to `to` (each a root and a path): a rename within one directory
@@ -380,15 +333,11 @@ impl GridClient {
         overwrite: Overwrite,
     ) -> Result<(), ClientError> {
         let _turn = self.turn(from.0, from.1);
-        let mut task = self.state.move_link(
-            clock::now(),
-            &mut lock(&self.dirs),
-            (from.0.clone(), from.1.to_vec()),
-            (to.0.clone(), to.1.to_vec()),
-            overwrite,
-            fresh_seed(),
-        );
-        self.run_dir(&mut task, LocalData::None)
+        let from = (from.0.clone(), from.1.to_vec());
+        let to = (to.0.clone(), to.1.to_vec());
+        self.dir(LocalData::None, |s, at| {
+            s.move_link(at, from, to, overwrite)
+        })
     }
 
     /// The turn at editing the directory holding `path`'s last name (see [`super::turns`]).
@@ -397,14 +346,24 @@ impl GridClient {
         self.turns.take(root, parent)
     }
 
-    /// Run a directory task and give the shared cache what it learned, whatever the outcome.
-    fn run_dir<O: DirOperation>(
+    /// Make a directory task from a fresh start and run it; the shared cache gets what it
+    /// learned, whatever the outcome.
+    fn dir<O: DirOperation>(
         &self,
-        task: &mut DirTask<O>,
         data: LocalData<'_>,
+        make: impl FnOnce(&ClientState, DirStart<'_>) -> DirTask<O>,
     ) -> Result<O::Output, ClientError> {
-        let outcome = self.run(task, data, &mut |_| {});
-        task.return_to(&mut lock(&self.dirs));
+        let (now, seed) = (clock::now(), fresh_seed());
+        let mut task = make(
+            &self.state,
+            DirStart {
+                now,
+                cache: &mut lock(&self.memory).dirs,
+                seed,
+            },
+        );
+        let outcome = self.run(&mut task, data, &mut |_| {});
+        task.return_to(&mut lock(&self.memory).dirs);
         outcome
     }
 
@@ -445,72 +404,31 @@ impl GridClient {
         let mut buf = Vec::new();
         loop {
             match task.poll_step() {
-                Step::Transmit(t) => match session.connection(t.to) {
-                    Some(conn) => match conn.send(session.op, t.id, &t.request, &session.tx) {
-                        Ok(bytes) => task.handle_sent(t.to, bytes),
-                        Err(_) => task.handle_server_lost(clock::now(), t.to),
-                    },
-                    None => task.handle_server_lost(clock::now(), t.to),
-                },
+                Step::Transmit(t) => {
+                    let sent = session.send(&t);
+                    task.transmitted(clock::now(), t.to, sent);
+                }
                 Step::NeedSegment { offset, length } => {
-                    let read = match &mut data {
-                        LocalData::Source(reader) => {
-                            read_range(&mut **reader, offset, length, &mut buf)
-                        }
-                        _ => Err(std::io::ErrorKind::Unsupported.into()),
-                    };
-                    match read {
-                        Ok(()) => task.provide_segment(clock::now(), &buf),
-                        Err(e) => task.fail_local(
-                            clock::now(),
-                            ClientError::io("reading the file to upload", e),
-                        ),
-                    }
+                    let read = read_range(data.source(), offset, length, &mut buf);
+                    task.segment_read(clock::now(), read.map(|()| &buf[..]));
                 }
                 Step::Data { bytes, .. } => {
-                    let written = match &mut data {
-                        LocalData::Sink(out) => out.write_all(&bytes),
-                        _ => Ok(()),
-                    };
-                    if let Err(e) = written {
-                        task.fail_local(
-                            clock::now(),
-                            ClientError::io("writing the downloaded file", e),
-                        );
-                    }
+                    let written = data.sink().map_or(Ok(()), |out| out.write_all(&bytes));
+                    task.data_written(clock::now(), written);
                 }
                 Step::Progress(p) => progress(p),
-                Step::NeedKey => {
-                    let key = match &mut data {
-                        LocalData::Keys(keys) => keys.next_key().map_err(|e| e.to_string()),
-                        _ => Err("this operation was given no key source".to_string()),
-                    };
-                    match key {
-                        Ok(key) => task.provide_key(clock::now(), key),
-                        Err(why) => task.key_unavailable(clock::now(), why),
-                    }
-                }
+                Step::NeedKey => task.key_from(clock::now(), data.keys()),
                 Step::Problem { server, problem } => {
                     tracing::info!(%server, %problem, "server problem");
                 }
                 Step::Wait(deadline) => {
-                    let input = match deadline {
-                        Some(d) => session.rx.recv_timeout(clock::until(clock::now(), d)).ok(),
-                        // Requests in flight but no timer to bound the wait: only answers
-                        // already queued can move it on (lafs-core's operations time their
-                        // requests, so this does not happen).
-                        None => session.rx.try_recv().ok(),
-                    };
-                    match (input, deadline) {
-                        (Some(input), _) => task.handle_input(clock::now(), input),
-                        (None, Some(_)) => task.handle_timeout(clock::now()),
-                        (None, None) => return Err(ClientError::Stalled("operation")),
-                    }
+                    let input = session.wait(deadline);
+                    task.waited(clock::now(), deadline, input)?;
                 }
                 Step::Finished(outcome) => {
                     let trips = u64::from(task.stats().round_trips);
                     METERED.with(|m| m.set(m.get().map(|n| n + trips)));
-                    return outcome.map_err(|e| session.reach.failure(e));
+                    return outcome.map_err(|e| session.links.failure(e));
                 }
             }
         }
@@ -518,20 +436,15 @@ impl GridClient {
 
     /// The live connection to `server`, opening one if there is none (or the last one broke).
     fn connection(&self, server: ServerId) -> std::io::Result<Arc<Connection>> {
-        if let Some(c) = lock(&self.table).get(&server) {
-            if !c.is_closed() {
-                return Ok(Arc::clone(c));
-            }
+        if let Some(c) = lock(&self.table).live(&server) {
+            return Ok(c);
         }
-        let addr = self.state.addr(&server).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "server not in the grid list")
-        })?;
-        let config = self.state.config();
+        let addr = self.state.addr(&server)?;
         // Connect without holding the table lock, so one slow server does not hold up others.
-        let conn = Connection::open(server, addr, config.connect_timeout, config.write_timeout())?;
-        self.connections_opened.fetch_add(1, Ordering::Relaxed);
-        // If another thread connected first, use its connection and close ours.
-        let (conn, to_close) = install(&self.table, conn);
+        let fresh = Connection::open(server, addr, self.state.config()).inspect_err(|e| {
+            tracing::info!(%server, %addr, error = %e, "cannot connect to storage server");
+        })?;
+        let (conn, to_close) = lock(&self.table).install(server, fresh);
         if let Some(c) = to_close {
             c.close_and_join();
         }
@@ -541,8 +454,8 @@ impl GridClient {
 
 impl Drop for GridClient {
     fn drop(&mut self) {
-        let table = std::mem::take(&mut *lock(&self.table));
-        for conn in table.values() {
+        let table = lock(&self.table).take_all();
+        for conn in table {
             conn.close_and_join();
         }
     }
@@ -556,80 +469,62 @@ fn fresh_seed() -> [u8; 32] {
     seed
 }
 
-/// Read exactly `[offset, offset + length)` of `reader` into `buf`.
+/// Read exactly `[offset, offset + length)` of an upload's plaintext into `buf`.
 fn read_range(
-    reader: &mut dyn ReadSeek,
+    source: Option<&mut (dyn ReadSeek + '_)>,
     offset: u64,
     length: u64,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    let len = usize::try_from(length)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "segment too large"))?;
-    buf.resize(len, 0);
+    let reader = source.ok_or(std::io::ErrorKind::Unsupported)?;
+    buf.resize(
+        usize::try_from(length).map_err(|_| std::io::ErrorKind::InvalidInput)?,
+        0,
+    );
     reader.seek(SeekFrom::Start(offset))?;
     reader.read_exact(buf)
 }
 
-/// One operation's view of the network: its channel, the connections it used, whom it reached.
+/// One operation's view of the network: its channel and its connections.
 struct Session<'a> {
     client: &'a GridClient,
-    /// This operation's number, distinct across the client's operations.
-    op: u64,
+    links: OpLinks<Arc<Connection>>,
     tx: Sender<Input>,
     rx: Receiver<Input>,
-    used: BTreeMap<ServerId, Arc<Connection>>,
-    reach: Reach,
 }
 
 impl<'a> Session<'a> {
     fn new(client: &'a GridClient) -> Session<'a> {
         let (tx, rx) = mpsc::channel();
+        let op = lock(&client.table).next_op();
         Session {
             client,
-            op: client.next_op.fetch_add(1, Ordering::Relaxed),
+            links: OpLinks::new(op),
             tx,
             rx,
-            used: BTreeMap::new(),
-            reach: Reach::default(),
         }
     }
 
-    /// This operation's connection to `server`, or `None` if it cannot be reached.
-    fn connection(&mut self, server: ServerId) -> Option<Arc<Connection>> {
-        if let Some(c) = self.used.get(&server) {
-            if !c.is_closed() {
-                return Some(Arc::clone(c));
+    /// Send `t` over this operation's connection to its server: the frame's size, or `None`
+    /// if it could not go.
+    fn send(&mut self, t: &Transmit) -> Option<usize> {
+        let conn = match self.links.pick(t.to) {
+            Pick::Use(c) => c,
+            Pick::Unreachable => return None,
+            Pick::Open => {
+                let got = self.client.connection(t.to).map_err(|e| e.to_string());
+                self.links
+                    .opened(t.to, self.client.state.addr(&t.to).ok(), got)?
             }
-        }
-        if self.reach.is_unreachable(&server) {
-            return None;
-        }
-        match self.client.connection(server) {
-            Ok(c) => {
-                self.reach.reached(server);
-                if let Some(old) = self.used.insert(server, Arc::clone(&c)) {
-                    old.forget_op(self.op);
-                }
-                Some(c)
-            }
-            Err(e) => {
-                let addr = self
-                    .client
-                    .state
-                    .addr(&server)
-                    .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-                tracing::info!(%server, %addr, error = %e, "cannot connect to storage server");
-                self.reach.unreachable(server, addr, e.to_string());
-                None
-            }
-        }
+        };
+        conn.send(self.links.op(), t, &self.tx)
     }
-}
 
-impl Drop for Session<'_> {
-    fn drop(&mut self) {
-        for conn in self.used.values() {
-            conn.forget_op(self.op);
+    /// The next answer or loss, waiting until `deadline` (without one, only what is queued).
+    fn wait(&self, deadline: Option<Instant>) -> Option<Input> {
+        match deadline {
+            Some(d) => self.rx.recv_timeout(clock::now().until(d)).ok(),
+            None => self.rx.try_recv().ok(),
         }
     }
 }

@@ -1,107 +1,38 @@
 //! One client connection to one storage server, shared by every operation of a
 //! [`GridClient`](super::GridClient).
 //!
-//! Shared structures (the whole of the client's cross-thread state, kept small for later model
+//! Shared structures (the whole of the client's cross-thread state, kept small for model
 //! checking):
 //! - `writer: Mutex<TcpStream>`: a frame is written whole under this lock, so frames of
 //!   different operations never interleave.
-//! - `routes: Mutex<Routes>`: the wire-level request ids in flight on this connection, each
-//!   mapped to the operation's channel and the operation's own [`RequestId`], plus the
-//!   `closed` flag. The reader thread removes a route when its response arrives and delivers
-//!   the response on the route's channel.
+//! - `routes: Mutex<Routes>`: lafs-core's [`Routes`], the wire-level request ids in flight on
+//!   this connection, each mapped to the operation's channel and the operation's own
+//!   [`RequestId`](lafs_core::op::RequestId), plus the `closed` flag. The reader thread takes a
+//!   route out when its answer arrives ([`Answers`]).
 //!
-//! Invariant: a route is only inserted while `closed` is false, and the reader thread sets
-//! `closed` and takes every remaining route in the same critical section before telling their
-//! operations the server is lost. So every request ever sent gets exactly one of: its response,
-//! or a `Lost` notice to its operation (or its operation has gone and dropped its routes).
+//! Every use of `routes` is one call under its lock, so lafs-core's invariant holds here: a
+//! request ever sent gets exactly one of its response, a `Lost` notice to its operation, or a
+//! refused registration (the sender reports the loss), or its operation has gone and dropped
+//! its routes. The loom tests below check it, and the client's connection table, under this
+//! crate's locks.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use lafs_core::client::Routes;
-use lafs_core::op::RequestId;
+use lafs_core::client::{Answers, ClientConfig, OpId, Routes, ServerLink};
+use lafs_core::op::Transmit;
 use lafs_core::placement::ServerId;
-use lafs_core::wire::{encode_request, Frame, FrameDecoder, Request};
+use lafs_core::wire::encode_request;
+use std::ops::DerefMut;
 
 use super::server::lock;
 use crate::sync::{Arc, Mutex};
 
-/// Socket read buffer per connection.
-const READ_CHUNK: usize = 256 * 1024;
-
 pub(crate) use lafs_core::client::Input;
 
-/// The completion hand-off of one connection: lafs-core's [`Routes`] (wire ids, loss fan-out)
-/// behind the lock its sender threads and its reader thread share; the loom tests below check
-/// the module doc's invariant. `T` is what reaches an operation (its channel's sender).
-#[derive(Debug)]
-pub(crate) struct RouteTable<T> {
-    inner: Mutex<Routes<T>>,
-}
-
-impl<T> RouteTable<T> {
-    pub(crate) fn new() -> Self {
-        RouteTable {
-            inner: Mutex::new(Routes::new()),
-        }
-    }
-
-    /// Register request `id` of operation `op`: its wire id, or `None` once closed.
-    pub(crate) fn register(&self, op: u64, id: RequestId, sink: T) -> Option<u64> {
-        lock(&self.inner).register(op, id, sink)
-    }
-
-    /// The answer to `wire_id` arrived: the operation's id for it and where it goes.
-    pub(crate) fn complete(&self, wire_id: u64) -> Option<(RequestId, T)> {
-        lock(&self.inner)
-            .complete(wire_id)
-            .map(|(_, id, sink)| (id, sink))
-    }
-
-    /// Refuse later registrations and take what is in flight: one sink per operation.
-    pub(crate) fn close(&self) -> Vec<T> {
-        let orphans = lock(&self.inner).close();
-        orphans.into_iter().map(|(_, sink)| sink).collect()
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.inner).is_closed()
-    }
-
-    /// Operation `op` has ended: drop its routes (late answers are dropped).
-    pub(crate) fn forget_op(&self, op: u64) {
-        lock(&self.inner).forget_op(op);
-    }
-}
-
-/// Something a connection table holds: it knows its server and whether it is closed.
-pub(crate) trait Live {
-    fn server(&self) -> ServerId;
-    fn is_closed(&self) -> bool;
-}
-
-/// Put a freshly opened connection into a client's table unless a live one to the same server
-/// is there already. Returns the connection to use and the one to close (the loser, or the dead
-/// connection it replaced), which the caller closes after the table lock is released.
-pub(crate) fn install<C: Live>(
-    table: &Mutex<BTreeMap<ServerId, Arc<C>>>,
-    fresh: Arc<C>,
-) -> (Arc<C>, Option<Arc<C>>) {
-    let mut table = lock(table);
-    match table.get(&fresh.server()) {
-        Some(existing) if !existing.is_closed() => (Arc::clone(existing), Some(fresh)),
-        _ => {
-            let old = table.insert(fresh.server(), Arc::clone(&fresh));
-            (fresh, old)
-        }
-    }
-}
-
-/// A live (or dead, see [`Connection::is_closed`]) connection to one server.
+/// A live (or dead, see [`ServerLink::is_closed`]) connection to one server.
 #[derive(Debug)]
 pub(crate) struct Connection {
     server: ServerId,
@@ -109,20 +40,14 @@ pub(crate) struct Connection {
     writer: Mutex<TcpStream>,
     /// A handle used only to shut the socket down, so closing never waits for a blocked write.
     control: TcpStream,
-    routes: RouteTable<Sender<Input>>,
+    routes: Mutex<Routes<Sender<Input>>>,
     reader: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Why a request could not be handed to the socket.
-#[derive(Debug)]
-pub(crate) struct SendFailed;
-
-impl Live for Connection {
-    fn server(&self) -> ServerId {
-        self.server
-    }
-    fn is_closed(&self) -> bool {
-        Connection::is_closed(self)
+impl ServerLink for Connection {
+    type Sink = Sender<Input>;
+    fn routes(&self) -> impl DerefMut<Target = Routes<Self::Sink>> + '_ {
+        lock(&self.routes)
     }
 }
 
@@ -131,11 +56,11 @@ impl Connection {
     pub(crate) fn open(
         server: ServerId,
         addr: SocketAddr,
-        connect_timeout: Duration,
-        write_timeout: Duration,
+        config: &ClientConfig,
     ) -> std::io::Result<Arc<Connection>> {
-        let stream = TcpStream::connect_timeout(&addr, connect_timeout)?;
+        let stream = TcpStream::connect_timeout(&addr, config.connect_timeout)?;
         stream.set_nodelay(true)?;
+        let write_timeout = config.write_timeout();
         if !write_timeout.is_zero() {
             stream.set_write_timeout(Some(write_timeout))?;
         }
@@ -146,7 +71,7 @@ impl Connection {
             addr,
             writer: Mutex::new(stream),
             control,
-            routes: RouteTable::new(),
+            routes: Mutex::new(Routes::new()),
             reader: Mutex::new(None),
         });
         let for_reader = Arc::clone(&conn);
@@ -157,33 +82,18 @@ impl Connection {
         Ok(conn)
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
-        self.routes.is_closed()
-    }
-
-    /// Send `request` for operation `op` (its id `id`); the answer arrives on `tx`. Returns the
-    /// frame's size. A failed write closes the connection, so `tx` then gets `Lost`; a
-    /// connection already closed returns `SendFailed` and the caller reports the loss itself.
-    pub(crate) fn send(
-        &self,
-        op: u64,
-        id: RequestId,
-        request: &Request,
-        tx: &Sender<Input>,
-    ) -> Result<usize, SendFailed> {
-        let wire_id = self.routes.register(op, id, tx.clone()).ok_or(SendFailed)?;
-        let frame = encode_request(wire_id, request);
+    /// Send `t` for operation `op`; the answer arrives on `tx`. Returns the frame's size, or
+    /// `None` if the connection was already closed (the caller reports the loss itself). A
+    /// failed write closes the connection, so `tx` then gets `Lost`.
+    pub(crate) fn send(&self, op: OpId, t: &Transmit, tx: &Sender<Input>) -> Option<usize> {
+        let wire_id = self.routes().register(op, t.id, tx.clone())?;
+        let frame = encode_request(wire_id, &t.request);
         let written = lock(&self.writer).write_all(&frame);
         if let Err(e) = written {
             tracing::debug!(addr = %self.addr, error = %e, "write failed; closing connection");
             self.shutdown();
         }
-        Ok(frame.len())
-    }
-
-    /// Forget the routes of operation `op` (it has ended; late answers are dropped).
-    pub(crate) fn forget_op(&self, op: u64) {
-        self.routes.forget_op(op);
+        Some(frame.len())
     }
 
     /// Close the socket; the reader thread then notifies every operation with requests in
@@ -202,79 +112,77 @@ impl Connection {
     }
 
     fn read_loop(&self, mut stream: TcpStream) {
-        let mut decoder = FrameDecoder::new();
-        let mut buf = vec![0u8; READ_CHUNK];
-        'read: loop {
-            let n = match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            decoder.push(&buf[..n]);
-            loop {
-                let before = decoder.buffered();
-                match decoder.pop() {
-                    Ok(None) => break,
-                    Ok(Some(Frame::Response { id, response })) => {
-                        if let Some((op_id, tx)) = self.routes.complete(id) {
-                            // The operation may have ended meanwhile; then nobody listens.
-                            let _ = tx.send(Input::Response {
-                                server: self.server,
-                                id: op_id,
-                                response,
-                                wire_bytes: before - decoder.buffered(),
-                            });
-                        }
-                    }
-                    Ok(Some(Frame::Request { .. })) => {
-                        tracing::warn!(addr = %self.addr, "server sent a request frame; closing");
-                        break 'read;
-                    }
-                    Err(e) => {
-                        // A response we cannot read leaves its operation waiting forever, so any
-                        // decoding error (fatal or not) ends the connection.
-                        tracing::warn!(addr = %self.addr, error = %e, "bad frame from server; closing");
-                        break 'read;
-                    }
-                }
+        let mut answers = Answers::new(self.server);
+        let mut chunks = Chunks::new();
+        // The operation may have ended meanwhile; then nobody listens.
+        let deliver = |tx: Sender<Input>, input| drop(tx.send(input));
+        while let Some(bytes) = chunks.next(&mut stream) {
+            let complete = |wire| lock(&self.routes).complete(wire);
+            if let Err(why) = answers.route(bytes, complete, deliver) {
+                tracing::warn!(addr = %self.addr, %why, "closing the connection");
+                break;
             }
         }
         let _ = stream.shutdown(Shutdown::Both);
-        // One notice per operation is enough: it loses every request to this server at once.
-        for tx in self.routes.close() {
-            let _ = tx.send(Input::Lost {
-                server: self.server,
-            });
+        answers.lost(lock(&self.routes).close(), deliver);
+    }
+}
+
+/// A socket read in chunks of up to 256 KiB.
+#[derive(Debug)]
+pub(crate) struct Chunks {
+    buf: Vec<u8>,
+}
+
+impl Chunks {
+    pub(crate) fn new() -> Chunks {
+        Chunks {
+            buf: vec![0u8; 256 * 1024],
+        }
+    }
+
+    /// The next bytes from `stream`, or `None` once it has ended or failed.
+    pub(crate) fn next(&mut self, stream: &mut TcpStream) -> Option<&[u8]> {
+        loop {
+            match stream.read(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(n) => return Some(&self.buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
         }
     }
 }
 
 #[cfg(all(test, loom))]
 mod loom_tests {
+    use lafs_core::client::ConnectionTable;
+
     use super::*;
-    use crate::sync::{AtomicBool, AtomicU64, Ordering};
+    use crate::sync::{AtomicU64, Ordering};
 
     /// Two operations sending while the reader thread closes the connection: every request is
     /// decided exactly once (a loss notice, or a refused registration the sender reports).
     #[test]
     fn loom_routes_register_races_close() {
         loom::model(|| {
-            let table = Arc::new(RouteTable::<Arc<AtomicU64>>::new());
+            let routes = Arc::new(Mutex::new(Routes::<Arc<AtomicU64>>::new()));
             let outcomes: Vec<Arc<AtomicU64>> =
                 (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
             let sender = {
-                let table = Arc::clone(&table);
+                let routes = Arc::clone(&routes);
                 let outcomes = outcomes.clone();
                 loom::thread::spawn(move || {
                     for (op, outcome) in outcomes.iter().enumerate() {
-                        if table.register(op as u64, 0, Arc::clone(outcome)).is_none() {
+                        let sink = Arc::clone(outcome);
+                        if lock(&routes).register(op as u64, 0, sink).is_none() {
                             outcome.fetch_add(1, Ordering::SeqCst);
                         }
                     }
                 })
             };
-            for notice in table.close() {
+            let orphans = lock(&routes).close();
+            for (_, notice) in orphans {
                 notice.fetch_add(1, Ordering::SeqCst);
             }
             sender.join().expect("sender");
@@ -289,32 +197,29 @@ mod loom_tests {
     #[test]
     fn loom_routes_complete_races_forget() {
         loom::model(|| {
-            let table = Arc::new(RouteTable::<u8>::new());
-            let wire = table.register(1, 0, 9).expect("open");
+            let routes = Arc::new(Mutex::new(Routes::<u8>::new()));
+            let wire = lock(&routes).register(1, 0, 9).expect("open");
             let reader = {
-                let table = Arc::clone(&table);
-                loom::thread::spawn(move || table.complete(wire))
+                let routes = Arc::clone(&routes);
+                loom::thread::spawn(move || lock(&routes).complete(wire))
             };
-            table.forget_op(1);
+            lock(&routes).forget_op(1);
             let delivered = reader.join().expect("reader");
-            assert!(delivered.is_none() || delivered == Some((0, 9)));
-            assert_eq!(table.complete(wire), None);
-            assert!(table.close().is_empty());
+            assert!(delivered.is_none() || delivered == Some((1, 0, 9)));
+            assert_eq!(lock(&routes).complete(wire), None);
+            assert!(lock(&routes).close().is_empty());
         });
     }
 
     #[derive(Debug)]
     struct FakeConn {
-        server: ServerId,
-        closed: AtomicBool,
+        routes: Mutex<Routes<()>>,
     }
 
-    impl Live for FakeConn {
-        fn server(&self) -> ServerId {
-            self.server
-        }
-        fn is_closed(&self) -> bool {
-            self.closed.load(Ordering::SeqCst)
+    impl ServerLink for FakeConn {
+        type Sink = ();
+        fn routes(&self) -> impl DerefMut<Target = Routes<()>> + '_ {
+            lock(&self.routes)
         }
     }
 
@@ -323,25 +228,24 @@ mod loom_tests {
     #[test]
     fn loom_connection_table_install_race() {
         loom::model(|| {
-            let table = Arc::new(Mutex::new(BTreeMap::new()));
+            let table = Arc::new(Mutex::new(ConnectionTable::new()));
             let fresh = || {
                 Arc::new(FakeConn {
-                    server: ServerId([1; 32]),
-                    closed: AtomicBool::new(false),
+                    routes: Mutex::new(Routes::new()),
                 })
             };
             let other = {
                 let table = Arc::clone(&table);
                 let conn = fresh();
-                loom::thread::spawn(move || install(&table, conn))
+                loom::thread::spawn(move || lock(&table).install(ServerId([1; 32]), conn))
             };
-            let (mine, my_loser) = install(&table, fresh());
+            let (mine, my_loser) = lock(&table).install(ServerId([1; 32]), fresh());
             let (theirs, their_loser) = other.join().expect("other");
             assert!(Arc::ptr_eq(&mine, &theirs), "one connection per server");
             let losers: Vec<_> = my_loser.into_iter().chain(their_loser).collect();
             assert_eq!(losers.len(), 1, "exactly one connection to close");
             assert!(!Arc::ptr_eq(&losers[0], &mine));
-            let held = lock(&table).get(&ServerId([1; 32])).cloned().expect("held");
+            let held = lock(&table).live(&ServerId([1; 32])).expect("held");
             assert!(Arc::ptr_eq(&held, &mine));
         });
     }

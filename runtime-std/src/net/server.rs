@@ -13,7 +13,7 @@
 //! open.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, RecvTimeoutError};
 // `Arc<dyn Control>` needs std's `Arc` (loom's cannot coerce to a trait object); everything the
@@ -23,17 +23,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use lafs_core::server::{ConnectionId, StorageServer};
-use lafs_core::server_frames::{ConnectionFrames, NextReply};
+use lafs_core::server_frames::ConnectionFrames;
 use lafs_core::store::ShareStore;
 
+use super::connection::Chunks;
 use crate::clock;
 use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Longest the janitor sleeps between checks, so a shutdown or a new upload's idle deadline is
 /// noticed within this time.
 const JANITOR_MAX_SLEEP: Duration = Duration::from_secs(1);
-/// Socket read buffer per connection.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// Lock a mutex, carrying on with the data if another thread panicked while holding it: every
 /// critical section here leaves the data consistent between statements that can panic.
@@ -282,30 +281,16 @@ fn accept_loop<S: ShareStore + Send + 'static>(listener: TcpListener, shared: Ar
 fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut frames = ConnectionFrames::new();
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        frames.push(&buf[..n]);
+    let mut chunks = Chunks::new();
+    let answer = |request| lock(&shared.server).handle_request(clock::now(), conn, request);
+    while let Some(bytes) = chunks.next(&mut stream) {
+        frames.push(bytes);
         loop {
-            let reply = frames.next_reply(|request| {
-                lock(&shared.server).handle_request(clock::now(), conn, request)
-            });
-            match reply {
-                NextReply::Reply(bytes) => {
-                    if stream.write_all(&bytes).is_err() {
-                        return;
-                    }
-                }
-                NextReply::NeedMore => break,
-                NextReply::Close(why) => {
-                    tracing::debug!(conn = conn.0, %why, "closing");
-                    return;
-                }
+            match frames.next_reply(answer) {
+                Ok(Some(reply)) if stream.write_all(&reply).is_ok() => {}
+                Ok(Some(_)) => return,
+                Ok(None) => break,
+                Err(why) => return tracing::debug!(conn = conn.0, %why, "closing"),
             }
         }
     }
@@ -314,19 +299,13 @@ fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut s
 /// Abort idle uploads when the server's timer says so, until shutdown.
 fn janitor<S: ShareStore>(shared: Arc<Shared<S>>, stop: mpsc::Receiver<()>) {
     loop {
-        let next = lock(&shared.server).poll_timeout();
-        let wait = next.map_or(JANITOR_MAX_SLEEP, |t| {
-            clock::until(clock::now(), t).min(JANITOR_MAX_SLEEP)
-        });
+        let wait = lock(&shared.server).janitor_sleep(clock::now(), JANITOR_MAX_SLEEP);
         match stop.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        let mut server = lock(&shared.server);
-        if server.poll_timeout().is_some_and(|t| t <= clock::now()) {
-            if let Err(e) = server.handle_timeout(clock::now()) {
-                tracing::warn!(error = %e, "aborting idle uploads failed");
-            }
+        if let Err(e) = lock(&shared.server).handle_timeout(clock::now()) {
+            tracing::warn!(error = %e, "aborting idle uploads failed");
         }
     }
 }
