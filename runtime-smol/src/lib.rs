@@ -2,8 +2,8 @@
 //!
 //! - [`GridClient`]: every client operation of lafs-core's engine as a future over reused TCP
 //!   connections: immutable uploads and downloads (whole or ranged), mutable files (create,
-//!   update, in-place modify, read), grid status. Operations may run concurrently from any
-//!   tasks on any executor.
+//!   update, in-place modify, read), directories (mkdir, mkdir -p, list, lookup, link, unlink,
+//!   move), grid status. Operations may run concurrently from any tasks on any executor.
 //! - [`Server`]: a storage server as one self-contained future (`Server::bind(..)?.run()`),
 //!   serving any [`lafs_core::store::ShareStore`]; drop it to stop it.
 //!
