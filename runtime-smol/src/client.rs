@@ -38,6 +38,7 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, Asy
 use crate::clock;
 use crate::connection::{Connection, Input};
 use crate::sync::{lock, Arc, Mutex};
+use crate::turns::{EditTurns, Turn};
 
 /// Anything an upload can read twice (once to hash, once to send).
 pub trait AsyncReadSeek: AsyncRead + AsyncSeek + Unpin + Send {}
@@ -55,6 +56,8 @@ pub struct GridClient {
     table: Mutex<ConnectionTable<Arc<Connection>>>,
     /// Directory states and verified signatures, shared by every operation of this client.
     memory: Mutex<ClientMemory>,
+    /// Edits of one directory from this client's tasks take turns.
+    turns: EditTurns,
 }
 
 /// Local data an operation reads or writes while it runs.
@@ -71,6 +74,7 @@ impl GridClient {
             state: ClientState::new(&servers, config),
             table: Mutex::new(ConnectionTable::new()),
             memory: Mutex::new(ClientMemory::default()),
+            turns: EditTurns::default(),
         }
     }
 
@@ -249,6 +253,7 @@ impl GridClient {
         parents: bool,
         keys: &mut (dyn KeySource + Send),
     ) -> Result<Cap, ClientError> {
+        let _turn = self.turn(root, path).await;
         let (root, path) = (root.clone(), path.to_vec());
         let task = self.dir_task(|s, at| s.mkdir_at(at, root, path, format, parents));
         self.run_dir(task, LocalData::Keys(keys)).await
@@ -276,6 +281,7 @@ impl GridClient {
         options: LinkOptions,
         keys: &mut (dyn KeySource + Send),
     ) -> Result<Linked, ClientError> {
+        let _turn = self.turn(root, path).await;
         let (root, path) = (root.clone(), path.to_vec());
         let task = self.dir_task(|s, at| s.link(at, root, path, child, options));
         self.run_dir(task, LocalData::Keys(keys)).await
@@ -290,6 +296,7 @@ impl GridClient {
 
     /// Remove the link at `path` below `root`; returns what it linked.
     pub async fn unlink(&self, root: &Cap, path: &[String]) -> Result<Child, ClientError> {
+        let _turn = self.turn(root, path).await;
         let (root, path) = (root.clone(), path.to_vec());
         let task = self.dir_task(|s, at| s.unlink(at, root, path));
         self.run_dir(task, LocalData::None).await
@@ -303,10 +310,17 @@ impl GridClient {
         to: (&Cap, &[String]),
         overwrite: Overwrite,
     ) -> Result<(), ClientError> {
+        let _turn = self.turn(from.0, from.1).await;
         let from = (from.0.clone(), from.1.to_vec());
         let to = (to.0.clone(), to.1.to_vec());
         let task = self.dir_task(|s, at| s.move_link(at, from, to, overwrite));
         self.run_dir(task, LocalData::None).await
+    }
+
+    /// The turn at editing the directory holding `path`'s last name (see [`crate::turns`]).
+    async fn turn(&self, root: &Cap, path: &[String]) -> Turn<'_> {
+        let parent = path.split_last().map_or(&[][..], |(_, dirs)| dirs);
+        self.turns.take(root, parent).await
     }
 
     /// A directory task made from a fresh start (the cache's lock is not held across awaits).

@@ -52,6 +52,8 @@ mod connection;
 #[cfg(not(loom))]
 pub mod server;
 mod sync;
+#[cfg(not(loom))]
+mod turns;
 
 #[cfg(not(loom))]
 pub use client::{
