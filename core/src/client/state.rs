@@ -51,6 +51,18 @@ impl VerifiedSignatures {
         self.files.get(fingerprint).cloned().unwrap_or_default()
     }
 
+    /// Files with remembered signatures.
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Add everything `other` remembers.
+    pub fn merge(&mut self, other: VerifiedSignatures) {
+        for (fingerprint, verified) in other.files {
+            self.remember(fingerprint, &verified);
+        }
+    }
+
     /// Remember what a read of the file with this fingerprint verified.
     pub fn remember(&mut self, fingerprint: [u8; 32], verified: &SignatureCache) {
         if verified.is_empty() {

@@ -277,6 +277,25 @@ fn child_cap(found: &Found) -> Cap {
 // ---- what each operation does ----
 
 #[test]
+fn reads_remember_verified_signatures_so_a_version_is_checked_once() {
+    let mut w = World::new();
+    let mut cache = DirCache::default();
+    let (cap, _) = w.mkdir(&mut cache, MutableFormat::Sdmf);
+    // A read-only cap: its state is never remembered, so every list reads the grid.
+    let ro = cap.read_only().unwrap();
+    let mut cache = DirCache::default();
+    assert_eq!(cache.signatures().files(), 0);
+    w.list(&mut cache, &ro).0.unwrap();
+    assert_eq!(
+        cache.signatures().files(),
+        1,
+        "the list's verified signature is kept for the next read"
+    );
+    w.list(&mut cache, &ro).0.unwrap();
+    assert_eq!(cache.signatures().files(), 1, "and given back after it");
+}
+
+#[test]
 fn mkdir_makes_an_empty_directory_in_one_round_trip_in_both_formats() {
     let mut w = World::new();
     for (format, kind) in [

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::cap::Cap;
+use crate::client::VerifiedSignatures;
 use crate::dirnode::{Child, ChildCap, Directory};
 use crate::mutable::ServerMap;
 
@@ -92,6 +93,8 @@ pub struct DirCache {
     entries: BTreeMap<Cap, Entry>,
     /// Last use -> directory, oldest first.
     by_use: BTreeMap<u64, Cap>,
+    /// Signatures of directory versions verified before (lent to each operation, merged back).
+    signatures: VerifiedSignatures,
 }
 
 impl std::fmt::Debug for DirCache {
@@ -123,6 +126,7 @@ impl DirCache {
             clock: 0,
             entries: BTreeMap::new(),
             by_use: BTreeMap::new(),
+            signatures: VerifiedSignatures::default(),
         }
     }
 
@@ -209,6 +213,22 @@ impl DirCache {
             }
         }
         self.remembered_child(&dir, name)
+    }
+
+    /// The verified signatures, lent to an operation (a concurrent one starts without them and
+    /// only verifies again).
+    pub fn lend_signatures(&mut self) -> VerifiedSignatures {
+        std::mem::take(&mut self.signatures)
+    }
+
+    /// The verified signatures remembered now (none while an operation has them on loan).
+    pub fn signatures(&self) -> &VerifiedSignatures {
+        &self.signatures
+    }
+
+    /// Signatures an operation knows at its end, merged with what others gave back meanwhile.
+    pub fn take_back_signatures(&mut self, verified: VerifiedSignatures) {
+        self.signatures.merge(verified);
     }
 
     pub fn contains(&self, cap: &Cap) -> bool {

@@ -10,7 +10,7 @@ use crate::mutable::{PublishConfig, RetrieveConfig};
 use crate::placement::ServerDescriptor;
 use crate::time::{Duration, Instant};
 
-use super::cache::Memo;
+use super::cache::{DirCache, Memo};
 use super::progress::DirProgress;
 use super::subops::SubOps;
 
@@ -57,6 +57,17 @@ impl Ctx {
             progress: VecDeque::new(),
             jitter: root.fork(b"dirnode ops: backoff jitter"),
         }
+    }
+
+    /// Borrow the signatures the client verified before, for this operation's reads.
+    pub fn borrow_signatures(&mut self, cache: &mut DirCache) {
+        self.subs.trusted = cache.lend_signatures();
+    }
+
+    /// Give `cache` the directory states this operation leaves and the signatures it knows.
+    pub fn return_to(&mut self, cache: &mut DirCache) {
+        self.memo.return_to(cache);
+        cache.take_back_signatures(std::mem::take(&mut self.subs.trusted));
     }
 
     /// A pause before retry `attempt` (1-based), drawn from the seed.

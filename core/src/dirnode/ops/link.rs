@@ -88,6 +88,7 @@ impl Link {
         options: LinkOptions,
     ) -> Link {
         let mut ctx = Ctx::new(config, seed);
+        ctx.borrow_signatures(cache);
         let (name, dirs, phase, error) = match path.split_last() {
             None => (
                 String::new(),
@@ -187,7 +188,7 @@ impl Link {
 
     /// Gives the cache what this operation learned (call once it is finished).
     pub fn return_to(&mut self, cache: &mut DirCache) {
-        self.ctx.memo.return_to(cache);
+        self.ctx.return_to(cache);
     }
 
     fn finish(&mut self, outcome: Result<Linked, DirOpError>) {

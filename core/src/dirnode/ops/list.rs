@@ -42,6 +42,7 @@ impl List {
         cap: Cap,
     ) -> List {
         let mut ctx = Ctx::new(config, seed);
+        ctx.borrow_signatures(cache);
         let walk = Walk::new(now, &mut ctx, cache, cap, Vec::new(), true, None);
         let mut op = List {
             ctx,
@@ -59,7 +60,7 @@ impl List {
 
     /// Gives the cache what this operation learned (call once it is finished).
     pub fn return_to(&mut self, cache: &mut DirCache) {
-        self.ctx.memo.return_to(cache);
+        self.ctx.return_to(cache);
     }
 
     fn pump(&mut self, now: Instant) {

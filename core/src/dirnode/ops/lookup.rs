@@ -55,6 +55,7 @@ impl Lookup {
         path: Vec<String>,
     ) -> Lookup {
         let mut ctx = Ctx::new(config, seed);
+        ctx.borrow_signatures(cache);
         let walk = path.split_last().map(|(_, dirs)| {
             Walk::new(
                 now,
@@ -95,7 +96,7 @@ impl Lookup {
 
     /// Gives the cache what this operation learned (call once it is finished).
     pub fn return_to(&mut self, cache: &mut DirCache) {
-        self.ctx.memo.return_to(cache);
+        self.ctx.return_to(cache);
     }
 
     fn finish(&mut self, outcome: Result<Found, DirOpError>) {

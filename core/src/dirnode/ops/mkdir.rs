@@ -80,7 +80,7 @@ impl Mkdir {
 
     /// Gives the cache the new directory's state (call once it is finished).
     pub fn return_to(&mut self, cache: &mut DirCache) {
-        self.ctx.memo.return_to(cache);
+        self.ctx.return_to(cache);
     }
 
     fn finish(&mut self, outcome: Result<Cap, DirOpError>) {

@@ -88,6 +88,7 @@ impl MkdirAt {
         parents: bool,
     ) -> MkdirAt {
         let mut ctx = Ctx::new(config, seed);
+        ctx.borrow_signatures(cache);
         let (name, dirs, phase) = match path.split_last() {
             None => (String::new(), Vec::new(), Phase::Over),
             Some((name, dirs)) => {
@@ -151,7 +152,7 @@ impl MkdirAt {
 
     /// Gives the cache what this operation learned (call once it is finished).
     pub fn return_to(&mut self, cache: &mut DirCache) {
-        self.ctx.memo.return_to(cache);
+        self.ctx.return_to(cache);
     }
 
     fn path(&self) -> Vec<String> {

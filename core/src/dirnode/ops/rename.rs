@@ -102,6 +102,7 @@ impl Move {
         overwrite: Overwrite,
     ) -> Move {
         let mut ctx = Ctx::new(config, seed);
+        ctx.borrow_signatures(cache);
         let (from_root, from) = from;
         let (to_root, to) = to;
         let mut error = None;
@@ -163,7 +164,7 @@ impl Move {
 
     /// Gives the cache what this operation learned (call once it is finished).
     pub fn return_to(&mut self, cache: &mut DirCache) {
-        self.ctx.memo.return_to(cache);
+        self.ctx.return_to(cache);
     }
 
     fn source_dirs(&self) -> Vec<String> {

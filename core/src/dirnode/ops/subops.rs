@@ -23,6 +23,7 @@ use crate::time::Instant;
 use crate::wire::Response;
 
 use super::ctx::DirConfig;
+use crate::client::VerifiedSignatures;
 
 /// Names one sub-operation of a directory operation.
 pub(crate) type SubId = u32;
@@ -30,9 +31,17 @@ pub(crate) type SubId = u32;
 /// A running sub-operation, with the plaintext it delivered so far.
 #[derive(Debug)]
 enum Sub {
-    Retrieve { op: Box<Retrieve>, data: Vec<u8> },
+    /// `fingerprint`: the file's key fingerprint, under which its verified signatures are kept.
+    Retrieve {
+        op: Box<Retrieve>,
+        data: Vec<u8>,
+        fingerprint: [u8; 32],
+    },
     Publish(Box<Publish>),
-    Download { op: Box<Download>, data: Vec<u8> },
+    Download {
+        op: Box<Download>,
+        data: Vec<u8>,
+    },
 }
 
 /// How a sub-operation ended.
@@ -56,6 +65,9 @@ pub(crate) struct SubOps {
     /// Outer request id -> (sub-operation, its own id for that request).
     routes: BTreeMap<RequestId, (SubId, RequestId)>,
     next_id: RequestId,
+    /// Signatures verified before (lent by the client's cache for this operation): a read of
+    /// a version seen before skips the RSA check.
+    pub trusted: VerifiedSignatures,
     outbox: VecDeque<Transmit>,
     finished: Vec<(SubId, SubDone)>,
 }
@@ -69,6 +81,7 @@ impl SubOps {
             next_sub: 0,
             routes: BTreeMap::new(),
             next_id: 0,
+            trusted: VerifiedSignatures::default(),
             outbox: VecDeque::new(),
             finished: Vec::new(),
         }
@@ -76,16 +89,19 @@ impl SubOps {
 
     /// Reads the whole of a mutable file.
     pub fn retrieve(&mut self, now: Instant, keys: FileKeys) -> SubId {
-        let op = Retrieve::new(
+        let fingerprint = keys.fingerprint;
+        let mut op = Retrieve::new(
             now,
             self.config.retrieve.clone(),
             keys,
             &self.config.servers,
             None,
         );
+        op.trust_verified(&self.trusted.get(&fingerprint));
         self.add(Sub::Retrieve {
             op: Box::new(op),
             data: Vec::new(),
+            fingerprint,
         })
     }
 
@@ -254,11 +270,16 @@ impl SubOps {
             self.outbox.push_back(Transmit { id: outer, ..t });
         }
         match op {
-            Sub::Retrieve { op, data } => {
+            Sub::Retrieve {
+                op,
+                data,
+                fingerprint,
+            } => {
                 while let Some(ev) = op.poll_event() {
                     match ev {
                         RetrieveEvent::Data { bytes, .. } => data.extend_from_slice(&bytes),
                         RetrieveEvent::Done(r) => {
+                            self.trusted.remember(*fingerprint, &r.map.verified);
                             ended = Some(SubDone::Retrieved(Ok((std::mem::take(data), r.map))))
                         }
                         RetrieveEvent::Failed(e) => ended = Some(SubDone::Retrieved(Err(e))),

@@ -47,6 +47,7 @@ impl Unlink {
         path: Vec<String>,
     ) -> Unlink {
         let mut ctx = Ctx::new(config, seed);
+        ctx.borrow_signatures(cache);
         let (name, dirs, phase) = match path.split_last() {
             None => (String::new(), Vec::new(), Phase::Over),
             Some((name, dirs)) => {
@@ -78,7 +79,7 @@ impl Unlink {
 
     /// Gives the cache what this operation learned (call once it is finished).
     pub fn return_to(&mut self, cache: &mut DirCache) {
-        self.ctx.memo.return_to(cache);
+        self.ctx.return_to(cache);
     }
 
     fn finish(&mut self, outcome: Result<Child, DirOpError>) {
