@@ -4,7 +4,7 @@
 use lafs_core::cap::Cap;
 use lafs_core::crypto::key_source::KeySource;
 use lafs_core::dirnode::ops::{show_path, DirOpError, LinkOptions};
-use lafs_core::dirnode::{Child, ChildCap, EditError, Overwrite};
+use lafs_core::dirnode::{Child, ChildCap, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_runtime_std::net::{ClientError, GridClient, ReadSeek, UploadReport};
 
@@ -36,24 +36,19 @@ pub fn check_replaceable(
     let (Some(existing), Some((name, dirs))) = (existing, path.split_last()) else {
         return Ok(());
     };
-    let name = name.clone();
-    let refused = match overwrite {
-        Overwrite::No => EditError::ExistingChild { name },
-        Overwrite::OnlyFiles if existing.cap.is_directory() => {
-            EditError::ExistingDirectory { name }
-        }
-        _ => return Ok(()),
-    };
-    Err(ClientError::Dir(DirOpError::Edit {
-        path: show_path(dirs),
-        source: refused,
-    }))
+    match overwrite.refusal(name, &existing.cap) {
+        Some(refused) => Err(ClientError::Dir(DirOpError::Edit {
+            path: show_path(dirs),
+            source: refused,
+        })),
+        None => Ok(()),
+    }
 }
 
 /// Upload `size` bytes of `reader` as an immutable file and link it as `path` below `root`,
 /// replacing a link as `overwrite` allows; with `parents`, missing directories on the way are
-/// made (SDMF, keys from `keys`). A link the policy forbids is refused before anything is uploaded. Returns the
-/// upload and the link it replaced.
+/// made (SDMF, keys from `keys`). A link the policy forbids is refused before anything is
+/// uploaded. Returns the upload and the link it replaced.
 pub fn put_file(
     grid: &GridClient,
     root: &Cap,

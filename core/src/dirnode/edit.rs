@@ -22,6 +22,21 @@ pub enum Overwrite {
     OnlyFiles,
 }
 
+impl Overwrite {
+    /// Why `name`, now linking `existing`, may not be replaced under this policy (`None`: it
+    /// may). The one place the policy is decided, for edits and for callers checking before
+    /// they upload.
+    pub fn refusal(self, name: &str, existing: &ChildCap) -> Option<EditError> {
+        match self {
+            Overwrite::No => Some(EditError::ExistingChild { name: name.into() }),
+            Overwrite::OnlyFiles if existing.is_directory() => {
+                Some(EditError::ExistingDirectory { name: name.into() })
+            }
+            _ => None,
+        }
+    }
+}
+
 impl From<bool> for Overwrite {
     fn from(yes: bool) -> Self {
         if yes {
@@ -67,12 +82,9 @@ impl Directory {
         let Some(existing) = self.children.get(name) else {
             return Ok(None);
         };
-        match overwrite {
-            Overwrite::No => Err(EditError::ExistingChild { name: name.into() }),
-            Overwrite::OnlyFiles if existing.child.cap.is_directory() => {
-                Err(EditError::ExistingDirectory { name: name.into() })
-            }
-            _ => Ok(Some(existing.child.metadata.clone())),
+        match overwrite.refusal(name, &existing.child.cap) {
+            Some(refused) => Err(refused),
+            None => Ok(Some(existing.child.metadata.clone())),
         }
     }
 
