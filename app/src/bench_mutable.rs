@@ -10,7 +10,6 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use lafs_core::cap::Cap;
-use lafs_core::crypto::key_source::RngKeys;
 use lafs_core::dirnode::ops::LinkOptions;
 use lafs_core::dirnode::{ChildCap, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
@@ -20,11 +19,6 @@ use crate::cli::CliError;
 use crate::dir_paths;
 use lafs_runtime_std::keypool::KeyPool;
 use lafs_runtime_std::net::{GridClient, ReadSeek};
-
-/// Keys for operations that make no directory (never asked for one).
-fn spare_keys() -> RngKeys<rand::rngs::OsRng> {
-    RngKeys::new(rand::rngs::OsRng)
-}
 
 /// Iterations of each timed operation.
 pub const ITERATIONS: usize = 40;
@@ -186,7 +180,7 @@ pub fn run(client: &GridClient, out: &mut dyn Write) -> Result<(), CliError> {
             &name,
             child,
             LinkOptions::default(),
-            &mut spare_keys(),
+            &mut dir_paths::spot_keys(),
         )?;
         Ok(())
     };
@@ -248,7 +242,7 @@ pub fn run(client: &GridClient, out: &mut dyn Write) -> Result<(), CliError> {
                 source,
                 Overwrite::OnlyFiles,
                 false,
-                &mut spare_keys(),
+                &mut dir_paths::spot_keys(),
             )?;
             Ok(())
         })?;

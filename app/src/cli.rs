@@ -16,7 +16,6 @@ use crate::gateway::Gateway;
 use crate::local_grid::{self, LocalGrid, LocalGridError, RunningServer, DEFAULT_SERVERS};
 use crate::node::{self, NodeDir, NodeError, NodeKind};
 use crate::progress::Progress;
-use lafs_core::crypto::key_source::RngKeys;
 use lafs_core::dirnode::ops::DirOpError;
 use lafs_core::dirnode::{ChildCap, EditError, Metadata, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
@@ -608,13 +607,6 @@ pub enum AliasCommand {
     },
 }
 
-impl GridAccess {
-    /// Keys for commands that normally make no directory (generated on the spot if ever needed).
-    fn spot_keys() -> RngKeys<rand::rngs::OsRng> {
-        RngKeys::new(rand::rngs::OsRng)
-    }
-}
-
 /// The node directory whose aliases a command uses: --node, else the embedded client node.
 fn alias_node(target: &Target) -> Result<PathBuf, CliError> {
     match &target.node {
@@ -693,7 +685,7 @@ fn put_into(file: &Path, dest: &str, target: &Target, out: &mut dyn Write) -> Re
         })?
         .len();
     let access = open_grid(target)?;
-    let mut keys = GridAccess::spot_keys();
+    let mut keys = dir_paths::spot_keys();
     let mut put = |path: &[String], reader: &mut File| {
         access.client.metered(|grid| {
             let source = (size, reader as &mut dyn ReadSeek);

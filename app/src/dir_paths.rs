@@ -2,11 +2,17 @@
 //! what a path links before writing there, and "upload a file and link it at a path".
 
 use lafs_core::cap::Cap;
-use lafs_core::crypto::key_source::KeySource;
+use lafs_core::crypto::key_source::{KeySource, RngKeys};
 use lafs_core::dirnode::ops::{show_path, DirOpError, LinkOptions};
 use lafs_core::dirnode::{Child, ChildCap, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
 use lafs_runtime_std::net::{ClientError, GridClient, ReadSeek, UploadReport};
+
+/// Keys for operations that normally make no directory: generated on the spot if one is ever
+/// asked for (a key pool would spend a background thread on keys nobody uses).
+pub fn spot_keys() -> RngKeys<rand::rngs::OsRng> {
+    RngKeys::new(rand::rngs::OsRng)
+}
 
 /// What `path` below `root` links now: from the client's remembered directories when they
 /// reach that far (no round trip), else looked up. For choosing how to write there (update a
