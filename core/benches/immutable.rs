@@ -120,17 +120,10 @@ fn mbps(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
 
-/// Deterministic pseudo-random bytes (xorshift64), so runs are comparable and nothing compresses.
+/// Deterministic pseudo-random bytes, so runs are comparable and nothing compresses (seed 1 of
+/// the suites' generator: the same bytes these benches always used).
 fn test_data(len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    lafs_core::testing::grid::test_data(len, 1)
 }
 
 struct Grid {
