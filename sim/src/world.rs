@@ -2346,6 +2346,19 @@ impl Sim {
         good.len()
     }
 
+    /// One read of the final check, started now.
+    fn start_final_check(&mut self, spec: OpSpec) {
+        let op = self.ops.len();
+        self.ops.push(OpState::new(
+            0,
+            Start::At(self.now),
+            spec,
+            OpKind::FinalCheck,
+        ));
+        self.report.final_checks += 1;
+        self.queue.push(self.now, Ev::Start(op));
+    }
+
     fn start_final_checks(&mut self) {
         let k = self.params.encoding.k;
         for file in 0..self.files.len() {
@@ -2356,29 +2369,13 @@ impl Sim {
                 self.report.unrecoverable_files += 1;
                 continue;
             }
-            let op = self.ops.len();
-            self.ops.push(OpState::new(
-                0,
-                Start::At(self.now),
-                OpSpec::Download { file },
-                OpKind::FinalCheck,
-            ));
-            self.report.final_checks += 1;
-            self.queue.push(self.now, Ev::Start(op));
+            self.start_final_check(OpSpec::Download { file });
         }
         for dir in 0..self.dirs.len() {
             if self.dirs[dir].cap.is_none() {
                 continue;
             }
-            let op = self.ops.len();
-            self.ops.push(OpState::new(
-                0,
-                Start::At(self.now),
-                OpSpec::DirList { dir },
-                OpKind::FinalCheck,
-            ));
-            self.report.final_checks += 1;
-            self.queue.push(self.now, Ev::Start(op));
+            self.start_final_check(OpSpec::DirList { dir });
         }
         for file in 0..self.mfiles.len() {
             let Some(newest) = self.newest_acked(file) else {
@@ -2388,15 +2385,7 @@ impl Sim {
                 self.report.unrecoverable_files += 1;
                 continue;
             }
-            let op = self.ops.len();
-            self.ops.push(OpState::new(
-                0,
-                Start::At(self.now),
-                OpSpec::MutableRead { file, range: None },
-                OpKind::FinalCheck,
-            ));
-            self.report.final_checks += 1;
-            self.queue.push(self.now, Ev::Start(op));
+            self.start_final_check(OpSpec::MutableRead { file, range: None });
         }
     }
 }
