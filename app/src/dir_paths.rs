@@ -5,7 +5,6 @@ use lafs_core::cap::Cap;
 use lafs_core::crypto::key_source::{KeySource, RngKeys};
 use lafs_core::dirnode::ops::{show_path, DirOpError, LinkOptions};
 use lafs_core::dirnode::{Child, ChildCap, Overwrite};
-use lafs_core::mutable::layout::MutableFormat;
 use lafs_runtime_std::net::{ClientError, GridClient, ReadSeek, UploadReport};
 
 /// Keys for operations that normally make no directory: generated on the spot if one is ever
@@ -67,11 +66,7 @@ pub fn put_file(
     let existing = peek(grid, root, path)?;
     check_replaceable(path, existing.as_ref(), overwrite)?;
     let report = grid.upload_reader(size, reader, &mut |_| {})?;
-    let options = LinkOptions {
-        metadata: None,
-        overwrite,
-        parents: parents.then_some(MutableFormat::Sdmf),
-    };
+    let options = LinkOptions::put(overwrite, parents);
     let link = ChildCap::Known(report.cap.clone());
     let linked = grid.link(root, path, link, options, keys)?;
     Ok((report, linked.replaced))

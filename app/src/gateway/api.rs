@@ -696,11 +696,7 @@ impl<'a> Worker<'a> {
         overwrite: Overwrite,
         account: &mut Account,
     ) -> Result<lafs_core::dirnode::ops::Linked, WebError> {
-        let options = LinkOptions {
-            metadata: None,
-            overwrite,
-            parents: Some(MutableFormat::Sdmf),
-        };
+        let options = LinkOptions::put(overwrite, true);
         let child = ChildCap::Known(cap.clone());
         dir_op(self.grid, account, |g| {
             g.link(root, path, child, options, &mut self.keys)

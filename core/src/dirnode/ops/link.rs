@@ -35,6 +35,18 @@ pub struct LinkOptions {
     pub parents: Option<MutableFormat>,
 }
 
+impl LinkOptions {
+    /// Putting a file at a path: no metadata of its own, replacing as `overwrite` allows, and
+    /// with `parents`, missing directories made as SDMF (as Tahoe's web API does).
+    pub fn put(overwrite: Overwrite, parents: bool) -> LinkOptions {
+        LinkOptions {
+            metadata: None,
+            overwrite,
+            parents: parents.then_some(MutableFormat::Sdmf),
+        }
+    }
+}
+
 impl Default for LinkOptions {
     fn default() -> Self {
         LinkOptions {
@@ -148,11 +160,7 @@ impl Link {
         overwrite: Overwrite,
         parents: bool,
     ) -> Link {
-        let options = LinkOptions {
-            metadata: None,
-            overwrite,
-            parents: parents.then_some(MutableFormat::Sdmf),
-        };
+        let options = LinkOptions::put(overwrite, parents);
         Link::new(
             now,
             config,
