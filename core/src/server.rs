@@ -100,6 +100,12 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
     }
 }
 
+/// The answer to a request whose changes could not be made durable (see
+/// [`crate::store::ShareStore::durability_ticket`]): a store failure, whatever the handler said.
+pub fn not_durable(e: StoreError) -> Response {
+    store_failure(e)
+}
+
 fn store_failure(e: StoreError) -> Response {
     error(ErrorKind::StoreFailure, e.to_string())
 }

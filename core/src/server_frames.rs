@@ -3,9 +3,8 @@
 //! then write each [`ConnectionFrames::next_reply`] as soon as it is made" — so a burst of
 //! pipelined reads never piles up replies in memory before the first is written.
 
-use crate::wire::{
-    encode_response, ErrorKind, Frame, FrameDecoder, FrameKind, Request, Response, WireError,
-};
+pub use crate::wire::encode_response;
+use crate::wire::{ErrorKind, Frame, FrameDecoder, FrameKind, Request, Response, WireError};
 
 /// The framing state of one connection.
 #[derive(Debug, Default)]
@@ -32,28 +31,44 @@ impl ConnectionFrames {
         &mut self,
         answer: impl FnOnce(Request) -> Response,
     ) -> Result<Option<Vec<u8>>, String> {
-        let (id, response) = match self.decoder.pop() {
-            Ok(None) => return Ok(None),
-            Ok(Some(Frame::Request { id, request })) => (id, answer(request)),
+        Ok(self.next_request()?.map(|(id, request)| {
+            let response = match request {
+                Ok(request) => answer(request),
+                Err(malformed) => malformed,
+            };
+            encode_response(id, &response)
+        }))
+    }
+
+    /// The next complete request and its frame id, for a runtime that answers it in steps
+    /// (an async server that awaits between handling and replying): `Ok(request)` to handle,
+    /// or `Err(answer)` for a malformed one, already answered with `BadRequest`. `None` and the
+    /// errors as [`ConnectionFrames::next_reply`]. Frame the reply with [`encode_response`].
+    pub fn next_request(&mut self) -> Result<Option<(u64, Pending)>, String> {
+        match self.decoder.pop() {
+            Ok(None) => Ok(None),
+            Ok(Some(Frame::Request { id, request })) => Ok(Some((id, Ok(request)))),
             Ok(Some(Frame::Response { id, .. })) => {
-                return Err(format!("the client sent a response frame (id {id})"))
+                Err(format!("the client sent a response frame (id {id})"))
             }
             Err(WireError::Malformed {
                 id,
                 kind: FrameKind::Request,
                 error,
-            }) => (
+            }) => Ok(Some((
                 id,
-                Response::Error {
+                Err(Response::Error {
                     kind: ErrorKind::BadRequest,
                     message: format!("malformed request: {error}"),
-                },
-            ),
-            Err(e) => return Err(format!("framing lost: {e}")),
-        };
-        Ok(Some(encode_response(id, &response)))
+                }),
+            ))),
+            Err(e) => Err(format!("framing lost: {e}")),
+        }
     }
 }
+
+/// A request to handle, or the answer already decided for a malformed one.
+pub type Pending = Result<Request, Response>;
 
 #[cfg(test)]
 mod tests {

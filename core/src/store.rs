@@ -16,6 +16,7 @@
 //! shares of one kind only ([`StoreError::KindConflict`] otherwise).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::time::Instant;
 use crate::wire::{DataVector, StorageIndex};
@@ -143,7 +144,36 @@ pub enum StoreError {
     KindConflict(String),
 }
 
+/// Where a store that defers its syncs says when its changes are durable (group commit: one
+/// sync covers every change made while the previous one ran). Implemented by the disk store;
+/// runtimes call it after releasing the server's lock, so clients share a sync instead of
+/// queueing for one each.
+pub trait DurableLog: Send + Sync + std::fmt::Debug {
+    /// Returns once every change up to `seq` is durable (syncing if nobody else is), or why
+    /// that cannot be: then those changes must not be acknowledged.
+    fn wait_durable(&self, seq: u64) -> Result<(), StoreError>;
+}
+
+/// A point in a [`DurableLog`]: "every change made so far".
+#[derive(Clone, Debug)]
+pub struct DurabilityTicket {
+    pub seq: u64,
+    pub log: Arc<dyn DurableLog>,
+}
+
+impl DurabilityTicket {
+    /// Waits until the changes this ticket covers are durable.
+    pub fn wait(&self) -> Result<(), StoreError> {
+        self.log.wait_durable(self.seq)
+    }
+}
+
 /// Synchronous storage of shares, keyed by storage index and share number.
+///
+/// A store may make a change visible before it is durable (see
+/// [`ShareStore::durability_ticket`]); a runtime then answers no request before the ticket
+/// taken after handling it has been waited on, so no client is ever told of a change, or shown
+/// one, that a crash could still undo.
 pub trait ShareStore {
     /// Committed shares held for `si`, ascending by share number (empty if none).
     fn list_shares(&self, si: &StorageIndex) -> Result<Vec<ShareInfo>, StoreError>;
@@ -265,6 +295,13 @@ pub trait ShareStore {
 
     /// Largest allocation `create_share` accepts.
     fn max_share_size(&self) -> u64;
+
+    /// What to wait on before answering, if this store defers syncs: a ticket covering every
+    /// change made so far. `None` (the default): each call's changes are durable when it
+    /// returns.
+    fn durability_ticket(&self) -> Option<DurabilityTicket> {
+        None
+    }
 }
 
 #[derive(Clone, Debug)]

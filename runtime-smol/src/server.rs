@@ -9,16 +9,18 @@
 //! Concurrency model: the [`StorageServer`] sits behind one mutex, held only while
 //! `handle_request` runs (never across an await), so connections are answered one request at a
 //! time, in order per connection, exactly as in lafs-runtime-std. Store calls run on the thread
-//! polling the future: a disk store's fsync blocks it for that long (see `docs/runtimes.md`).
+//! polling the future; a disk store's deferred sync (its durability ticket) is waited for on
+//! smol's blocking pool, outside the lock, before the answer is written.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use async_io::{Async, Timer};
-use lafs_core::server::{ConnectionId, StorageServer};
-use lafs_core::server_frames::ConnectionFrames;
+use lafs_core::server::{not_durable, ConnectionId, StorageServer};
+use lafs_core::server_frames::{encode_response, ConnectionFrames};
 use lafs_core::store::ShareStore;
+use lafs_core::wire::{Request, Response};
 use smol::io::AsyncWriteExt;
 use smol::Executor;
 
@@ -114,17 +116,44 @@ async fn serve_connection<S: ShareStore>(
     let mut frames = ConnectionFrames::new();
     let mut chunks = Chunks::new();
     let mut io: &Async<TcpStream> = &stream;
-    let answer = |request| lock(state).handle_request(clock::now(), conn, request);
     while let Some(bytes) = chunks.next(&stream).await {
         frames.push(bytes);
         loop {
-            match frames.next_reply(answer) {
-                Ok(Some(reply)) if io.write_all(&reply).await.is_ok() => {}
-                Ok(Some(_)) => return,
+            let (id, request) = match frames.next_request() {
+                Ok(Some(next)) => next,
                 Ok(None) => break,
                 Err(why) => return tracing::debug!(conn = conn.0, %why, "closing"),
+            };
+            let response = match request {
+                Ok(request) => answer(state, conn, request).await,
+                Err(malformed) => malformed,
+            };
+            if io.write_all(&encode_response(id, &response)).await.is_err() {
+                return;
             }
         }
+    }
+}
+
+/// Handle one request under the lock; then, outside it and off the executor, wait until its
+/// changes are durable if the store defers its syncs (group commit, see lafs-runtime-std's
+/// server), so other connections go on meanwhile.
+async fn answer<S: ShareStore>(
+    state: &Mutex<StorageServer<S>>,
+    conn: ConnectionId,
+    request: Request,
+) -> Response {
+    let (response, ticket) = {
+        let mut server = lock(state);
+        let response = server.handle_request(clock::now(), conn, request);
+        (response, server.store().durability_ticket())
+    };
+    match ticket {
+        Some(ticket) => match smol::unblock(move || ticket.wait()).await {
+            Ok(()) => response,
+            Err(e) => not_durable(e),
+        },
+        None => response,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Leases of the disk share store, kept in SQLite (`leases.db` in the storage directory).
+//! Leases of the disk share store, kept in the store database ([`crate::db`]).
 //!
 //! One row per (storage index, share number, renew secret) with the cancel secret and the expiry.
 //! Only committed shares have rows; an upload's leases live in memory until its commit (see
@@ -13,23 +13,19 @@
 //! Times are the runtimes' convention: microseconds since the Unix epoch, stored as SQLite
 //! integers (saturating at `i64::MAX`).
 //!
-//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a write that returned
-//! survives a crash or power loss.
+//! Durability: a lease written is visible at once and durable after the next group sync
+//! ([`crate::group_commit`]); the disk store waits for (or hands out a ticket for) that sync
+//! before a lease is acknowledged.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lafs_core::store::{Lease, StoreError};
 use lafs_core::time::Instant;
 use lafs_core::wire::StorageIndex;
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::db::StoreDb;
 use sha2::{Digest, Sha256};
-
-/// Schema version in `PRAGMA user_version`; a database from a newer lafs is refused.
-const SCHEMA_VERSION: i64 = 1;
-
-/// How long SQLite waits for a lock held by someone else before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Adds a lease row, or moves the expiry of the row with the same renew secret later.
 const UPSERT: &str =
@@ -48,7 +44,7 @@ const RENEW: &str = "INSERT INTO leases (storage_index, shnum, renew_hash, cance
      DO UPDATE SET expires_us = excluded.expires_us
      WHERE excluded.expires_us > expires_us + ?6";
 
-/// The disk store's default [`LeaseDb::set_renewal_granularity`] (a database opened alone
+/// The disk store's default [`StoreDb::set_renewal_granularity`] (a database opened alone
 /// records every renewal): a lease is renewed at most once a day.
 pub const RENEWAL_GRANULARITY: Duration = Duration::from_secs(24 * 3600);
 
@@ -102,79 +98,7 @@ fn from_sql_time(t: i64) -> Instant {
     Instant(u64::try_from(t).unwrap_or(0))
 }
 
-/// The lease database of one storage directory.
-pub struct LeaseDb {
-    conn: Connection,
-    path: PathBuf,
-    /// See [`LeaseDb::set_renewal_granularity`] (microseconds, as stored).
-    renewal_granularity_us: i64,
-}
-
-impl std::fmt::Debug for LeaseDb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaseDb").field("path", &self.path).finish()
-    }
-}
-
-impl LeaseDb {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<LeaseDb, StoreError> {
-        let conn = Connection::open(path).map_err(|e| db_error(path, "opening", e))?;
-        let db = LeaseDb {
-            conn,
-            path: path.to_path_buf(),
-            renewal_granularity_us: 0,
-        };
-        db.conn
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| db.err("configuring", e))?;
-        // journal_mode answers with the mode in force, so it is a query, not an execute.
-        let mode: String = db
-            .conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| db.err("enabling WAL on", e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Io(format!(
-                "{}: SQLite refused WAL mode (got {mode})",
-                path.display()
-            )));
-        }
-        db.conn
-            .execute_batch("PRAGMA synchronous=FULL;")
-            .map_err(|e| db.err("configuring", e))?;
-        let version: i64 = db
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| db.err("reading the schema version of", e))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Io(format!(
-                "{}: lease database schema version {version} is newer than this lafs \
-                 understands ({SCHEMA_VERSION})",
-                path.display()
-            )));
-        }
-        db.conn
-            .execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS leases (
-                     storage_index BLOB NOT NULL,
-                     shnum INTEGER NOT NULL,
-                     renew_hash BLOB NOT NULL,
-                     cancel_hash BLOB NOT NULL,
-                     expires_us INTEGER NOT NULL,
-                     PRIMARY KEY (storage_index, shnum, renew_hash)
-                 ) WITHOUT ROWID;
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )
-            .map_err(|e| db.err("creating the schema of", e))?;
-        Ok(db)
-    }
-
-    fn err(&self, action: &str, e: rusqlite::Error) -> StoreError {
-        db_error(&self.path, action, e)
-    }
-
+impl StoreDb {
     /// Replaces every lease of a share with `leases`, atomically (used when a share commits).
     pub fn set_share_leases(
         &mut self,
@@ -186,36 +110,13 @@ impl LeaseDb {
     }
 
     /// Replaces every lease of each share of `si` named in `shares` with the leases given for
-    /// it, in one transaction (one sync of the log): used when a batch of shares commits.
+    /// it, in one transaction: used when a batch of shares commits.
     pub fn set_leases_of_shares(
         &mut self,
         si: &StorageIndex,
         shares: &[(u16, Vec<StoredLease>)],
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let e = |e| db_error(&path, "writing leases to", e);
-        let tx = self.conn.transaction().map_err(e)?;
-        {
-            let mut delete = tx
-                .prepare_cached("DELETE FROM leases WHERE storage_index = ?1 AND shnum = ?2")
-                .map_err(e)?;
-            let mut insert = tx.prepare_cached(UPSERT).map_err(e)?;
-            for (shnum, leases) in shares {
-                delete.execute(params![&si[..], shnum]).map_err(e)?;
-                for l in leases {
-                    insert
-                        .execute(params![
-                            &si[..],
-                            shnum,
-                            &l.renew_hash[..],
-                            &l.cancel_hash[..],
-                            to_sql_time(l.expires)
-                        ])
-                        .map_err(e)?;
-                }
-            }
-        }
-        tx.commit().map_err(e)
+        self.write("writing leases to", |tx| replace_leases(tx, si, shares))
     }
 
     /// Adds a lease to a share, or renews the one with the same renew secret (expiry only moves
@@ -237,32 +138,28 @@ impl LeaseDb {
         ));
     }
 
-    /// [`LeaseDb::add_or_renew`] on several shares of `si`, in one transaction.
+    /// [`StoreDb::add_or_renew`] on several shares of `si`, in one transaction.
     pub fn add_or_renew_shares(
         &mut self,
         si: &StorageIndex,
         shnums: &[u16],
         lease: &StoredLease,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let e = |e| db_error(&path, "writing a lease to", e);
-        let tx = self.conn.transaction().map_err(e)?;
-        {
-            let mut insert = tx.prepare_cached(RENEW).map_err(e)?;
+        let granularity = self.renewal_granularity_us;
+        self.write("writing a lease to", |tx| {
+            let mut insert = tx.prepare_cached(RENEW)?;
             for shnum in shnums {
-                insert
-                    .execute(params![
-                        &si[..],
-                        shnum,
-                        &lease.renew_hash[..],
-                        &lease.cancel_hash[..],
-                        to_sql_time(lease.expires),
-                        self.renewal_granularity_us,
-                    ])
-                    .map_err(e)?;
+                insert.execute(params![
+                    &si[..],
+                    shnum,
+                    &lease.renew_hash[..],
+                    &lease.cancel_hash[..],
+                    to_sql_time(lease.expires),
+                    granularity,
+                ])?;
             }
-        }
-        tx.commit().map_err(e)
+            Ok(())
+        })
     }
 
     /// The leases of one share, in the order of their renew-secret digests.
@@ -317,39 +214,29 @@ impl LeaseDb {
         si: &StorageIndex,
         cancel_hash: &[u8; 32],
     ) -> Result<Vec<(u16, u64)>, StoreError> {
-        let path = self.path.clone();
-        let e = |e| db_error(&path, "cancelling leases in", e);
-        let tx = self.conn.transaction().map_err(e)?;
-        let shnums: Vec<u16> = {
-            let mut stmt = tx
+        self.write("cancelling leases in", |tx| {
+            let shnums: Vec<u16> = tx
                 .prepare(
                     "SELECT DISTINCT shnum FROM leases
                      WHERE storage_index = ?1 AND cancel_hash = ?2 ORDER BY shnum",
-                )
-                .map_err(e)?;
-            let rows = stmt
-                .query_map(params![&si[..], &cancel_hash[..]], |r| r.get::<_, u16>(0))
-                .map_err(e)?;
-            rows.collect::<Result<_, _>>().map_err(e)?
-        };
-        tx.execute(
-            "DELETE FROM leases WHERE storage_index = ?1 AND cancel_hash = ?2",
-            params![&si[..], &cancel_hash[..]],
-        )
-        .map_err(e)?;
-        let mut out = Vec::with_capacity(shnums.len());
-        for shnum in shnums {
-            let left: u64 = tx
-                .query_row(
+                )?
+                .query_map(params![&si[..], &cancel_hash[..]], |r| r.get::<_, u16>(0))?
+                .collect::<Result<_, _>>()?;
+            tx.execute(
+                "DELETE FROM leases WHERE storage_index = ?1 AND cancel_hash = ?2",
+                params![&si[..], &cancel_hash[..]],
+            )?;
+            let mut out = Vec::with_capacity(shnums.len());
+            for shnum in shnums {
+                let left: u64 = tx.query_row(
                     "SELECT COUNT(*) FROM leases WHERE storage_index = ?1 AND shnum = ?2",
                     params![&si[..], shnum],
                     |r| r.get(0),
-                )
-                .map_err(e)?;
-            out.push((shnum, left));
-        }
-        tx.commit().map_err(e)?;
-        Ok(out)
+                )?;
+                out.push((shnum, left));
+            }
+            Ok(out)
+        })
     }
 
     /// Forgets every lease of a share (it was deleted).
@@ -359,18 +246,7 @@ impl LeaseDb {
 
     /// Forgets every lease of each share of `si` in `shnums`, in one transaction.
     pub fn remove_shares(&mut self, si: &StorageIndex, shnums: &[u16]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let e = |e| db_error(&path, "removing leases from", e);
-        let tx = self.conn.transaction().map_err(e)?;
-        {
-            let mut delete = tx
-                .prepare_cached("DELETE FROM leases WHERE storage_index = ?1 AND shnum = ?2")
-                .map_err(e)?;
-            for shnum in shnums {
-                delete.execute(params![&si[..], shnum]).map_err(e)?;
-            }
-        }
-        tx.commit().map_err(e)
+        self.write("removing leases from", |tx| remove_leases(tx, si, shnums))
     }
 
     /// Shares that have leases, all of which expired at or before `now`.
@@ -416,8 +292,40 @@ impl LeaseDb {
     }
 }
 
-fn db_error(path: &Path, action: &str, e: rusqlite::Error) -> StoreError {
-    StoreError::Io(format!("{action} lease database {}: {e}", path.display()))
+/// Replaces the leases of each share of `si` named in `shares` (inside a transaction).
+pub(crate) fn replace_leases(
+    tx: &Connection,
+    si: &StorageIndex,
+    shares: &[(u16, Vec<StoredLease>)],
+) -> rusqlite::Result<()> {
+    remove_leases(tx, si, &shares.iter().map(|(n, _)| *n).collect::<Vec<_>>())?;
+    let mut insert = tx.prepare_cached(UPSERT)?;
+    for (shnum, leases) in shares {
+        for l in leases {
+            insert.execute(params![
+                &si[..],
+                shnum,
+                &l.renew_hash[..],
+                &l.cancel_hash[..],
+                to_sql_time(l.expires)
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets every lease of each share of `si` in `shnums` (inside a transaction).
+pub(crate) fn remove_leases(
+    tx: &Connection,
+    si: &StorageIndex,
+    shnums: &[u16],
+) -> rusqlite::Result<()> {
+    let mut delete =
+        tx.prepare_cached("DELETE FROM leases WHERE storage_index = ?1 AND shnum = ?2")?;
+    for shnum in shnums {
+        delete.execute(params![&si[..], shnum])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -434,9 +342,9 @@ mod tests {
         })
     }
 
-    fn db() -> (tempfile::TempDir, LeaseDb) {
+    fn db() -> (tempfile::TempDir, StoreDb) {
         let dir = tempfile::tempdir().unwrap();
-        let db = LeaseDb::open(&dir.path().join("leases.db")).unwrap();
+        let db = StoreDb::open(&dir.path().join("leases.db")).unwrap();
         (dir, db)
     }
 
@@ -477,7 +385,7 @@ mod tests {
     fn secrets_are_stored_only_as_digests() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.db");
-        let mut db = LeaseDb::open(&path).unwrap();
+        let mut db = StoreDb::open(&path).unwrap();
         db.add_or_renew(&SI, 0, &lease(0xab, 0xcd, 1)).unwrap();
         drop(db);
         let mut raw = Vec::new();

@@ -1,10 +1,12 @@
 //! A storage server on blocking TCP: one accept thread, one thread per connection, one janitor.
 //!
-//! Concurrency model (deliberately simple): the [`StorageServer`] sits behind one `Mutex`. A
-//! connection thread holds the lock only while `handle_request` runs, never while it reads or
-//! writes the socket, so a slow client cannot stall others; requests of different connections
-//! are handled one at a time, which is correct by construction (the core is a single-threaded
-//! state machine) and fast enough for a memory or local-disk store.
+//! Concurrency model: the [`StorageServer`] sits behind one `Mutex`. A connection thread holds
+//! the lock only while `handle_request` runs, never while it reads or writes the socket, so a
+//! slow client cannot stall others; requests of different connections are handled one at a
+//! time, which is correct by construction (the core is a single-threaded state machine). A store
+//! that defers its syncs (the disk store's group commit) hands out a durability ticket; the
+//! thread waits on it after releasing the lock and before answering, so the disk's sync latency
+//! is never spent holding the lock and one sync serves every connection waiting at the time.
 //!
 //! Shutdown: [`ServerHandle::shutdown`] marks the registry closing, shuts down every open socket
 //! (which wakes their blocked reads), wakes the accept thread with a connection to itself, and
@@ -22,7 +24,7 @@ use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lafs_core::server::{ConnectionId, StorageServer};
+use lafs_core::server::{not_durable, ConnectionId, StorageServer};
 use lafs_core::server_frames::ConnectionFrames;
 use lafs_core::store::ShareStore;
 
@@ -282,7 +284,19 @@ fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut s
     let _ = stream.set_nodelay(true);
     let mut frames = ConnectionFrames::new();
     let mut chunks = Chunks::new();
-    let answer = |request| lock(&shared.server).handle_request(clock::now(), conn, request);
+    let answer = |request| {
+        let (response, ticket) = {
+            let mut server = lock(&shared.server);
+            let response = server.handle_request(clock::now(), conn, request);
+            (response, server.store().durability_ticket())
+        };
+        // Outside the lock: requests of other connections go on while this one waits for its
+        // changes' sync, and the sync they need next covers all of theirs at once.
+        match ticket.map(|t| t.wait()) {
+            Some(Err(e)) => not_durable(e),
+            _ => response,
+        }
+    };
     while let Some(bytes) = chunks.next(&mut stream) {
         frames.push(bytes);
         loop {

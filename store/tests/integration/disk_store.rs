@@ -12,8 +12,9 @@ use lafs_core::wire::{
     LeaseSecrets, ReadRange, Refusal, Request, Response, ShareRead, ShareWrite, ShareWriteOutcome,
     StorageIndex,
 };
+use lafs_store::db::StoreDb;
 use lafs_store::disk_store::{CancelReport, DiskShareStore, DiskStoreConfig, GcReport};
-use lafs_store::leases::{hash_secret, LeaseDb, StoredLease};
+use lafs_store::leases::{hash_secret, StoredLease};
 use rand::Rng;
 
 const SI: StorageIndex = [7; 16];
@@ -27,6 +28,15 @@ fn config() -> DiskStoreConfig {
         capacity: None,
         expire_leases: false,
         lease_renewal_granularity: std::time::Duration::ZERO,
+        ..DiskStoreConfig::default()
+    }
+}
+
+/// As [`config`], but every share in a file (the large-share path).
+fn files_config() -> DiskStoreConfig {
+    DiskStoreConfig {
+        small_share_max: 0,
+        ..config()
     }
 }
 
@@ -70,7 +80,7 @@ fn incoming_entries(dir: &Path) -> usize {
 #[test]
 fn in_progress_shares_are_invisible_until_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path(), config());
+    let mut s = open(dir.path(), files_config());
     s.create_share(&SI, 3, 100, lease(1, 10)).unwrap();
     s.write_share(&SI, 3, 10, b"abc").unwrap();
     assert_eq!(s.list_shares(&SI).unwrap(), vec![]);
@@ -310,7 +320,7 @@ fn storage_server_uploads_and_reads_through_the_disk_store() {
 fn restart_keeps_committed_shares_and_leases_and_drops_uploads() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut s = open(dir.path(), config());
+        let mut s = open(dir.path(), files_config());
         put(&mut s, &SI, 0, b"committed share", lease(1, 100));
         s.add_lease(&SI, 0, lease(2, 200)).unwrap();
         s.create_share(&SI, 1, 5000, lease(1, 100)).unwrap();
@@ -325,7 +335,7 @@ fn restart_keeps_committed_shares_and_leases_and_drops_uploads() {
         assert!(incoming_entries(dir.path()) > 0);
         // Dropped without aborting: as a crash or a shutdown would leave it.
     }
-    let mut s = open(dir.path(), config());
+    let mut s = open(dir.path(), files_config());
     assert_eq!(
         s.list_shares(&SI).unwrap(),
         vec![ShareInfo {
@@ -360,7 +370,7 @@ fn lease_rows_of_shares_that_never_landed_are_pruned_on_open() {
     drop(open(dir.path(), config()));
     {
         // As a crash between the lease write and the rename leaves it.
-        let mut db = LeaseDb::open(&dir.path().join("leases.db")).unwrap();
+        let mut db = StoreDb::open(&dir.path().join("leases.db")).unwrap();
         db.add_or_renew(&SI, 4, &StoredLease::from_lease(&lease(1, 1)))
             .unwrap();
     }
@@ -840,7 +850,7 @@ fn share_write(
 #[test]
 fn mutable_shares_are_tahoe_v2_containers_with_empty_lease_slots() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path(), config());
+    let mut s = open(dir.path(), files_config());
     mwrite(&mut s, &SI, 3, &[dv(0, b"hello mutable")], None).unwrap();
     let raw = std::fs::read(s.share_path(&SI, 3)).unwrap();
     assert_eq!(raw.len(), 468 + 13 + 4);
@@ -870,7 +880,7 @@ fn mutable_shares_are_tahoe_v2_containers_with_empty_lease_slots() {
 #[test]
 fn mutable_writes_zero_fill_truncate_regrow_and_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path(), config());
+    let mut s = open(dir.path(), files_config());
     mwrite(&mut s, &SI, 0, &[dv(4, b"xy")], None).unwrap();
     assert_eq!(mdata(&s, &SI, 0), b"\0\0\0\0xy");
     // In place, same size.
@@ -912,7 +922,11 @@ fn mutable_writes_zero_fill_truncate_regrow_and_delete() {
 #[test]
 fn a_mutable_write_that_does_not_fit_changes_nothing_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path(), with_capacity(1_000, 100));
+    let in_files = DiskStoreConfig {
+        small_share_max: 0,
+        ..with_capacity(1_000, 100)
+    };
+    let mut s = open(dir.path(), in_files);
     mwrite(&mut s, &SI, 0, &[dv(0, b"0123456789")], None).unwrap();
     let path = s.share_path(&SI, 0);
     let before = std::fs::read(&path).unwrap();
@@ -1200,7 +1214,7 @@ fn share_path(dir: &Path, si: &StorageIndex, shnum: u16) -> std::path::PathBuf {
 #[test]
 fn a_batch_commit_lands_the_good_shares_and_reports_the_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path(), config());
+    let mut s = open(dir.path(), files_config());
     for shnum in 0..4u16 {
         s.create_share(&SI, shnum, 100, lease(shnum as u8 + 1, 10))
             .unwrap();
@@ -1259,7 +1273,7 @@ fn a_batch_commit_lands_the_good_shares_and_reports_the_bad_ones() {
     assert_eq!(incoming_entries(dir.path()), 0);
     drop(s);
     // Everything, leases included, is there after a restart.
-    let s = open(dir.path(), config());
+    let s = open(dir.path(), files_config());
     assert_eq!(s.all_shares().unwrap().len(), 4);
     assert_eq!(s.leases(&SI, 3).unwrap(), vec![stored(4, 10)]);
 }
@@ -1267,7 +1281,7 @@ fn a_batch_commit_lands_the_good_shares_and_reports_the_bad_ones() {
 #[test]
 fn uploads_in_progress_leave_no_directories_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path(), config());
+    let mut s = open(dir.path(), files_config());
     let other: StorageIndex = [0x55; 16];
     s.create_share(&SI, 0, 10, lease(1, 1)).unwrap();
     s.create_share(&other, 3, 10, lease(1, 1)).unwrap();
@@ -1338,7 +1352,7 @@ fn add_leases_renews_every_share_named_and_stops_at_a_missing_one() {
 #[test]
 fn a_mutable_batch_creates_changes_and_deletes_shares_together() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path(), config());
+    let mut s = open(dir.path(), files_config());
     let (a, b, c) = ([dv(0, b"one")], [dv(0, b"two")], [dv(3, b"+")]);
     let change = |shnum, writes, new_length| MutableShareChange {
         shnum,
@@ -1373,7 +1387,7 @@ fn a_mutable_batch_creates_changes_and_deletes_shares_together() {
     assert_eq!(incoming_entries(dir.path()), 0);
     let used = s.space_used();
     drop(s);
-    let s = open(dir.path(), config());
+    let s = open(dir.path(), files_config());
     assert_eq!(s.space_used(), used);
     assert_eq!(mdata(&s, &SI, 2), b"one+");
     assert_eq!(
