@@ -138,6 +138,32 @@ pub struct OpenReport {
     pub quarantined: u64,
 }
 
+/// Environment variable naming a step at which the process aborts, as a power cut or
+/// `kill -9` would stop it there: how the crash tests reach every step of a write. Read once;
+/// unset (always, outside those tests) it costs one comparison per step.
+pub const CRASH_AT_ENV: &str = "LAFS_STORE_CRASH_AT";
+
+/// The steps of a mutable write, in order, that [`CRASH_AT_ENV`] can name.
+pub const MUTABLE_WRITE_STEPS: [&str; 5] = [
+    "mutable-composed",
+    "mutable-synced",
+    "mutable-files-placed",
+    "mutable-rows-written",
+    "mutable-rows-durable",
+];
+
+/// Aborts the process if [`CRASH_AT_ENV`] names `step`.
+fn crash_point(step: &str) {
+    static CRASH_AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if CRASH_AT
+        .get_or_init(|| std::env::var(CRASH_AT_ENV).ok())
+        .as_deref()
+        == Some(step)
+    {
+        std::process::abort();
+    }
+}
+
 /// Most uploads in progress that keep their file open between calls; later ones reopen it for
 /// each write, so that thousands of idle allocations cannot exhaust the descriptors.
 const MAX_OPEN_UPLOADS: usize = 256;
@@ -1219,6 +1245,7 @@ impl ShareStore for DiskShareStore {
                 }
             }
         }
+        crash_point("mutable-composed");
         // Every new container's bytes on disk.
         let containers: Vec<(&File, &Path)> = drafts
             .iter()
@@ -1237,6 +1264,7 @@ impl ShareStore for DiskShareStore {
             discard(drafts);
             return Err(e);
         }
+        crash_point("mutable-synced");
         // Files replaced or removed first (their rows follow).
         let bucket = self.bucket(si);
         let mut to_sync = Vec::new();
@@ -1284,6 +1312,7 @@ impl ShareStore for DiskShareStore {
         if let Err(e) = sync_dirs(&to_sync) {
             first_error.get_or_insert(e);
         }
+        crash_point("mutable-files-placed");
         // Every row in one transaction.
         let written = self.db.write("writing mutable shares to", |tx| {
             for (shnum, _, draft, size) in &row_changes {
@@ -1326,6 +1355,7 @@ impl ShareStore for DiskShareStore {
             }
             return Err(first_error.unwrap_or(e));
         }
+        crash_point("mutable-rows-written");
         // The counters follow the rows just written.
         for (shnum, was, draft, size) in &row_changes {
             let old = if *was == Was::Absent {
@@ -1349,6 +1379,7 @@ impl ShareStore for DiskShareStore {
         // New files land once their rows are durable.
         if !new_files.is_empty() {
             let landed = self.db.wal().sync_now().and_then(|()| {
+                crash_point("mutable-rows-durable");
                 let mut to_sync = Vec::new();
                 create_dirs(&self.shares, &bucket, &mut to_sync)?;
                 for (shnum, tmp, _) in &new_files {

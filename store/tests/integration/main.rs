@@ -1,3 +1,6 @@
 //! Every integration test of this crate in one binary (one link instead of one per file).
 
+mod crash_steps;
 mod disk_store;
+mod migration;
+mod small_shares;

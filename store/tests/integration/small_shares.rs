@@ -1,0 +1,182 @@
+//! Small shares as database rows: no file per share, visible at once, durable after one group
+//! sync; a row grown past the limit becomes a file; damaged files are set aside.
+
+use std::path::Path;
+
+use lafs_core::store::{EnablerRecord, Lease, MutableShareChange, ShareStore};
+use lafs_core::time::Instant;
+use lafs_core::wire::{DataVector, StorageIndex};
+use lafs_store::disk_store::{DiskShareStore, DiskStoreConfig};
+
+const ENABLER: EnablerRecord = EnablerRecord {
+    write_enabler: [5; 32],
+    node_id: [6; 20],
+};
+
+fn config(small_share_max: u64) -> DiskStoreConfig {
+    DiskStoreConfig {
+        reserved_space: 0,
+        small_share_max,
+        ..DiskStoreConfig::default()
+    }
+}
+
+fn lease() -> Lease {
+    Lease {
+        renew_secret: [1; 32],
+        cancel_secret: [2; 32],
+        expires: Instant(1),
+    }
+}
+
+fn si(i: u8) -> StorageIndex {
+    [i; 16]
+}
+
+/// Entries under `shares/` other than `incoming/` (bucket prefixes).
+fn share_dirs(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("shares"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "incoming")
+        .count()
+}
+
+fn mwrite(s: &mut DiskShareStore, si: &StorageIndex, shnum: u16, offset: u64, data: &[u8]) {
+    let w = [DataVector {
+        offset,
+        data: data.to_vec(),
+    }];
+    s.write_mutable_shares(
+        si,
+        &ENABLER,
+        &[MutableShareChange {
+            shnum,
+            writes: &w,
+            new_length: None,
+        }],
+    )
+    .unwrap();
+}
+
+#[test]
+fn small_shares_create_no_files_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = DiskShareStore::open(dir.path(), config(64 << 10)).unwrap();
+    for i in 0..20u8 {
+        for shnum in 0..2u16 {
+            s.create_share(&si(i), shnum, 1000, lease()).unwrap();
+            s.write_share(&si(i), shnum, 10, &[i; 990]).unwrap();
+        }
+        for r in s.commit_shares(&si(i), &[(0, 1000), (1, 500)]) {
+            r.unwrap();
+        }
+        mwrite(&mut s, &si(100 + i), 0, 0, &[i; 3000]);
+    }
+    assert_eq!(share_dirs(dir.path()), 0, "no share became a file");
+    assert_eq!(s.shares_held(), 60);
+    assert_eq!(s.space_used(), 20 * (1000 + 500 + 3000));
+    drop(s);
+    let s = DiskShareStore::open(dir.path(), config(64 << 10)).unwrap();
+    assert_eq!(s.shares_held(), 60);
+    assert_eq!(s.space_used(), 20 * (1000 + 500 + 3000));
+    let mut want = vec![0u8; 10];
+    want.extend_from_slice(&[7; 990]);
+    assert_eq!(s.read_share(&si(7), 0, 0, 5000).unwrap(), want);
+    assert_eq!(s.read_share(&si(7), 1, 0, 5000).unwrap(), want[..500]);
+    assert_eq!(s.read_share(&si(7), 0, 995, 10).unwrap(), [7; 5]);
+    assert_eq!(
+        s.read_mutable_share(&si(107), 0, 0, 5000).unwrap(),
+        [7; 3000]
+    );
+}
+
+#[test]
+fn a_commit_is_visible_at_once_and_durable_after_one_shared_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = DiskShareStore::open(dir.path(), config(64 << 10)).unwrap();
+    assert!(
+        s.durability_ticket().is_none(),
+        "nothing pending after open"
+    );
+    let syncs = s.log_syncs();
+    for i in 0..5u8 {
+        s.create_share(&si(i), 0, 100, lease()).unwrap();
+        s.write_share(&si(i), 0, 0, &[i; 100]).unwrap();
+        s.commit_share(&si(i), 0, 100).unwrap();
+        assert_eq!(s.read_share(&si(i), 0, 0, 100).unwrap(), [i; 100]);
+    }
+    assert_eq!(
+        s.log_syncs(),
+        syncs,
+        "no sync yet: five commits wait for one"
+    );
+    let ticket = s.durability_ticket().expect("commits pending");
+    ticket.wait().unwrap();
+    assert_eq!(s.log_syncs(), syncs + 1);
+    assert!(s.durability_ticket().is_none());
+}
+
+#[test]
+fn a_mutable_row_moves_to_a_file_when_it_grows_past_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = DiskShareStore::open(dir.path(), config(2000)).unwrap();
+    let slot = si(3);
+    mwrite(&mut s, &slot, 0, 0, &[1; 1500]);
+    assert!(!s.share_path(&slot, 0).exists());
+    mwrite(&mut s, &slot, 0, 2500, b"tail");
+    let path = s.share_path(&slot, 0);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 468 + 2504 + 4);
+    let mut want = vec![1u8; 1500];
+    want.resize(2500, 0);
+    want.extend_from_slice(b"tail");
+    assert_eq!(s.read_mutable_share(&slot, 0, 0, 9999).unwrap(), want);
+    assert_eq!(s.list_mutable_shares(&slot).unwrap()[0].length, 2504);
+    assert_eq!(s.space_used(), 468 + 2504 + 4);
+    // Shrunk again, it stays a file.
+    s.write_mutable_shares(
+        &slot,
+        &ENABLER,
+        &[MutableShareChange {
+            shnum: 0,
+            writes: &[],
+            new_length: Some(10),
+        }],
+    )
+    .unwrap();
+    assert!(path.is_file());
+    assert_eq!(s.read_mutable_share(&slot, 0, 0, 9999).unwrap(), [1; 10]);
+    drop(s);
+    let s = DiskShareStore::open(dir.path(), config(2000)).unwrap();
+    assert_eq!(s.read_mutable_share(&slot, 0, 0, 9999).unwrap(), [1; 10]);
+    assert_eq!(s.space_used(), 468 + 10 + 4);
+}
+
+#[test]
+fn a_damaged_share_file_is_quarantined_and_its_neighbours_stay_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = DiskShareStore::open(dir.path(), config(0)).unwrap();
+    let slot = si(4);
+    mwrite(&mut s, &slot, 0, 0, &[1; 100]);
+    mwrite(&mut s, &slot, 1, 0, &[2; 100]);
+    let path = s.share_path(&slot, 0);
+    drop(s);
+    // The header claims more data than the file holds.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &u64::MAX.to_be_bytes(), 84).unwrap();
+    drop(f);
+    let mut s = DiskShareStore::open(dir.path(), config(0)).unwrap();
+    assert_eq!(s.open_report().quarantined, 1);
+    assert!(!path.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("quarantine"))
+            .unwrap()
+            .count(),
+        1
+    );
+    let held = s.list_mutable_shares(&slot).unwrap();
+    assert_eq!(held.iter().map(|h| h.shnum).collect::<Vec<_>>(), [1]);
+    assert_eq!(s.read_mutable_share(&slot, 1, 0, 999).unwrap(), [2; 100]);
+    // The slot takes writes again, share 0 included (written anew).
+    mwrite(&mut s, &slot, 0, 0, &[3; 50]);
+    assert_eq!(s.read_mutable_share(&slot, 0, 0, 999).unwrap(), [3; 50]);
+}
