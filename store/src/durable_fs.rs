@@ -7,7 +7,15 @@ use std::path::{Path, PathBuf};
 
 use lafs_core::store::StoreError;
 
+/// A failed filesystem step as a store error: a full disk is `NoSpace` (the amount is unknown
+/// when the disk itself refused, so both fields are 0), anything else `Io` with the path.
 pub fn io_error(action: &str, path: &Path, e: std::io::Error) -> StoreError {
+    if e.kind() == ErrorKind::StorageFull || e.kind() == ErrorKind::QuotaExceeded {
+        return StoreError::NoSpace {
+            needed: 0,
+            available: 0,
+        };
+    }
     StoreError::Io(format!("{action} {}: {e}", path.display()))
 }
 

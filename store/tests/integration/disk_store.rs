@@ -574,7 +574,12 @@ fn crash_child_writes_shares_until_killed() {
         return;
     };
     let generation: u8 = generation.parse().unwrap();
-    let mut s = open(Path::new(&dir), config());
+    // Shares up to 60,000 bytes: about half become rows, half files.
+    let both = DiskStoreConfig {
+        small_share_max: 30_000,
+        ..config()
+    };
+    let mut s = open(Path::new(&dir), both);
     for i in 0u32.. {
         let mut si = [0u8; 16];
         si[0] = generation;
@@ -660,7 +665,9 @@ fn sigkill_at_random_moments_never_leaves_a_torn_share() {
     let exe = std::env::current_exe().unwrap();
     let mut rng = rand::thread_rng();
     let mut committed_total = 0;
-    for generation in 1..=8u8 {
+    // Issue 15 asks for at least 50 kills per CI run against the store (with the kills at every
+    // step of a mutable write in crash_steps.rs, this test's are the random half).
+    for generation in 1..=40u8 {
         let mut child = Command::new(&exe)
             .args([
                 "disk_store::crash_child_writes_shares_until_killed",
@@ -674,7 +681,7 @@ fn sigkill_at_random_moments_never_leaves_a_torn_share() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(StdDuration::from_millis(rng.gen_range(40..400)));
+        std::thread::sleep(StdDuration::from_millis(rng.gen_range(20..200)));
         // The child never ends on its own: had it died, the store would have been left alone.
         assert!(child.try_wait().unwrap().is_none(), "the writer died early");
         child.kill().unwrap(); // SIGKILL

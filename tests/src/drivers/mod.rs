@@ -326,10 +326,15 @@ impl<S: ShareStore> ShareStore for FillableStore<S> {
     }
 }
 
-/// Flip one byte in the middle of every committed share file of storage index `si` under the
-/// disk store rooted at `store_dir` (Tahoe's `shares/<prefix>/<SI>/<shnum>` tree). Returns how
-/// many share files were changed.
+/// Flip one byte in the middle of every committed share of storage index `si` under the disk
+/// store rooted at `store_dir`: share files (Tahoe's `shares/<prefix>/<SI>/<shnum>` tree) and
+/// shares kept as rows of the store database (written through SQLite beside the running
+/// store, as a disk error would leave them). Returns how many shares were changed.
 pub fn corrupt_disk_shares(store_dir: &std::path::Path, si: &StorageIndex) -> usize {
+    corrupt_share_files(store_dir, si) + corrupt_share_rows(store_dir, si)
+}
+
+fn corrupt_share_files(store_dir: &std::path::Path, si: &StorageIndex) -> usize {
     let name = lafs_core::base32::encode(si);
     let bucket = store_dir.join("shares").join(&name[..2]).join(&name);
     let Ok(entries) = std::fs::read_dir(&bucket) else {
@@ -347,6 +352,36 @@ pub fn corrupt_disk_shares(store_dir: &std::path::Path, si: &StorageIndex) -> us
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x5a;
         if std::fs::write(&path, &bytes).is_ok() {
+            changed += 1;
+        }
+    }
+    changed
+}
+
+fn corrupt_share_rows(store_dir: &std::path::Path, si: &StorageIndex) -> usize {
+    let Ok(db) = rusqlite::Connection::open(store_dir.join("leases.db")) else {
+        return 0;
+    };
+    let _ = db.busy_timeout(std::time::Duration::from_secs(5));
+    let rows: Vec<(u16, Vec<u8>)> = db
+        .prepare("SELECT shnum, data FROM shares WHERE storage_index = ?1 AND data IS NOT NULL")
+        .and_then(|mut stmt| {
+            stmt.query_map([&si[..]], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut changed = 0;
+    for (shnum, mut data) in rows {
+        if data.is_empty() {
+            continue;
+        }
+        let mid = data.len() / 2;
+        data[mid] ^= 0x5a;
+        let updated = db.execute(
+            "UPDATE shares SET data = ?3 WHERE storage_index = ?1 AND shnum = ?2",
+            rusqlite::params![&si[..], shnum, data],
+        );
+        if updated == Ok(1) {
             changed += 1;
         }
     }
