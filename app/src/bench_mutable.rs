@@ -110,7 +110,7 @@ pub fn run(client: &GridClient, out: &mut dyn Write) -> Result<(), CliError> {
             measure: format!("{name} mutable create (1 kB), key from a warm pool"),
             summary: summarize(ms),
             round_trips: rts as f64 / n as f64,
-            target: Some(2.0),
+            target: Some(3.0),
             tahoe,
         });
     }
