@@ -96,6 +96,11 @@ impl StoreDb {
                  data BLOB,
                  PRIMARY KEY (storage_index, shnum)
              );
+             -- What an open reads, without reading the rows' data: the shares in files, and
+             -- every share's size (a covering index for the sum).
+             CREATE INDEX IF NOT EXISTS shares_in_files ON shares (storage_index, shnum)
+                 WHERE in_file = 1;
+             CREATE INDEX IF NOT EXISTS shares_sizes ON shares (stored_bytes);
              PRAGMA user_version = 2;
              COMMIT;",
         )

@@ -349,10 +349,7 @@ impl DiskShareStore {
     fn check_share_files(&mut self) -> Result<(), StoreError> {
         let mut missing = Vec::new();
         let mut resized = Vec::new();
-        for (si, shnum, stored, in_file) in self.db.all_indexed()? {
-            if !in_file {
-                continue;
-            }
+        for (si, shnum, stored, _) in self.db.file_shares()? {
             let path = self.share_path(&si, shnum);
             let Some((file, len)) = container::open_share(&path)? else {
                 missing.push((si, shnum));

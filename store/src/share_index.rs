@@ -124,13 +124,22 @@ impl StoreDb {
 
     /// Every indexed share: storage index, share number, bytes stored, whether in a file.
     pub fn all_indexed(&self) -> Result<Vec<(StorageIndex, u16, u64, bool)>, StoreError> {
+        self.indexed("")
+    }
+
+    /// The shares kept in files (the ones an open checks), as [`StoreDb::all_indexed`].
+    pub fn file_shares(&self) -> Result<Vec<(StorageIndex, u16, u64, bool)>, StoreError> {
+        self.indexed("WHERE in_file = 1")
+    }
+
+    fn indexed(&self, filter: &str) -> Result<Vec<(StorageIndex, u16, u64, bool)>, StoreError> {
         let e = |e| self.err("reading the share index of", e);
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT storage_index, shnum, stored_bytes, in_file FROM shares
-                 ORDER BY storage_index, shnum",
-            )
+            .prepare(&format!(
+                "SELECT storage_index, shnum, stored_bytes, in_file FROM shares {filter}
+                 ORDER BY storage_index, shnum"
+            ))
             .map_err(e)?;
         let rows = stmt
             .query_map([], |r| {
