@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lafs_core::store::StoreError;
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction};
 
 use crate::group_commit::WalSync;
 
@@ -74,6 +74,10 @@ impl StoreDb {
                 path.display()
             )));
         }
+        // Pages freed by deletions go back to the filesystem when asked
+        // ([`StoreDb::release_free_pages`]); only takes effect on a new database.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+            .map_err(|e| err("configuring", e))?;
         conn.execute_batch(
             "BEGIN;
              CREATE TABLE IF NOT EXISTS leases (
@@ -151,6 +155,32 @@ impl StoreDb {
             self.wal.staged();
         }
         Ok(out)
+    }
+
+    /// Bytes of database pages that deletions freed: SQLite reuses them for new rows, so they
+    /// count as free space.
+    pub fn free_page_bytes(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT freelist_count FROM pragma_freelist_count)
+                      * (SELECT page_size FROM pragma_page_size)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|b| b.max(0) as u64)
+            .map_err(|e| self.err("reading the free pages of", e))
+    }
+
+    /// Gives up to `pages` free pages back to the filesystem (a database created with
+    /// incremental auto-vacuum; older ones keep reusing them instead).
+    pub fn release_free_pages(&mut self, pages: u32) -> Result<(), StoreError> {
+        self.write("releasing free pages of", |tx| {
+            tx.query_row(&format!("PRAGMA incremental_vacuum({pages})"), [], |_| {
+                Ok(())
+            })
+            .optional()
+            .map(|_| ())
+        })
     }
 
     pub(crate) fn err(&self, action: &str, e: rusqlite::Error) -> StoreError {

@@ -164,6 +164,10 @@ fn crash_point(step: &str) {
     }
 }
 
+/// Most free database pages one garbage-collection pass gives back to the filesystem (16 MiB
+/// of 4 KiB pages).
+const GC_RELEASE_PAGES: u32 = 4096;
+
 /// Most uploads in progress that keep their file open between calls; later ones reopen it for
 /// each write, so that thousands of idle allocations cannot exhaust the descriptors.
 const MAX_OPEN_UPLOADS: usize = 256;
@@ -504,6 +508,10 @@ impl DiskShareStore {
                 None => self.db.remove_share(&si, shnum)?,
             }
         }
+        if report.shares_deleted > 0 {
+            // Bounded work per pass: a later pass releases the rest.
+            self.db.release_free_pages(GC_RELEASE_PAGES)?;
+        }
         Ok(report)
     }
 
@@ -563,7 +571,8 @@ impl DiskShareStore {
             .capacity
             .map_or(u64::MAX, |c| c.saturating_sub(used));
         let fs_free = fs4::available_space(&self.root)
-            .map_err(|e| io_error("reading free space of", &self.root, e))?;
+            .map_err(|e| io_error("reading free space of", &self.root, e))?
+            .saturating_add(self.db.free_page_bytes()?);
         // Open allocations will take what they have not written yet.
         let pending: u64 = self
             .uploads
