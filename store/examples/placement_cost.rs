@@ -20,9 +20,10 @@ fn p50(mut v: Vec<f64>) -> f64 {
 fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().map_or(100, |s| s.parse().expect("ROUNDS"));
-    let dir: PathBuf = args
-        .next()
-        .map_or_else(|| std::env::temp_dir().join("lafs-placement-cost"), PathBuf::from);
+    let dir: PathBuf = args.next().map_or_else(
+        || std::env::temp_dir().join("lafs-placement-cost"),
+        PathBuf::from,
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let open = |name: &str, small_share_max: u64| {
         DiskShareStore::open(

@@ -112,27 +112,9 @@ pub fn sync_dirs(dirs: &[PathBuf]) -> Result<(), StoreError> {
 /// Creates `dir` and its missing parents below `base` (which must exist), fsyncing the parent of
 /// each directory created so the new entries survive a crash.
 pub fn create_dirs_durably(base: &Path, dir: &Path) -> Result<(), StoreError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let Ok(rel) = dir.strip_prefix(base) else {
-        return Err(StoreError::Io(format!(
-            "{} is not under {}",
-            dir.display(),
-            base.display()
-        )));
-    };
-    let mut current = base.to_path_buf();
-    for part in rel.components() {
-        let parent = current.clone();
-        current.push(part);
-        match fs::create_dir(&current) {
-            Ok(()) => sync_dir(&parent)?,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_error("creating directory", &current, e)),
-        }
-    }
-    Ok(())
+    let mut to_sync = Vec::new();
+    create_dirs(base, dir, &mut to_sync)?;
+    sync_dirs(&to_sync)
 }
 
 /// Fsyncs `dir`, or its nearest existing ancestor up to `stop` if it was removed.

@@ -6,19 +6,16 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use lafs_core::store::{EnablerRecord, MutableShareChange, ShareStore, StoreError};
+use lafs_core::store::{MutableShareChange, ShareStore, StoreError};
 use lafs_core::wire::{DataVector, StorageIndex};
 use lafs_store::disk_store::{DiskShareStore, DiskStoreConfig, CRASH_AT_ENV, MUTABLE_WRITE_STEPS};
+
+use crate::support::ENABLER;
 
 const DIR_ENV: &str = "LAFS_CRASH_STEPS_DIR";
 const SCENARIO_ENV: &str = "LAFS_CRASH_STEPS_SCENARIO";
 const VERSION_ENV: &str = "LAFS_CRASH_STEPS_VERSION";
 const SI: StorageIndex = [9; 16];
-const ENABLER: EnablerRecord = EnablerRecord {
-    write_enabler: [5; 32],
-    node_id: [6; 20],
-};
-
 /// How each scenario keeps shares, and each share's data at versions 0 and 1 (`None`: absent).
 struct Scenario {
     name: &'static str,

@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lafs_core::store::{EnablerRecord, Lease, MutableShareChange, ShareStore, StoreError};
-use lafs_core::time::Instant;
+use lafs_core::store::{MutableShareChange, ShareStore, StoreError};
 use lafs_core::wire::{DataVector, StorageIndex};
 use lafs_store::disk_store::{DiskShareStore, DiskStoreConfig};
+
+use crate::support::{lease, mwrite, ENABLER};
 
 /// A tmpfs mounted on a fresh directory, unmounted when dropped.
 struct SmallDisk {
@@ -47,40 +48,6 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-const ENABLER: EnablerRecord = EnablerRecord {
-    write_enabler: [5; 32],
-    node_id: [6; 20],
-};
-
-fn lease() -> Lease {
-    Lease {
-        renew_secret: [1; 32],
-        cancel_secret: [2; 32],
-        expires: Instant(1),
-    }
-}
-
-fn write(
-    s: &mut DiskShareStore,
-    si: &StorageIndex,
-    shnum: u16,
-    body: &[u8],
-) -> Result<(), StoreError> {
-    let w = [DataVector {
-        offset: 0,
-        data: body.to_vec(),
-    }];
-    s.write_mutable_shares(
-        si,
-        &ENABLER,
-        &[MutableShareChange {
-            shnum,
-            writes: &w,
-            new_length: None,
-        }],
-    )
-}
-
 fn check(small_share_max: u64) {
     let Some(disk) = SmallDisk::mount(8 << 20) else {
         eprintln!(
@@ -96,8 +63,8 @@ fn check(small_share_max: u64) {
     let dir = disk.mount.join("store");
     let mut s = DiskShareStore::open(&dir, config.clone()).unwrap();
     let slot: StorageIndex = [3; 16];
-    write(&mut s, &slot, 0, &[1; 20_000]).unwrap();
-    write(&mut s, &slot, 1, &[1; 20_000]).unwrap();
+    mwrite(&mut s, &slot, 0, 0, &[1; 20_000]).unwrap();
+    mwrite(&mut s, &slot, 1, 0, &[1; 20_000]).unwrap();
     // A batch of uploads admitted while there was room.
     let si: StorageIndex = [4; 16];
     for shnum in 0..3u16 {

@@ -5,3 +5,4 @@ mod disk_full;
 mod disk_store;
 mod migration;
 mod small_shares;
+mod support;

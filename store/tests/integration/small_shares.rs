@@ -3,29 +3,17 @@
 
 use std::path::Path;
 
-use lafs_core::store::{EnablerRecord, Lease, MutableShareChange, ShareStore};
-use lafs_core::time::Instant;
-use lafs_core::wire::{DataVector, StorageIndex};
+use lafs_core::store::{MutableShareChange, ShareStore};
+use lafs_core::wire::StorageIndex;
 use lafs_store::disk_store::{DiskShareStore, DiskStoreConfig};
 
-const ENABLER: EnablerRecord = EnablerRecord {
-    write_enabler: [5; 32],
-    node_id: [6; 20],
-};
+use crate::support::{lease, mwrite, ENABLER};
 
 fn config(small_share_max: u64) -> DiskStoreConfig {
     DiskStoreConfig {
         reserved_space: 0,
         small_share_max,
         ..DiskStoreConfig::default()
-    }
-}
-
-fn lease() -> Lease {
-    Lease {
-        renew_secret: [1; 32],
-        cancel_secret: [2; 32],
-        expires: Instant(1),
     }
 }
 
@@ -41,23 +29,6 @@ fn share_dirs(dir: &Path) -> usize {
         .count()
 }
 
-fn mwrite(s: &mut DiskShareStore, si: &StorageIndex, shnum: u16, offset: u64, data: &[u8]) {
-    let w = [DataVector {
-        offset,
-        data: data.to_vec(),
-    }];
-    s.write_mutable_shares(
-        si,
-        &ENABLER,
-        &[MutableShareChange {
-            shnum,
-            writes: &w,
-            new_length: None,
-        }],
-    )
-    .unwrap();
-}
-
 #[test]
 fn small_shares_create_no_files_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,7 +41,7 @@ fn small_shares_create_no_files_and_survive_a_reopen() {
         for r in s.commit_shares(&si(i), &[(0, 1000), (1, 500)]) {
             r.unwrap();
         }
-        mwrite(&mut s, &si(100 + i), 0, 0, &[i; 3000]);
+        mwrite(&mut s, &si(100 + i), 0, 0, &[i; 3000]).unwrap();
     }
     assert_eq!(share_dirs(dir.path()), 0, "no share became a file");
     assert_eq!(s.shares_held(), 60);
@@ -121,9 +92,9 @@ fn a_mutable_row_moves_to_a_file_when_it_grows_past_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = DiskShareStore::open(dir.path(), config(2000)).unwrap();
     let slot = si(3);
-    mwrite(&mut s, &slot, 0, 0, &[1; 1500]);
+    mwrite(&mut s, &slot, 0, 0, &[1; 1500]).unwrap();
     assert!(!s.share_path(&slot, 0).exists());
-    mwrite(&mut s, &slot, 0, 2500, b"tail");
+    mwrite(&mut s, &slot, 0, 2500, b"tail").unwrap();
     let path = s.share_path(&slot, 0);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 468 + 2504 + 4);
     let mut want = vec![1u8; 1500];
@@ -156,8 +127,8 @@ fn a_damaged_share_file_is_quarantined_and_its_neighbours_stay_usable() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = DiskShareStore::open(dir.path(), config(0)).unwrap();
     let slot = si(4);
-    mwrite(&mut s, &slot, 0, 0, &[1; 100]);
-    mwrite(&mut s, &slot, 1, 0, &[2; 100]);
+    mwrite(&mut s, &slot, 0, 0, &[1; 100]).unwrap();
+    mwrite(&mut s, &slot, 1, 0, &[2; 100]).unwrap();
     let path = s.share_path(&slot, 0);
     drop(s);
     // The header claims more data than the file holds.
@@ -177,6 +148,6 @@ fn a_damaged_share_file_is_quarantined_and_its_neighbours_stay_usable() {
     assert_eq!(held.iter().map(|h| h.shnum).collect::<Vec<_>>(), [1]);
     assert_eq!(s.read_mutable_share(&slot, 1, 0, 999).unwrap(), [2; 100]);
     // The slot takes writes again, share 0 included (written anew).
-    mwrite(&mut s, &slot, 0, 0, &[3; 50]);
+    mwrite(&mut s, &slot, 0, 0, &[3; 50]).unwrap();
     assert_eq!(s.read_mutable_share(&slot, 0, 0, 999).unwrap(), [3; 50]);
 }
