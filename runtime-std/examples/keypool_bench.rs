@@ -44,14 +44,14 @@ fn main() {
     let gen_times = (0..generations)
         .map(|_| {
             let started = Instant::now();
-            generate_key(&mut rand::rngs::OsRng).expect("RSA generation");
+            generate_key(&mut getrandom::SysRng).expect("RSA generation");
             started.elapsed()
         })
         .collect();
     summary("RSA-2048 generation", gen_times);
 
     // RSA-PSS over a signed prefix of the size SDMF/MDMF shares carry.
-    let key = generate_key(&mut rand::rngs::OsRng).expect("RSA generation");
+    let key = generate_key(&mut getrandom::SysRng).expect("RSA generation");
     let message = [0x5au8; 123];
     let mut rng = Drbg::new([9; 32]);
     let mut signature = Vec::new();

@@ -115,7 +115,7 @@ impl Pool<MutableKey> {
     /// A pool of `capacity` (at least 1) 2048-bit, e = 65537 keys made from OS randomness.
     pub fn rsa(capacity: usize) -> KeyPool {
         Pool::spawn(capacity, || {
-            generate_key(&mut rand::rngs::OsRng).map_err(|e| e.to_string())
+            generate_key(&mut getrandom::SysRng).map_err(|e| e.to_string())
         })
     }
 }

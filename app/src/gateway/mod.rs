@@ -87,7 +87,7 @@ impl KeySource for KeysRef<'_> {
         let ready = self.0.lock().unwrap_or_else(|e| e.into_inner()).ready_key();
         match ready {
             Some(key) => key,
-            None => generate_key(&mut rand::rngs::OsRng),
+            None => generate_key(&mut getrandom::SysRng),
         }
     }
 }
