@@ -70,7 +70,7 @@ fn main() {
     let grid = LocalGrid::start(&dir.path().join("grid"), 5).unwrap();
     let mut config = ClientConfig::new(b"bench convergence".to_vec(), b"bench lease".to_vec());
     config.upload.params.happy = 5;
-    let keys: SharedKeys = Arc::new(Mutex::new(Box::new(RngKeys::new(rand::rngs::OsRng))));
+    let keys: SharedKeys = Arc::new(Mutex::new(Box::new(RngKeys::new(getrandom::SysRng))));
     let gateway = Gateway::start(
         GatewayConfig {
             listen: "127.0.0.1:0".into(),

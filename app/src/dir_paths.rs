@@ -9,8 +9,8 @@ use lafs_runtime_std::net::{ClientError, GridClient, ReadSeek, UploadReport};
 
 /// Keys for operations that normally make no directory: generated on the spot if one is ever
 /// asked for (a key pool would spend a background thread on keys nobody uses).
-pub fn spot_keys() -> RngKeys<rand::rngs::OsRng> {
-    RngKeys::new(rand::rngs::OsRng)
+pub fn spot_keys() -> RngKeys<getrandom::SysRng> {
+    RngKeys::new(getrandom::SysRng)
 }
 
 /// What `path` below `root` links now: from the client's remembered directories when they

@@ -1,11 +1,14 @@
-//! How long RSA-2048 generation takes on this machine, and how long `take()` takes from a warm
-//! key pool (the cost mutable-file creation pays instead).
+//! How long RSA-2048 generation takes on this machine, how long `take()` takes from a warm key
+//! pool (the cost mutable-file creation pays instead), and what a share signature costs to make
+//! (every mutable write) and to check (every mutable read).
 //!
 //! `cargo run -p lafs-runtime-std --release --example keypool_bench [GENERATIONS] [TAKES]`
 
 use std::time::{Duration, Instant};
 
+use lafs_core::crypto::drbg::Drbg;
 use lafs_core::crypto::key_source::generate_key;
+use lafs_core::mutable::share::{sign, verify_signature};
 use lafs_runtime_std::keypool::{KeyPool, DEFAULT_CAPACITY};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -41,11 +44,33 @@ fn main() {
     let gen_times = (0..generations)
         .map(|_| {
             let started = Instant::now();
-            generate_key(&mut rand::rngs::OsRng).expect("RSA generation");
+            generate_key(&mut getrandom::SysRng).expect("RSA generation");
             started.elapsed()
         })
         .collect();
     summary("RSA-2048 generation", gen_times);
+
+    // RSA-PSS over a signed prefix of the size SDMF/MDMF shares carry.
+    let key = generate_key(&mut getrandom::SysRng).expect("RSA generation");
+    let message = [0x5au8; 123];
+    let mut rng = Drbg::new([9; 32]);
+    let mut signature = Vec::new();
+    let sign_times = (0..100)
+        .map(|_| {
+            let started = Instant::now();
+            signature = sign(&key, &message, &mut rng);
+            started.elapsed()
+        })
+        .collect();
+    summary("RSA-PSS sign", sign_times);
+    let verify_times = (0..100)
+        .map(|_| {
+            let started = Instant::now();
+            verify_signature(key.public_spki_der(), &signature, &message).expect("verifies");
+            started.elapsed()
+        })
+        .collect();
+    summary("RSA-PSS verify (with DER)", verify_times);
 
     let pool = KeyPool::rsa(DEFAULT_CAPACITY);
     let mut warm = Vec::new();

@@ -1,11 +1,21 @@
 //! A pool of RSA keys generated ahead of time, so creating a mutable file never waits for RSA.
 //!
-//! One background thread keeps up to `capacity` keys ready and starts the next one as soon as a
-//! key is taken. [`PoolHandle::take`] returns a ready key at once, or blocks until the producer
+//! Background producer threads keep up to `capacity` keys ready and start the next one as soon as
+//! a key is taken. [`PoolHandle::take`] returns a ready key at once, or blocks until a producer
 //! finishes one. Every generated key is moved out of the pool exactly once, so no key is ever
 //! handed out twice. Dropping the [`Pool`] shuts it down: waiting takers get
-//! [`KeySourceError::Closed`] and the thread exits after the key it is working on (RSA
+//! [`KeySourceError::Closed`] and the threads exit after the key each is working on (RSA
 //! generation cannot be interrupted); [`Pool::shutdown`] also waits for that.
+//!
+//! How many producers run: [`KeyPool::rsa`] starts one per core
+//! (`std::thread::available_parallelism`, at most `capacity`). The first producer tops the pool
+//! up whenever it is not full; the others, helpers, start a key only while the pool is *low*
+//! (fewer than half of `capacity` ready, so an empty pool always counts), which is when takers
+//! are waiting or soon will be. So a burst that drains the pool is refilled on every core, and a
+//! pool that lost one key is topped up by one thread without taking the other cores. Keys being
+//! made count towards `capacity`, so the pool never holds more than `capacity`. If any producer
+//! fails (or panics) all of them stop after their current key; takers get the ready keys, then
+//! the error.
 //!
 //! The hand-off is generic over what is produced so the loom tests (which model every
 //! interleaving with `--cfg loom`) run it with a cheap counter instead of RSA.
@@ -19,13 +29,13 @@ use lafs_core::crypto::rsa_keys::MutableKey;
 use crate::sync::{thread, Arc, Condvar, Mutex, MutexGuard};
 
 /// Keys kept ready when nothing else is configured: enough for a burst of directory creations
-/// while the producer catches up.
+/// while the producers catch up.
 pub const DEFAULT_CAPACITY: usize = 4;
 
 /// What a pool has done so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
-    /// Items the producer has made.
+    /// Items the producers have made.
     pub generated: u64,
     /// Items handed out.
     pub taken: u64,
@@ -33,7 +43,9 @@ pub struct PoolStats {
     pub waits: u64,
     /// Items ready now.
     pub ready: usize,
-    /// Time spent generating, summed.
+    /// Items being made now (at most one per producer thread).
+    pub generating: usize,
+    /// Time spent generating, summed over the producers (so it can exceed wall-clock time).
     pub generation_time: Duration,
 }
 
@@ -48,20 +60,37 @@ impl PoolStats {
 struct State<T> {
     ready: VecDeque<T>,
     capacity: usize,
+    /// Items the producers are making now; they count towards `capacity`.
+    generating: usize,
     /// Set by the owner: stop producing, fail takers.
     shutdown: bool,
-    /// Cleared by the producer thread as it exits, however it exits.
-    producer_alive: bool,
-    /// Why the producer stopped, if it failed.
+    /// Producer threads not yet exited; each decrements it as it exits, however it exits.
+    producers_alive: usize,
+    /// Why a producer stopped, if one failed; every producer stops then.
     failure: Option<String>,
     stats: PoolStats,
 }
 
+impl<T> State<T> {
+    /// Whether a producer should start an item now: the first producer whenever the pool has
+    /// room, a helper only while it is low (under half full).
+    fn should_start(&self, helper: bool) -> bool {
+        let room = self.ready.len() + self.generating < self.capacity;
+        let low = self.ready.len() * 2 < self.capacity;
+        room && (!helper || low)
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutdown || self.failure.is_some()
+    }
+}
+
 struct Shared<T> {
     state: Mutex<State<T>>,
-    /// Signalled when an item arrives or the producer stops.
+    /// Signalled when an item arrives or a producer stops.
     item_ready: Condvar,
-    /// Signalled when space frees up or shutdown is asked.
+    /// Signalled (to all producers: each waits for its own condition) when an item is taken or
+    /// the producers should stop.
     space_free: Condvar,
 }
 
@@ -73,10 +102,10 @@ impl<T> Shared<T> {
     }
 }
 
-/// Owns the producer thread; dropping it shuts the pool down.
+/// Owns the producer threads; dropping it shuts the pool down.
 pub struct Pool<T: Send + 'static> {
     handle: PoolHandle<T>,
-    producer: Option<thread::JoinHandle<()>>,
+    producers: Vec<thread::JoinHandle<()>>,
 }
 
 /// A clonable way to take from a pool, usable from any thread.
@@ -95,6 +124,7 @@ impl<T: Send + 'static> Clone for PoolHandle<T> {
 impl<T: Send + 'static> std::fmt::Debug for Pool<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
+            .field("producers", &self.producers.len())
             .field("stats", &self.handle.stats())
             .finish()
     }
@@ -112,27 +142,36 @@ impl<T: Send + 'static> std::fmt::Debug for PoolHandle<T> {
 pub type KeyPool = Pool<MutableKey>;
 
 impl Pool<MutableKey> {
-    /// A pool of `capacity` (at least 1) 2048-bit, e = 65537 keys made from OS randomness.
+    /// A pool of `capacity` (at least 1) 2048-bit, e = 65537 keys made from OS randomness, with
+    /// one producer per core (at most `capacity`; see the module doc for when the extra ones
+    /// run).
     pub fn rsa(capacity: usize) -> KeyPool {
-        Pool::spawn(capacity, || {
-            generate_key(&mut rand::rngs::OsRng).map_err(|e| e.to_string())
-        })
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let producers = cores.min(capacity).max(1);
+        Pool::spawn_each(
+            capacity,
+            (0..producers)
+                .map(|_| || generate_key(&mut getrandom::SysRng).map_err(|e| e.to_string()))
+                .collect(),
+        )
     }
 }
 
-/// Clears `producer_alive` and wakes takers when the producer thread ends, including by panic,
-/// so a taker never waits on a producer that is gone.
+/// Decrements `producers_alive` and wakes takers when a producer thread ends, including by
+/// panic, so a taker never waits on producers that are gone. A panic stops the other producers
+/// as a failure does.
 struct ProducerExit<T>(Arc<Shared<T>>);
 
 impl<T> Drop for ProducerExit<T> {
     fn drop(&mut self) {
         let mut state = self.0.lock();
-        state.producer_alive = false;
+        state.producers_alive -= 1;
         if std::thread::panicking() && state.failure.is_none() {
             state.failure = Some("the generator panicked".into());
         }
         drop(state);
         self.0.item_ready.notify_all();
+        self.0.space_free.notify_all();
     }
 }
 
@@ -143,23 +182,41 @@ impl<T: Send + 'static> Pool<T> {
     where
         G: FnMut() -> Result<T, String> + Send + 'static,
     {
+        Pool::spawn_each(capacity, vec![generate])
+    }
+
+    /// Start a pool of `capacity` items (at least 1) with one producer thread per generator: the
+    /// first tops the pool up, the others help only while it is under half full (module doc). If
+    /// any generator fails, every producer stops and takers get the error once the ready items
+    /// are gone. An empty `generators` is a pool that only ever says `Closed`.
+    pub fn spawn_each<G>(capacity: usize, generators: Vec<G>) -> Pool<T>
+    where
+        G: FnMut() -> Result<T, String> + Send + 'static,
+    {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 ready: VecDeque::new(),
                 capacity: capacity.max(1),
+                generating: 0,
                 shutdown: false,
-                producer_alive: true,
+                producers_alive: generators.len(),
                 failure: None,
                 stats: PoolStats::default(),
             }),
             item_ready: Condvar::new(),
             space_free: Condvar::new(),
         });
-        let for_thread = Arc::clone(&shared);
-        let producer = thread::spawn(move || produce(for_thread, generate));
+        let producers = generators
+            .into_iter()
+            .enumerate()
+            .map(|(index, generate)| {
+                let for_thread = Arc::clone(&shared);
+                thread::spawn(move || produce(for_thread, index > 0, generate))
+            })
+            .collect();
         Pool {
             handle: PoolHandle { shared },
-            producer: Some(producer),
+            producers,
         }
     }
 
@@ -182,11 +239,12 @@ impl<T: Send + 'static> Pool<T> {
         self.handle.stats()
     }
 
-    /// Stop the pool and wait for the producer thread to exit (at most one generation).
+    /// Stop the pool and wait for the producer threads to exit (at most one generation each,
+    /// side by side).
     pub fn shutdown(mut self) {
         self.signal_shutdown();
-        if let Some(producer) = self.producer.take() {
-            // A panic in the generator was already turned into a failure for takers.
+        for producer in self.producers.drain(..) {
+            // A panic in a generator was already turned into a failure for takers.
             let _ = producer.join();
         }
     }
@@ -205,28 +263,31 @@ impl<T: Send + 'static> Pool<T> {
 
 impl<T: Send + 'static> Drop for Pool<T> {
     /// Signals shutdown without joining, so dropping never waits for an RSA generation; the
-    /// thread exits as soon as its current item is done.
+    /// threads exit as soon as their current items are done.
     fn drop(&mut self) {
         self.signal_shutdown();
     }
 }
 
-fn produce<T, G>(shared: Arc<Shared<T>>, mut generate: G)
+/// One producer thread: waits until it should start an item (`helper`: only while the pool is
+/// low), makes it outside the lock, and adds it unless the pool stopped meanwhile.
+fn produce<T, G>(shared: Arc<Shared<T>>, helper: bool, mut generate: G)
 where
     G: FnMut() -> Result<T, String>,
 {
     let _exit = ProducerExit(Arc::clone(&shared));
     loop {
         let mut state = shared.lock();
-        while state.ready.len() >= state.capacity && !state.shutdown {
+        while !state.stopping() && !state.should_start(helper) {
             state = shared
                 .space_free
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
         }
-        if state.shutdown {
+        if state.stopping() {
             return;
         }
+        state.generating += 1;
         drop(state);
 
         let started = Instant::now();
@@ -234,17 +295,25 @@ where
         let spent = started.elapsed();
 
         let mut state = shared.lock();
+        state.generating -= 1;
         match made {
             Ok(item) if !state.shutdown => {
                 state.ready.push_back(item);
                 state.stats.generated += 1;
                 state.stats.generation_time += spent;
+                let failed = state.failure.is_some();
                 drop(state);
                 shared.item_ready.notify_one();
+                if failed {
+                    return;
+                }
             }
             Ok(_) => return,
             Err(message) => {
-                state.failure = Some(message);
+                // The first failure is the one takers see; the other producers stop too.
+                state.failure.get_or_insert(message);
+                drop(state);
+                shared.space_free.notify_all();
                 return;
             }
         }
@@ -252,8 +321,8 @@ where
 }
 
 impl<T: Send + 'static> PoolHandle<T> {
-    /// A ready item, or wait for the producer to make one. Fails with `Closed` once the pool is
-    /// shut down and with `Generation` if the producer failed.
+    /// A ready item, or wait for a producer to make one. Fails with `Closed` once the pool is
+    /// shut down and with `Generation` if a producer failed and no ready item is left.
     pub fn take(&self) -> Result<T, KeySourceError> {
         let shared = &*self.shared;
         let mut state = shared.lock();
@@ -265,10 +334,12 @@ impl<T: Send + 'static> PoolHandle<T> {
             if let Some(item) = state.ready.pop_front() {
                 state.stats.taken += 1;
                 drop(state);
-                shared.space_free.notify_one();
+                // Each producer waits for its own condition (helpers for a low pool), so all
+                // are woken to check.
+                shared.space_free.notify_all();
                 return Ok(item);
             }
-            if !state.producer_alive {
+            if state.producers_alive == 0 {
                 return Err(match &state.failure {
                     Some(message) => KeySourceError::Generation(message.clone()),
                     None => KeySourceError::Closed,
@@ -294,7 +365,7 @@ impl<T: Send + 'static> PoolHandle<T> {
         let item = state.ready.pop_front()?;
         state.stats.taken += 1;
         drop(state);
-        self.shared.space_free.notify_one();
+        self.shared.space_free.notify_all();
         Some(item)
     }
 
@@ -302,6 +373,7 @@ impl<T: Send + 'static> PoolHandle<T> {
         let state = self.shared.lock();
         PoolStats {
             ready: state.ready.len(),
+            generating: state.generating,
             ..state.stats
         }
     }
@@ -447,6 +519,128 @@ mod tests {
     fn a_panicking_generator_does_not_strand_takers() {
         let pool: Pool<u8> = Pool::spawn(1, || panic!("generator bug"));
         assert!(matches!(pool.take(), Err(KeySourceError::Generation(_))));
+    }
+
+    /// A generator that sleeps `delay` per item and records in `busy`/`most_busy` how many
+    /// generations ran at once; producer `id`'s items are `id * 1_000_000 + n`.
+    fn tracked(
+        id: u64,
+        delay: Duration,
+        busy: &std::sync::Arc<AtomicU64>,
+        most_busy: &std::sync::Arc<AtomicU64>,
+    ) -> impl FnMut() -> Result<u64, String> + Send + 'static {
+        let (busy, most_busy) = (busy.clone(), most_busy.clone());
+        let mut next = id * 1_000_000;
+        move || {
+            let now = busy.fetch_add(1, Ordering::SeqCst) + 1;
+            most_busy.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(delay);
+            busy.fetch_sub(1, Ordering::SeqCst);
+            next += 1;
+            Ok(next)
+        }
+    }
+
+    #[test]
+    fn a_low_pool_refills_on_every_producer_and_a_top_up_uses_one() {
+        let busy = std::sync::Arc::new(AtomicU64::new(0));
+        let most_busy = std::sync::Arc::new(AtomicU64::new(0));
+        let delay = Duration::from_millis(100);
+        let pool = Pool::spawn_each(
+            4,
+            (0..2)
+                .map(|id| tracked(id, delay, &busy, &most_busy))
+                .collect(),
+        );
+        // Empty at start: both producers work.
+        wait_until_full(&pool, 4);
+        assert_eq!(
+            most_busy.load(Ordering::SeqCst),
+            2,
+            "the empty pool had one producer"
+        );
+        assert_eq!(pool.stats().generated, 4);
+
+        // One key taken leaves 3 of 4 ready, not low: only the first producer tops up.
+        most_busy.store(0, Ordering::SeqCst);
+        pool.take().unwrap();
+        wait_until_full(&pool, 4);
+        assert_eq!(most_busy.load(Ordering::SeqCst), 1, "a top-up used helpers");
+
+        // Three taken leaves 1 of 4: low, so both work again.
+        most_busy.store(0, Ordering::SeqCst);
+        for _ in 0..3 {
+            pool.take().unwrap();
+        }
+        wait_until_full(&pool, 4);
+        assert_eq!(
+            most_busy.load(Ordering::SeqCst),
+            2,
+            "the low pool had one producer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(pool.stats().generated, 8, "producers ran past capacity");
+        pool.shutdown();
+    }
+
+    #[test]
+    fn many_producers_hand_out_each_item_once_and_stay_within_capacity() {
+        let busy = std::sync::Arc::new(AtomicU64::new(0));
+        let most_busy = std::sync::Arc::new(AtomicU64::new(0));
+        let pool = Pool::spawn_each(
+            3,
+            (0..4)
+                .map(|id| tracked(id, Duration::ZERO, &busy, &most_busy))
+                .collect(),
+        );
+        wait_until_full(&pool, 3);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(pool.stats().generated, 3, "producers ran past capacity");
+        assert!(most_busy.load(Ordering::SeqCst) <= 3);
+
+        let takers: Vec<_> = (0..4)
+            .map(|_| {
+                let handle = pool.handle();
+                std::thread::spawn(move || (0..50).map(|_| handle.take().unwrap()).collect())
+            })
+            .collect();
+        let mut all = BTreeSet::new();
+        for taker in takers {
+            let items: Vec<u64> = taker.join().unwrap();
+            for item in items {
+                assert!(all.insert(item), "item {item} handed out twice");
+            }
+        }
+        assert_eq!(all.len(), 200);
+        let started = Instant::now();
+        pool.shutdown();
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn one_failing_producer_stops_them_all_and_takers_get_its_error() {
+        let slow_but_fine = move || -> Result<u64, String> {
+            std::thread::sleep(Duration::from_millis(20));
+            Ok(1)
+        };
+        let failing = || -> Result<u64, String> { Err("entropy source unavailable".into()) };
+        let generators: Vec<Box<dyn FnMut() -> Result<u64, String> + Send>> =
+            vec![Box::new(failing), Box::new(slow_but_fine)];
+        let pool = Pool::spawn_each(2, generators);
+        // The helper may finish one item it had started; after that, only the error.
+        let mut items = 0;
+        let error = loop {
+            match pool.take() {
+                Ok(_) => items += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(items <= 1, "producers kept going after a failure");
+        assert_eq!(
+            error,
+            KeySourceError::Generation("entropy source unavailable".into())
+        );
+        pool.shutdown();
     }
 
     #[test]

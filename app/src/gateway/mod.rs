@@ -80,14 +80,14 @@ struct KeysRef<'a>(&'a SharedKeys);
 impl KeySource for KeysRef<'_> {
     /// A ready key from the shared source; if it has none ready (the pool ran dry in a burst
     /// of creations), one made on this worker's thread, outside the shared lock. Waiting
-    /// workers then generate side by side instead of queueing behind the pool's one producer,
-    /// which on a busy machine gets a small share of the CPU (16 load clients making
-    /// directories at once waited over a minute for it).
+    /// workers then generate side by side instead of queueing behind the pool's producers
+    /// (one per core), which on a busy machine get a small share of the CPU (16 load clients
+    /// making directories at once waited over a minute for a single producer).
     fn next_key(&mut self) -> Result<MutableKey, KeySourceError> {
         let ready = self.0.lock().unwrap_or_else(|e| e.into_inner()).ready_key();
         match ready {
             Some(key) => key,
-            None => generate_key(&mut rand::rngs::OsRng),
+            None => generate_key(&mut getrandom::SysRng),
         }
     }
 }

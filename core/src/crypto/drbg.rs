@@ -68,24 +68,24 @@ impl Drbg {
     }
 }
 
-impl rand_core::RngCore for Drbg {
-    fn next_u32(&mut self) -> u32 {
-        u32::from_be_bytes(self.array())
+// Infallible, so it is also a `rand_core::Rng` / `CryptoRng`.
+impl rand_core::TryRng for Drbg {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(u32::from_be_bytes(self.array()))
     }
-    fn next_u64(&mut self) -> u64 {
-        u64::from_be_bytes(self.array())
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(u64::from_be_bytes(self.array()))
     }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.fill(dest)
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Self::Error> {
         self.fill(dest);
         Ok(())
     }
 }
 
 // Unpredictable exactly when the seed is; callers outside tests seed from the OS.
-impl rand_core::CryptoRng for Drbg {}
+impl rand_core::TryCryptoRng for Drbg {}
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,8 @@
 //! ([`RngKeys`]). Every source hands out each key at most once: two files sharing a key would
 //! share a write cap.
 
-use rand_core::CryptoRngCore;
-use rsa::RsaPrivateKey;
+use rand_core::TryCryptoRng;
+use rsa::PrivateKey as RsaPrivateKey;
 
 use super::rsa_keys::{KeyError, MutableKey};
 
@@ -139,27 +139,30 @@ fn split_pem_blocks(text: &str) -> Vec<Vec<u8>> {
     blocks
 }
 
-/// Keys generated from a caller-supplied RNG: deterministic with a seeded RNG, but as slow as
-/// any RSA generation. For when a fixed list is too short.
+/// Keys generated from a caller-supplied RNG: deterministic with a seeded RNG (such as
+/// [`Drbg`](super::drbg::Drbg)), but as slow as any RSA generation. For when a fixed list is too
+/// short. The RNG may be fallible (`getrandom::SysRng`): a failure is
+/// [`KeySourceError::Generation`].
 #[derive(Debug)]
 pub struct RngKeys<R> {
     rng: R,
 }
 
-impl<R: CryptoRngCore> RngKeys<R> {
+impl<R: TryCryptoRng> RngKeys<R> {
     pub fn new(rng: R) -> RngKeys<R> {
         RngKeys { rng }
     }
 }
 
-impl<R: CryptoRngCore> KeySource for RngKeys<R> {
+impl<R: TryCryptoRng> KeySource for RngKeys<R> {
     fn next_key(&mut self) -> Result<MutableKey, KeySourceError> {
         generate_key(&mut self.rng)
     }
 }
 
-/// A fresh 2048-bit, e = 65537 mutable-file key from `rng`.
-pub fn generate_key(rng: &mut impl CryptoRngCore) -> Result<MutableKey, KeySourceError> {
+/// A fresh 2048-bit, e = 65537 mutable-file key from `rng`; an RNG failure is
+/// [`KeySourceError::Generation`].
+pub fn generate_key<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<MutableKey, KeySourceError> {
     let private =
         RsaPrivateKey::new(rng, 2048).map_err(|e| KeySourceError::Generation(e.to_string()))?;
     MutableKey::from_private(private).map_err(|e| KeySourceError::Generation(e.to_string()))
@@ -168,11 +171,11 @@ pub fn generate_key(rng: &mut impl CryptoRngCore) -> Result<MutableKey, KeySourc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_chacha::rand_core::SeedableRng;
+    use crate::crypto::drbg::Drbg;
 
-    fn key_pem(seed: u64) -> String {
+    fn key_pem(seed: u8) -> String {
         use rsa::pkcs8::EncodePrivateKey;
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let mut rng = Drbg::new([seed; 32]);
         let key = RsaPrivateKey::new(&mut rng, 2048).unwrap();
         key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
             .unwrap()
@@ -219,8 +222,8 @@ mod tests {
 
     #[test]
     fn seeded_rng_source_is_deterministic_and_never_repeats() {
-        let mut one = RngKeys::new(rand_chacha::ChaCha20Rng::seed_from_u64(7));
-        let mut two = RngKeys::new(rand_chacha::ChaCha20Rng::seed_from_u64(7));
+        let mut one = RngKeys::new(Drbg::new([7; 32]));
+        let mut two = RngKeys::new(Drbg::new([7; 32]));
         let first = one.next_key().unwrap();
         assert_eq!(first.fingerprint(), two.next_key().unwrap().fingerprint());
         assert_ne!(first.fingerprint(), one.next_key().unwrap().fingerprint());

@@ -8,7 +8,7 @@
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, RsaPrivateKey};
+use rsa::PrivateKey as RsaPrivateKey;
 
 use super::derive::{ssk_pubkey_fingerprint, ssk_writekey};
 
@@ -61,7 +61,7 @@ impl MutableKey {
         if bits != 2048 {
             return Err(KeyError::WrongSize(bits));
         }
-        if *private.e() != BigUint::from(65537u32) {
+        if *private.e_bytes() != [0x01, 0x00, 0x01] {
             return Err(KeyError::WrongExponent);
         }
         let private_pkcs8_der = private

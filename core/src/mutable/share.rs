@@ -3,10 +3,10 @@
 
 use rsa::pkcs8::DecodePublicKey;
 use rsa::pss::{Signature, SigningKey, VerifyingKey};
+use rsa::sha2::Sha256;
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
 use rsa::traits::PublicKeyParts;
-use rsa::RsaPublicKey;
-use sha2::Sha256;
+use rsa::PublicKey as RsaPublicKey;
 
 use super::layout::{
     decode_chain, decode_tree, encode_chain, parse_header, LayoutError, MutableFormat, Offsets,

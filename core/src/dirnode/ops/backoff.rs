@@ -5,7 +5,7 @@
 //! from the operation's seed, so a simulation replays the same pauses. The pause is a timer
 //! (`poll_timeout`), never a sleep.
 
-use rand_core::RngCore;
+use rand_core::Rng;
 
 use crate::crypto::drbg::Drbg;
 use crate::time::Duration;
