@@ -10,6 +10,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use lafs_core::cap::Cap;
+use lafs_core::crypto::key_source::{KeySource, KeySourceError};
+use lafs_core::crypto::rsa_keys::MutableKey;
 use lafs_core::dirnode::ops::LinkOptions;
 use lafs_core::dirnode::{ChildCap, Overwrite};
 use lafs_core::mutable::layout::MutableFormat;
@@ -73,7 +75,18 @@ fn warm_pool(capacity: usize) -> Result<(KeyPool, Duration), CliError> {
     Ok((pool, per_key))
 }
 
-fn key_err(e: lafs_core::crypto::key_source::KeySourceError) -> CliError {
+/// Keys generated before the timed loops, handed out in turn. The pool that made them is shut
+/// down first, so no key generation competes with the timed operations for the CPU (on a
+/// 2-core machine a refilling pool takes both cores).
+struct PreparedKeys(std::collections::VecDeque<MutableKey>);
+
+impl KeySource for PreparedKeys {
+    fn next_key(&mut self) -> Result<MutableKey, KeySourceError> {
+        self.0.pop_front().ok_or(KeySourceError::Closed)
+    }
+}
+
+fn key_err(e: KeySourceError) -> CliError {
     CliError::Usage(format!("key pool: {e}"))
 }
 
@@ -86,6 +99,12 @@ pub fn run(client: &GridClient, out: &mut dyn Write) -> Result<(), CliError> {
     let n = ITERATIONS;
     // SDMF + MDMF creates, mkdirs, and the 200-entry directory.
     let (pool, per_key) = warm_pool(3 * n + 1)?;
+    let mut keys = PreparedKeys(
+        (0..3 * n + 1)
+            .map(|_| pool.take().map_err(key_err))
+            .collect::<Result<_, _>>()?,
+    );
+    pool.shutdown();
     let contents = vec![0x61u8; 1000];
     let mut rows = Vec::new();
 
@@ -100,7 +119,7 @@ pub fn run(client: &GridClient, out: &mut dyn Write) -> Result<(), CliError> {
         let (mut ms, mut rts) = (Vec::new(), 0u64);
         for _ in 0..n {
             let t = Instant::now();
-            let key = pool.take().map_err(key_err)?;
+            let key = keys.next_key().map_err(key_err)?;
             let r =
                 client.create_mutable(format, key, contents.clone(), PublishConfig::default())?;
             ms.push(ms_since(t));
@@ -116,7 +135,7 @@ pub fn run(client: &GridClient, out: &mut dyn Write) -> Result<(), CliError> {
     }
 
     // Warm update: the map from the previous write.
-    let key = pool.take().map_err(key_err)?;
+    let key = keys.next_key().map_err(key_err)?;
     let made = client.create_mutable(
         MutableFormat::Sdmf,
         key,
@@ -142,7 +161,6 @@ pub fn run(client: &GridClient, out: &mut dyn Write) -> Result<(), CliError> {
         tahoe: "",
     });
 
-    let mut keys = pool.handle();
     // Each timed operation's duration and round trips.
     let timed = |f: &mut dyn FnMut(&GridClient) -> Result<(), CliError>| {
         let t = Instant::now();
