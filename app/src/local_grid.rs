@@ -83,6 +83,18 @@ impl RunningServer {
             path: storage.clone(),
             message: e.to_string(),
         })?;
+        // What the open found is worth an operator's eye: a migration, or damage set aside.
+        let opened = store.open_report();
+        if opened != Default::default() {
+            tracing::warn!(
+                storage = %storage.display(),
+                files_indexed = opened.files_indexed,
+                rows_pruned = opened.rows_pruned,
+                quarantined = opened.quarantined,
+                "storage opened: share files indexed (migration), rows of shares that never \
+                 landed dropped, damaged files moved to quarantine/"
+            );
+        }
         let listener = TcpListener::bind(listen).map_err(LocalGridError::Listen)?;
         // Mutable shares record the id clients derive write enablers from.
         let server_config = ServerConfig {
