@@ -572,6 +572,7 @@ impl<S: ShareStore> StorageServer<S> {
             return too_large(limit);
         }
         let mut shares = Vec::with_capacity(selected.len());
+        let mut unreadable = BTreeSet::new();
         for s in &selected {
             let read = |offset, length| self.store.read_share(si, s.shnum, offset, length);
             match read_chunks(s.length, ranges, read) {
@@ -580,12 +581,26 @@ impl<S: ShareStore> StorageServer<S> {
                     share_len: s.length,
                     chunks,
                 }),
-                Err(e) => return store_failure(e),
+                // One damaged share does not cost the others: it is left out (the store
+                // reports and sets it aside), as if it were not held.
+                Err(_) => {
+                    unreadable.insert(s.shnum);
+                }
             }
+        }
+        if shares.is_empty() && !unreadable.is_empty() {
+            return store_failure(StoreError::Io(format!(
+                "no share of this storage index could be read ({} damaged or unreadable)",
+                unreadable.len()
+            )));
         }
         Response::ImmutableRead {
             shares,
-            held: held.iter().map(|s| s.shnum).collect(),
+            held: held
+                .iter()
+                .map(|s| s.shnum)
+                .filter(|n| !unreadable.contains(n))
+                .collect(),
         }
     }
 

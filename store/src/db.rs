@@ -98,8 +98,11 @@ impl StoreDb {
                  write_enabler BLOB,
                  node_id BLOB,
                  data BLOB,
+                 checksum BLOB,
                  PRIMARY KEY (storage_index, shnum)
              );
+             -- Rows whose data no longer matched its checksum, set aside for an operator.
+             CREATE TABLE IF NOT EXISTS quarantined_shares AS SELECT * FROM shares WHERE 0;
              -- What an open reads, without reading the rows' data: the shares in files, and
              -- every share's size (a covering index for the sum).
              CREATE INDEX IF NOT EXISTS shares_in_files ON shares (storage_index, shnum)

@@ -227,6 +227,9 @@ pub struct DiskShareStore {
     allocated_bytes: u64,
     uploads: BTreeMap<(StorageIndex, u16), Upload>,
     opened: OpenReport,
+    /// Rows found damaged by a read (which cannot change the store): left out of listings at
+    /// once, moved to `quarantined_shares` by the next call that can write.
+    damaged: std::sync::Mutex<BTreeSet<(StorageIndex, u16)>>,
 }
 
 impl DiskShareStore {
@@ -277,6 +280,7 @@ impl DiskShareStore {
             allocated_bytes: 0,
             uploads: BTreeMap::new(),
             opened: OpenReport::default(),
+            damaged: Default::default(),
         };
         if store.db.needs_scan() {
             store.index_share_files()?;
@@ -293,6 +297,51 @@ impl DiskShareStore {
     /// What the last open found.
     pub fn open_report(&self) -> OpenReport {
         self.opened
+    }
+
+    /// Shares kept as rows that were found damaged and set aside (in `quarantined_shares`).
+    pub fn damaged_rows_set_aside(&self) -> Result<u64, StoreError> {
+        self.db.quarantined_rows()
+    }
+
+    fn damaged(&self) -> std::sync::MutexGuard<'_, BTreeSet<(StorageIndex, u16)>> {
+        self.damaged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A row read: a damaged row is remembered (and left out of listings from now on).
+    fn checked_row(
+        &self,
+        si: &StorageIndex,
+        shnum: u16,
+        read: Result<Vec<u8>, StoreError>,
+    ) -> Result<Vec<u8>, StoreError> {
+        if let Err(e) = &read {
+            if crate::share_index::is_damaged_row(e) {
+                tracing::warn!(storage_index = %base32::encode(si), shnum, "{e}; setting it aside");
+                self.damaged().insert((*si, shnum));
+            }
+        }
+        read
+    }
+
+    /// Moves the rows found damaged since the last call to `quarantined_shares`.
+    fn set_aside_damaged(&mut self) -> Result<(), StoreError> {
+        let found: Vec<_> = std::mem::take(&mut *self.damaged()).into_iter().collect();
+        for (si, shnum) in found {
+            let Some(share) = self.db.share(&si, shnum)? else {
+                continue;
+            };
+            self.db.quarantine_row(&si, shnum)?;
+            self.committed_bytes = self.committed_bytes.saturating_sub(share.stored_bytes);
+            self.committed_shares = self.committed_shares.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    fn is_damaged(&self, si: &StorageIndex, shnum: u16) -> bool {
+        self.damaged().contains(&(*si, shnum))
     }
 
     /// Indexes every share file under `shares/` (a directory written before the index existed);
@@ -609,6 +658,9 @@ impl DiskShareStore {
             if !share.mutable {
                 return Err(kind_conflict_immutable());
             }
+            if self.is_damaged(si, share.shnum) {
+                continue;
+            }
             if !share.in_file {
                 let enabler = share.enabler.ok_or_else(|| {
                     StoreError::Io("a mutable share row without its write enabler".into())
@@ -658,8 +710,7 @@ impl DiskShareStore {
             None => Draft::Gone,
             Some((info, false)) => Draft::Bytes {
                 data: self
-                    .db
-                    .row_bytes(si, shnum, 0, info.length)
+                    .checked_row(si, shnum, self.db.row_bytes(si, shnum, 0, info.length))
                     .map_err(|e| annotate(e, "reading a mutable share"))?,
                 enabler: info.enabler,
             },
@@ -833,7 +884,7 @@ impl ShareStore for DiskShareStore {
             .db
             .shares_of(si)?
             .into_iter()
-            .filter(|s| !s.mutable)
+            .filter(|s| !s.mutable && !self.is_damaged(si, s.shnum))
             .map(|s| ShareInfo {
                 shnum: s.shnum,
                 length: s.length,
@@ -850,7 +901,7 @@ impl ShareStore for DiskShareStore {
     ) -> Result<Vec<u8>, StoreError> {
         let share = self.immutable(si, shnum)?;
         if !share.in_file {
-            return self.db.row_bytes(si, shnum, offset, length);
+            return self.checked_row(si, shnum, self.db.row_bytes(si, shnum, offset, length));
         }
         let path = self.share_path(si, shnum);
         let Some((file, len)) = container::open_share(&path)? else {
@@ -866,6 +917,7 @@ impl ShareStore for DiskShareStore {
         allocated_size: u64,
         lease: Lease,
     ) -> Result<(), StoreError> {
+        self.set_aside_damaged()?;
         let held = self.db.shares_of(si)?;
         if self.uploads.contains_key(&(*si, shnum)) || held.iter().any(|s| s.shnum == shnum) {
             return Err(StoreError::AlreadyExists);
@@ -1162,7 +1214,7 @@ impl ShareStore for DiskShareStore {
             _ => return Err(StoreError::NotFound),
         };
         if !share.in_file {
-            return self.db.row_bytes(si, shnum, offset, length);
+            return self.checked_row(si, shnum, self.db.row_bytes(si, shnum, offset, length));
         }
         let path = self.share_path(si, shnum);
         let Some((file, _)) = container::open_share(&path)? else {
@@ -1184,6 +1236,7 @@ impl ShareStore for DiskShareStore {
         enabler: &EnablerRecord,
         changes: &[MutableShareChange<'_>],
     ) -> Result<(), StoreError> {
+        self.set_aside_damaged()?;
         if self
             .uploads
             .range((*si, 0)..=(*si, u16::MAX))
@@ -1414,6 +1467,7 @@ impl ShareStore for DiskShareStore {
         shnums: &[u16],
         lease: Lease,
     ) -> Result<(), StoreError> {
+        self.set_aside_damaged()?;
         let stored = StoredLease::from_lease(&lease);
         let held: BTreeSet<u16> = self.db.shares_of(si)?.iter().map(|s| s.shnum).collect();
         let mut committed = Vec::with_capacity(shnums.len());

@@ -6,6 +6,7 @@
 use lafs_core::store::{EnablerRecord, StoreError};
 use lafs_core::wire::StorageIndex;
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use sha2::{Digest, Sha256};
 
 use crate::db::StoreDb;
 
@@ -36,6 +37,28 @@ pub struct ShareRow<'a> {
     /// The bytes, for a share kept in the row; `None` for a share in a file.
     pub data: Option<&'a [u8]>,
 }
+
+/// What a row's data is checked against when read: the first 16 bytes of its SHA-256 (SQLite
+/// does not checksum its pages, so a bad sector would otherwise be served as share bytes).
+fn row_checksum(data: &[u8]) -> [u8; 16] {
+    let digest = Sha256::digest(data);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// The error a damaged row reads as.
+fn damaged_row() -> StoreError {
+    StoreError::Io("the share's bytes no longer match their checksum (damaged on disk)".into())
+}
+
+/// Whether a store error says a row is damaged.
+pub fn is_damaged_row(e: &StoreError) -> bool {
+    *e == damaged_row()
+}
+
+/// A row's data and checksum, as read.
+type RowBytes = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 const COLUMNS: &str = "shnum, mutable, in_file, length, stored_bytes, write_enabler, node_id";
 
@@ -88,7 +111,9 @@ impl StoreDb {
             .map_err(|e| self.err("reading the share index of", e))
     }
 
-    /// Up to `length` bytes from `offset` of a share kept in a row (cut at its end).
+    /// Up to `length` bytes from `offset` of a share kept in a row (cut at its end). The whole
+    /// row is checked against its checksum first (rows are at most `small_share_max` bytes):
+    /// a damaged row is [`StoreError::Io`] saying so, never wrong bytes.
     pub fn row_bytes(
         &self,
         si: &StorageIndex,
@@ -96,30 +121,53 @@ impl StoreDb {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, StoreError> {
-        let got: Option<Option<Vec<u8>>> = self
+        let got: Option<RowBytes> = self
             .conn
             .prepare_cached(
-                "SELECT substr(data, ?3, ?4) FROM shares WHERE storage_index = ?1 AND shnum = ?2",
+                "SELECT data, checksum FROM shares WHERE storage_index = ?1 AND shnum = ?2",
             )
             .and_then(|mut s| {
-                s.query_row(
-                    // SQLite's substr misbehaves on lengths near i64::MAX; no row is
-                    // anywhere near 2 GiB (SQLite's own limit is 1 GB), so both are clamped to an i32.
-                    params![
-                        &si[..],
-                        shnum,
-                        offset.min(i32::MAX as u64 - 1) + 1,
-                        length.min(i32::MAX as u64)
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()
+                s.query_row(params![&si[..], shnum], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
             })
             .map_err(|e| self.err("reading a share from", e))?;
-        match got {
-            Some(bytes) => Ok(bytes.unwrap_or_default()),
-            None => Err(StoreError::NotFound),
+        let Some((data, checksum)) = got else {
+            return Err(StoreError::NotFound);
+        };
+        let data = data.unwrap_or_default();
+        if checksum.as_deref() != Some(&row_checksum(&data)[..]) {
+            return Err(damaged_row());
         }
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let end = start
+            .saturating_add(usize::try_from(length).unwrap_or(usize::MAX))
+            .min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+
+    /// Moves a share's row to `quarantined_shares` and forgets its leases.
+    pub fn quarantine_row(&mut self, si: &StorageIndex, shnum: u16) -> Result<(), StoreError> {
+        self.write("setting a damaged share aside in", |tx| {
+            tx.execute(
+                "INSERT INTO quarantined_shares SELECT * FROM shares
+                 WHERE storage_index = ?1 AND shnum = ?2",
+                params![&si[..], shnum],
+            )?;
+            delete_share(tx, si, shnum)?;
+            crate::leases::remove_leases(tx, si, &[shnum])
+        })
+    }
+
+    /// Rows set aside as damaged.
+    pub fn quarantined_rows(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM quarantined_shares", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| self.err("counting damaged shares in", e))
     }
 
     /// Every indexed share: storage index, share number, bytes stored, whether in a file.
@@ -194,8 +242,9 @@ pub(crate) fn put_share(
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO shares
-         (storage_index, shnum, mutable, in_file, length, stored_bytes, write_enabler, node_id, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         (storage_index, shnum, mutable, in_file, length, stored_bytes, write_enabler, node_id,
+          data, checksum)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         &si[..],
@@ -207,6 +256,7 @@ pub(crate) fn put_share(
         row.enabler.map(|e| e.write_enabler.to_vec()),
         row.enabler.map(|e| e.node_id.to_vec()),
         row.data,
+        row.data.map(|d| row_checksum(d).to_vec()),
     ])?;
     Ok(())
 }

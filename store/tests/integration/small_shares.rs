@@ -151,3 +151,63 @@ fn a_damaged_share_file_is_quarantined_and_its_neighbours_stay_usable() {
     mwrite(&mut s, &slot, 0, 0, &[3; 50]).unwrap();
     assert_eq!(s.read_mutable_share(&slot, 0, 0, 999).unwrap(), [3; 50]);
 }
+
+#[test]
+fn a_damaged_row_is_set_aside_and_the_other_shares_are_served() {
+    use lafs_core::server::{ConnectionId, ServerConfig, StorageServer};
+    use lafs_core::wire::{Request, Response};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = DiskShareStore::open(dir.path(), config(64 << 10)).unwrap();
+    let si = si(8);
+    for shnum in 0..3u16 {
+        s.create_share(&si, shnum, 1000, lease()).unwrap();
+        s.write_share(&si, shnum, 0, &[shnum as u8; 1000]).unwrap();
+    }
+    for r in s.commit_shares(&si, &[(0, 1000), (1, 1000), (2, 1000)]) {
+        r.unwrap();
+    }
+    // A bad sector under share 1's row, written beside the store as a disk error would be.
+    let db = rusqlite::Connection::open(dir.path().join("leases.db")).unwrap();
+    db.execute(
+        "UPDATE shares SET data = ?3 WHERE storage_index = ?1 AND shnum = ?2",
+        rusqlite::params![&si[..], 1u16, vec![0xeeu8; 1000]],
+    )
+    .unwrap();
+    drop(db);
+
+    let mut server = StorageServer::new(s, ServerConfig::default());
+    let read = Request::ImmutableRead {
+        storage_index: si,
+        shnums: vec![],
+        max_shares: 10,
+        ranges: vec![lafs_core::wire::ReadRange {
+            offset: 0,
+            length: 1000,
+        }],
+    };
+    let Response::ImmutableRead { shares, held } =
+        server.handle_request(lafs_core::time::Instant(1), ConnectionId(1), read)
+    else {
+        panic!("the read failed as a whole");
+    };
+    assert_eq!(held, vec![0, 2], "the damaged share is not offered");
+    assert_eq!(shares.len(), 2);
+    for share in &shares {
+        assert_eq!(share.chunks[0], vec![share.shnum as u8; 1000]);
+    }
+    // The next call that can write sets it aside; the others stay.
+    let s = server.store_mut();
+    s.create_share(&[9; 16], 0, 10, lease()).unwrap();
+    assert_eq!(s.damaged_rows_set_aside().unwrap(), 1);
+    assert_eq!(
+        s.list_shares(&si)
+            .unwrap()
+            .iter()
+            .map(|i| i.shnum)
+            .collect::<Vec<_>>(),
+        [0, 2]
+    );
+    assert_eq!(s.shares_held(), 2);
+    assert_eq!(s.read_share(&si, 2, 0, 1000).unwrap(), [2; 1000]);
+}

@@ -328,8 +328,10 @@ impl<S: ShareStore> ShareStore for FillableStore<S> {
 
 /// Flip one byte in the middle of every committed share of storage index `si` under the disk
 /// store rooted at `store_dir`: share files (Tahoe's `shares/<prefix>/<SI>/<shnum>` tree) and
-/// shares kept as rows of the store database (written through SQLite beside the running
-/// store, as a disk error would leave them). Returns how many shares were changed.
+/// shares kept as rows of the store database (written through SQLite beside the running store,
+/// with the row's checksum made to match, so the server serves the bad bytes as a lying or
+/// buggy server would, and only the client's checks can catch them). Returns how many shares
+/// were changed.
 pub fn corrupt_disk_shares(store_dir: &std::path::Path, si: &StorageIndex) -> usize {
     corrupt_share_files(store_dir, si) + corrupt_share_rows(store_dir, si)
 }
@@ -359,6 +361,7 @@ fn corrupt_share_files(store_dir: &std::path::Path, si: &StorageIndex) -> usize 
 }
 
 fn corrupt_share_rows(store_dir: &std::path::Path, si: &StorageIndex) -> usize {
+    use sha2::Digest as _;
     let Ok(db) = rusqlite::Connection::open(store_dir.join("leases.db")) else {
         return 0;
     };
@@ -377,9 +380,11 @@ fn corrupt_share_rows(store_dir: &std::path::Path, si: &StorageIndex) -> usize {
         }
         let mid = data.len() / 2;
         data[mid] ^= 0x5a;
+        // The store's row checksum: the first 16 bytes of the data's SHA-256.
+        let checksum = sha2::Sha256::digest(&data)[..16].to_vec();
         let updated = db.execute(
-            "UPDATE shares SET data = ?3 WHERE storage_index = ?1 AND shnum = ?2",
-            rusqlite::params![&si[..], shnum, data],
+            "UPDATE shares SET data = ?3, checksum = ?4 WHERE storage_index = ?1 AND shnum = ?2",
+            rusqlite::params![&si[..], shnum, data, checksum],
         );
         if updated == Ok(1) {
             changed += 1;
