@@ -1254,7 +1254,7 @@ impl ShareStore for DiskShareStore {
         let plan = plan_mutable_changes(&before, changes, self.config.max_share_size)?;
         // Space: bytes stored after minus before (a file keeps its container overhead).
         let small = self.config.small_share_max;
-        let old_stored: BTreeMap<u16, u64> = self
+        let stored_now: BTreeMap<u16, u64> = self
             .db
             .shares_of(si)?
             .iter()
@@ -1264,7 +1264,7 @@ impl ShareStore for DiskShareStore {
         for (shnum, (old, new)) in &plan {
             let was_file = current.get(shnum).is_some_and(|(_, f)| *f);
             let old_stored = if old.is_some() {
-                old_stored.get(shnum).copied().unwrap_or(0)
+                stored_now.get(shnum).copied().unwrap_or(0)
             } else {
                 0
             };
@@ -1420,7 +1420,7 @@ impl ShareStore for DiskShareStore {
             let old = if *was == Was::Absent {
                 0
             } else {
-                old_stored.get(shnum).copied().unwrap_or(0)
+                stored_now.get(shnum).copied().unwrap_or(0)
             };
             let new = match draft {
                 Draft::Gone => 0,
