@@ -696,6 +696,41 @@ impl DiskShareStore {
         Ok(out)
     }
 
+    /// What a mutable write's plan needs: its largest share, and the bytes stored after minus
+    /// before (a row's data; a file's length, which keeps its container overhead).
+    fn space_for(
+        &self,
+        plan: &lafs_core::store::LengthPlan,
+        current: &BTreeMap<u16, (MutableShareInfo, bool)>,
+        stored_now: &BTreeMap<u16, u64>,
+    ) -> (u64, u64) {
+        let small = self.config.small_share_max;
+        let (mut grow, mut shrink, mut largest) = (0u64, 0u64, 0u64);
+        for (shnum, (old, new)) in plan {
+            let was_file = current.get(shnum).is_some_and(|(_, f)| *f);
+            let old_stored = if old.is_some() {
+                stored_now.get(shnum).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            let new_stored = match new {
+                None => 0,
+                Some(n) if !was_file && *n <= small => *n,
+                Some(n) => {
+                    let overhead = match old {
+                        Some(o) if was_file => old_stored.saturating_sub(*o),
+                        _ => container::MUTABLE_DATA_OFFSET + container::EMPTY_LEASE_BLOCK,
+                    };
+                    n.saturating_add(overhead)
+                }
+            };
+            largest = largest.max(new.unwrap_or(0));
+            grow = grow.saturating_add(new_stored.saturating_sub(old_stored));
+            shrink = shrink.saturating_add(old_stored.saturating_sub(new_stored));
+        }
+        (largest, grow.saturating_sub(shrink))
+    }
+
     /// One mutable share's next version, from its current one and its changes in order.
     fn draft(
         &self,
@@ -1252,38 +1287,14 @@ impl ShareStore for DiskShareStore {
             .collect();
         let before: BTreeMap<u16, u64> = current.iter().map(|(n, (i, _))| (*n, i.length)).collect();
         let plan = plan_mutable_changes(&before, changes, self.config.max_share_size)?;
-        // Space: bytes stored after minus before (a file keeps its container overhead).
-        let small = self.config.small_share_max;
         let stored_now: BTreeMap<u16, u64> = self
             .db
             .shares_of(si)?
             .iter()
             .map(|s| (s.shnum, s.stored_bytes))
             .collect();
-        let (mut grow, mut shrink, mut largest) = (0u64, 0u64, 0u64);
-        for (shnum, (old, new)) in &plan {
-            let was_file = current.get(shnum).is_some_and(|(_, f)| *f);
-            let old_stored = if old.is_some() {
-                stored_now.get(shnum).copied().unwrap_or(0)
-            } else {
-                0
-            };
-            let new_stored = match new {
-                None => 0,
-                Some(n) if !was_file && *n <= small => *n,
-                Some(n) => {
-                    let overhead = match old {
-                        Some(o) if was_file => old_stored.saturating_sub(*o),
-                        _ => container::MUTABLE_DATA_OFFSET + container::EMPTY_LEASE_BLOCK,
-                    };
-                    n.saturating_add(overhead)
-                }
-            };
-            largest = largest.max(new.unwrap_or(0));
-            grow = grow.saturating_add(new_stored.saturating_sub(old_stored));
-            shrink = shrink.saturating_add(old_stored.saturating_sub(new_stored));
-        }
-        self.admit(largest, grow.saturating_sub(shrink))?;
+        let (largest, needed) = self.space_for(&plan, &current, &stored_now);
+        self.admit(largest, needed)?;
         // Compose every touched share's next version.
         let mut drafts: Vec<(u16, Was, Draft)> = Vec::new();
         for shnum in plan.keys() {
