@@ -802,13 +802,7 @@ impl DiskShareStore {
         data: &[u8],
     ) -> Result<Draft, StoreError> {
         let tmp = self.incoming_path(si, shnum, ".mutable");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| io_error("creating share", &tmp, e))?;
+        let file = create_rw(&tmp, "creating share")?;
         container::write_new(&file, &tmp, enabler, data)?;
         Ok(Draft::Container { tmp, file })
     }
@@ -905,6 +899,17 @@ fn annotate(e: StoreError, what: &str) -> StoreError {
     }
 }
 
+/// Creates (or empties) a file under `incoming/` for reading and writing.
+fn create_rw(path: &Path, action: &str) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| io_error(action, path, e))
+}
+
 fn open_rw(path: &Path) -> Result<File, StoreError> {
     OpenOptions::new()
         .read(true)
@@ -969,13 +974,7 @@ impl ShareStore for DiskShareStore {
         } else {
             // Nothing in incoming/ needs to be durable: it is wiped on open anyway.
             let path = self.incoming_path(si, shnum, "");
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .map_err(|e| io_error("creating upload", &path, e))?;
+            let file = create_rw(&path, "creating upload")?;
             let open_files = self
                 .uploads
                 .values()
