@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::base32;
 use crate::store::{
-    secrets_equal, EnablerRecord, Lease, MutableShareChange, ShareStore, StoreError,
+    secrets_equal, DurabilityTicket, EnablerRecord, Lease, MutableShareChange, ShareStore,
+    StoreError,
 };
 use crate::time::{Duration, Instant};
 use crate::wire::{
@@ -100,10 +101,37 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
     }
 }
 
-/// The answer to a request whose changes could not be made durable (see
-/// [`crate::store::ShareStore::durability_ticket`]): a store failure, whatever the handler said.
-pub fn not_durable(e: StoreError) -> Response {
-    store_failure(e)
+/// An answer that may have to wait until the changes behind it are durable (a store that
+/// defers its syncs, see [`crate::store::ShareStore::durability_ticket`]). A runtime takes it
+/// under its lock with [`StorageServer::answer`], releases the lock, waits on
+/// [`Pending::ticket`] if there is one, and sends [`Pending::after_wait`].
+#[derive(Debug)]
+pub struct Pending {
+    response: Response,
+    ticket: Option<DurabilityTicket>,
+}
+
+impl Pending {
+    /// What to wait on before answering (`None`: nothing to wait for).
+    pub fn ticket(&mut self) -> Option<DurabilityTicket> {
+        self.ticket.take()
+    }
+
+    /// The answer once the wait returned `waited` (`Ok` also when there was nothing to wait
+    /// for): changes that could not be made durable are a store failure, whatever the handler
+    /// said.
+    pub fn after_wait(self, waited: Result<(), StoreError>) -> Response {
+        match waited {
+            Ok(()) => self.response,
+            Err(e) => store_failure(e),
+        }
+    }
+
+    /// Waits on this thread, then the answer.
+    pub fn wait(mut self) -> Response {
+        let waited = self.ticket().map_or(Ok(()), |t| t.wait());
+        self.after_wait(waited)
+    }
 }
 
 fn store_failure(e: StoreError) -> Response {
@@ -200,6 +228,16 @@ impl<S: ShareStore> StorageServer<S> {
     /// Corruption advisories received, oldest first.
     pub fn advisories(&self) -> impl Iterator<Item = &CorruptionAdvisory> {
         self.advisories.iter()
+    }
+
+    /// [`StorageServer::handle_request`], with what the store says to wait on before the
+    /// answer may be sent.
+    pub fn answer(&mut self, now: Instant, conn: ConnectionId, req: Request) -> Pending {
+        let response = self.handle_request(now, conn, req);
+        Pending {
+            response,
+            ticket: self.store.durability_ticket(),
+        }
     }
 
     /// Answers one request from connection `conn` at time `now`.

@@ -44,7 +44,7 @@ impl ConnectionFrames {
     /// (an async server that awaits between handling and replying): `Ok(request)` to handle,
     /// or `Err(answer)` for a malformed one, already answered with `BadRequest`. `None` and the
     /// errors as [`ConnectionFrames::next_reply`]. Frame the reply with [`encode_response`].
-    pub fn next_request(&mut self) -> Result<Option<(u64, Pending)>, String> {
+    pub fn next_request(&mut self) -> Result<Option<(u64, Incoming)>, String> {
         match self.decoder.pop() {
             Ok(None) => Ok(None),
             Ok(Some(Frame::Request { id, request })) => Ok(Some((id, Ok(request)))),
@@ -68,7 +68,7 @@ impl ConnectionFrames {
 }
 
 /// A request to handle, or the answer already decided for a malformed one.
-pub type Pending = Result<Request, Response>;
+pub type Incoming = Result<Request, Response>;
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use async_io::{Async, Timer};
-use lafs_core::server::{not_durable, ConnectionId, StorageServer};
+use lafs_core::server::{ConnectionId, StorageServer};
 use lafs_core::server_frames::{encode_response, ConnectionFrames};
 use lafs_core::store::ShareStore;
 use lafs_core::wire::{Request, Response};
@@ -143,18 +143,12 @@ async fn answer<S: ShareStore>(
     conn: ConnectionId,
     request: Request,
 ) -> Response {
-    let (response, ticket) = {
-        let mut server = lock(state);
-        let response = server.handle_request(clock::now(), conn, request);
-        (response, server.store().durability_ticket())
+    let mut pending = lock(state).answer(clock::now(), conn, request);
+    let waited = match pending.ticket() {
+        Some(ticket) => smol::unblock(move || ticket.wait()).await,
+        None => Ok(()),
     };
-    match ticket {
-        Some(ticket) => match smol::unblock(move || ticket.wait()).await {
-            Ok(()) => response,
-            Err(e) => not_durable(e),
-        },
-        None => response,
-    }
+    pending.after_wait(waited)
 }
 
 /// Abort idle uploads when the server's timer says so.

@@ -24,7 +24,7 @@ use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lafs_core::server::{not_durable, ConnectionId, StorageServer};
+use lafs_core::server::{ConnectionId, StorageServer};
 use lafs_core::server_frames::ConnectionFrames;
 use lafs_core::store::ShareStore;
 
@@ -285,17 +285,10 @@ fn serve_connection<S: ShareStore>(shared: &Shared<S>, conn: ConnectionId, mut s
     let mut frames = ConnectionFrames::new();
     let mut chunks = Chunks::new();
     let answer = |request| {
-        let (response, ticket) = {
-            let mut server = lock(&shared.server);
-            let response = server.handle_request(clock::now(), conn, request);
-            (response, server.store().durability_ticket())
-        };
+        let pending = lock(&shared.server).answer(clock::now(), conn, request);
         // Outside the lock: requests of other connections go on while this one waits for its
         // changes' sync, and the sync they need next covers all of theirs at once.
-        match ticket.map(|t| t.wait()) {
-            Some(Err(e)) => not_durable(e),
-            _ => response,
-        }
+        pending.wait()
     };
     while let Some(bytes) = chunks.next(&mut stream) {
         frames.push(bytes);
